@@ -1,0 +1,1 @@
+"""Side-by-side WebSocket room broadcast benchmark (see bench/README.md)."""

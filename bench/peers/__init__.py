@@ -1,0 +1,1 @@
+"""Peer room-broadcast servers the benchmark compares against (see bench/README.md)."""

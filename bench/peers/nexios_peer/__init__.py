@@ -1,0 +1,1 @@
+"""Nexios itself (the ``nexios`` package) as a room broadcast peer."""

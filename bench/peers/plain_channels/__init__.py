@@ -1,0 +1,1 @@
+"""Plain Django Channels room broadcast peer (AsyncJsonWebsocketConsumer + group_send)."""

@@ -1,0 +1,27 @@
+"""ASGI entry point: ``daphne -b 127.0.0.1 -p PORT bench.peers.plain_channels.asgi:application``."""
+
+from __future__ import annotations
+
+import os
+
+# Forced, not setdefault: the peer must never pick up the project's settings module.
+os.environ["DJANGO_SETTINGS_MODULE"] = "bench.peers.plain_channels.settings"
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from bench._util import raise_nofile_limit  # noqa: E402
+from bench.peers.plain_channels.consumers import RoomConsumer  # noqa: E402
+
+raise_nofile_limit()
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": URLRouter([path("ws/bench/<str:room>/", RoomConsumer.as_asgi())]),
+    }
+)

@@ -1,0 +1,1 @@
+"""A plain ``websockets`` asyncio server using ``websockets.broadcast``: the floor of the cost."""

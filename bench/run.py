@@ -1,0 +1,730 @@
+"""Run every system of the table side by side and write bench/results/latest.{json,md,png}.
+
+    python -m bench.run --quick          # rooms of 10 and 100, 1000 idle sockets (~5 min)
+    python -m bench.run                  # rooms of 10, 100, 1000; 1k/5k/10k idle sockets
+    python -m bench.run --quick --only raw_websockets,plain_channels
+
+For each system: start it on a free port (its own process group, RLIMIT_NOFILE raised), wait
+for the port, measure server memory per idle connection on a fresh process, restart it, then
+for each room size run the load generator at saturation (rate 0, window 200) and once more at
+half of the saturating message rate for latency, then stop it. A system that fails to start
+or crashes is recorded with its error and the run goes on.
+
+To add a system, append a ``System`` to ``EXTRA_SYSTEMS`` below (the marked block).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench._util import free_port, raise_nofile_limit, wait_port
+from bench.loadgen import close_all, open_idle, run_load
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PY = sys.executable
+BIN = str(Path(sys.executable).parent)
+
+
+@dataclass(frozen=True)
+class System:
+    """One server to benchmark.
+
+    ``cmd``, every ``env`` value and every ``setup`` command are templates with these
+    placeholders: ``{python}`` (this interpreter), ``{bin}`` (its bin/ dir, where daphne and
+    uvicorn live), ``{port}`` (a free port), ``{redis_url}`` (a redis-server started for this
+    run; mentioning it is what makes the run start one), ``{tmpdir}`` (a fresh directory per
+    system, e.g. for a sqlite file) and ``{root}`` (the repository root, also the cwd).
+    ``setup`` commands run once, in order, before each start of the server (e.g. migrate).
+    ``path`` is the room URL path; ``{room}`` is replaced by the room name.
+    """
+
+    name: str
+    cmd: str
+    env: dict[str, str] = field(default_factory=dict)
+    setup: tuple[str, ...] = ()
+    path: str = "/ws/bench/{room}/"
+    description: str = ""
+    start_timeout: float = 30.0
+
+
+DAPHNE = "{bin}/daphne -v 0 -b 127.0.0.1 -p {port}"
+
+SYSTEMS: list[System] = [
+    System(
+        "plain_channels",
+        f"{DAPHNE} bench.peers.plain_channels.asgi:application",
+        description="Django Channels AsyncJsonWebsocketConsumer, InMemoryChannelLayer, daphne",
+    ),
+    System(
+        "plain_channels_redis",
+        f"{DAPHNE} bench.peers.plain_channels.asgi:application",
+        env={"REDIS_URL": "{redis_url}"},
+        description="Django Channels AsyncJsonWebsocketConsumer, channels_redis, daphne",
+    ),
+    System(
+        "nexios_uvicorn",
+        "{bin}/uvicorn --host 127.0.0.1 --port {port} --log-level warning --no-access-log"
+        " bench.peers.nexios_peer.app:app",
+        description="Nexios 3 Channel/ChannelBox, uvicorn (websockets-sansio)",
+    ),
+    System(
+        "nexios_daphne",
+        f"{DAPHNE} bench.peers.nexios_peer.app:app",
+        description="Nexios 3 Channel/ChannelBox, daphne",
+    ),
+    System(
+        "raw_websockets",
+        "{python} -m bench.peers.raw_websockets --port {port}",
+        description="websockets asyncio server + websockets.broadcast (floor of the cost)",
+    ),
+]
+
+# ================================ ADD SYSTEMS HERE ================================
+# Append System(...) entries; they run after the peers above, in this order. Example for
+# the app of this repository (daphne project.asgi:application, rooms at /ws/bench/{room}/):
+#
+#   System(
+#       "nexios_compat",
+#       f"{DAPHNE} project.asgi:application",
+#       env={
+#           "DJANGO_SETTINGS_MODULE": "project.settings",
+#           "DATABASE_URL": "sqlite:///{tmpdir}/bench.sqlite3",
+#       },
+#       setup=("{python} manage.py migrate --noinput",),
+#       description="nexios_compat on Channels (in-memory layer), daphne",
+#   ),
+#   System(
+#       "nexios_compat_redis",
+#       f"{DAPHNE} project.asgi:application",
+#       env={
+#           "DJANGO_SETTINGS_MODULE": "project.settings",
+#           "DATABASE_URL": "sqlite:///{tmpdir}/bench.sqlite3",
+#           "REDIS_URL": "{redis_url}",
+#       },
+#       setup=("{python} manage.py migrate --noinput",),
+#       description="nexios_compat on Channels (channels_redis), daphne",
+#   ),
+EXTRA_SYSTEMS: list[System] = []
+# ==================================================================================
+
+# Ratios in the report are computed against these, when they ran successfully.
+BASELINES = ("plain_channels", "nexios_daphne")
+
+# Variables of the calling environment that must not leak into a server.
+_SCRUBBED_ENV = ("DJANGO_SETTINGS_MODULE", "REDIS_URL", "DATABASE_URL")
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str
+    sizes: tuple[int, ...]
+    sat_seconds: float  # a saturation run sends for this long (or until its cap)...
+    sat_deliveries_cap: int  # ...or until members x messages reaches this
+    lat_seconds: float  # duration of the half-rate latency run
+    idle_levels: tuple[int, ...]
+
+    def sat_messages(self, members: int) -> int:
+        return max(500, self.sat_deliveries_cap // members)
+
+
+QUICK = Plan("quick", (10, 100), 3.0, 400_000, 4.0, (1_000,))
+FULL = Plan("full", (10, 100, 1000), 8.0, 1_000_000, 8.0, (1_000, 5_000, 10_000))
+
+
+def _child_setup() -> None:  # runs in the forked server before exec
+    raise_nofile_limit()
+
+
+def _fmt(template: str, values: dict[str, str]) -> str:
+    return template.format(**values)
+
+
+def _needs_redis(system: System) -> bool:
+    texts = [system.cmd, *system.env.values(), *system.setup]
+    return any("{redis_url}" in t for t in texts)
+
+
+class Server:
+    """A server subprocess in its own process group, with its log in a file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = log
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_child_setup,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _procs(self) -> list[psutil.Process]:
+        if not self.alive():
+            return []
+        assert self.proc is not None
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def rss(self) -> int:
+        total = 0
+        for p in self._procs():
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for p in self._procs():
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            pgid = self.proc.pid  # start_new_session: the group we created has our pid
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+                self.proc.wait(timeout)
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+            self._log = None
+
+
+def run_setup(commands: list[str], env: dict[str, str], log_path: Path) -> None:
+    with open(log_path, "ab") as log:
+        for cmd in commands:
+            log.write(f"$ {cmd}\n".encode())
+            log.flush()
+            done = subprocess.run(
+                shlex.split(cmd), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, timeout=300, check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"setup command failed ({done.returncode}): {cmd}")
+
+
+async def settle(server: Server, max_wait: float = 10.0, idle_pct: float = 15.0) -> None:
+    """Wait until the server uses < ``idle_pct`` % of a core (leftover work from the last run)."""
+    deadline = time.monotonic() + max_wait
+    await asyncio.sleep(0.2)
+    while time.monotonic() < deadline and server.alive():
+        c0, t0 = server.cpu_seconds(), time.monotonic()
+        await asyncio.sleep(0.25)
+        pct = 100 * (server.cpu_seconds() - c0) / (time.monotonic() - t0)
+        if pct < idle_pct:
+            return
+
+
+async def measure_memory(server: Server, url: str, levels: tuple[int, ...]) -> dict[str, Any]:
+    """Server RSS growth per idle socket, at each cumulative level of open sockets."""
+    warm, _ = await open_idle(url, 20)
+    await close_all(warm)
+    await settle(server)
+    rss0 = server.rss()
+    out: dict[str, Any] = {"rss_before_mb": round(rss0 / 2**20, 1), "levels": []}
+    sockets: list[Any] = []
+    try:
+        for level in levels:
+            more, errors = await open_idle(url, level - len(sockets))
+            sockets.extend(more)
+            await settle(server)
+            await asyncio.sleep(0.5)
+            rss = server.rss()
+            entry = {
+                "conns": len(sockets),
+                "rss_after_mb": round(rss / 2**20, 1),
+                "kib_per_conn": round((rss - rss0) / max(1, len(sockets)) / 1024, 2),
+            }
+            if errors:
+                entry["error"] = f"{len(errors)} of {level} failed; first: {errors[0]}"
+                out["levels"].append(entry)
+                out["error"] = entry["error"]
+                break
+            out["levels"].append(entry)
+            print(f"    idle {len(sockets):>6}: {entry['kib_per_conn']:8.1f} KiB/conn", flush=True)
+    finally:
+        for ws in sockets:  # abort, no close handshake: the server is restarted anyway
+            with contextlib.suppress(Exception):
+                ws.transport.abort()
+    return out
+
+
+async def measure_room(
+    server: Server, url_for: Any, members: int, plan: Plan
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    await settle(server)
+    c0, t0 = server.cpu_seconds(), time.monotonic()
+    sat = await run_load(
+        url_for(f"n{members}-sat-{uuid.uuid4().hex[:8]}"),
+        members,
+        plan.sat_messages(members),
+        rate=0.0,
+        duration=plan.sat_seconds,
+        max_seconds=plan.sat_seconds * 10,
+    )
+    dur = time.monotonic() - t0
+    sat["server_cpu_pct"] = round(100 * (server.cpu_seconds() - c0) / max(dur, 1e-9), 1)
+    out["saturation"] = sat
+    out["delivered_per_s"] = sat.get("delivered_per_s")
+    out["errors"] = sat.get("errors", 0)
+    if not sat.get("sent_per_s"):
+        out["error"] = sat.get("error", "saturation run produced no rate")
+        return out
+    half = max(1.0, 0.5 * float(sat["sent_per_s"]))
+    n_lat = max(20, int(half * plan.lat_seconds))
+    await settle(server)
+    lat = await run_load(
+        url_for(f"n{members}-lat-{uuid.uuid4().hex[:8]}"),
+        members,
+        n_lat,
+        rate=half,
+        max_seconds=plan.lat_seconds * 4,
+    )
+    out["latency"] = lat
+    out["latency_rate"] = round(half, 1)
+    out["p50_ms"] = lat.get("p50_ms")
+    out["p99_ms"] = lat.get("p99_ms")
+    out["errors"] += lat.get("errors", 0)
+    notes = [f"{kind}: {r['error']}" for kind, r in (("sat", sat), ("lat", lat)) if r.get("error")]
+    if notes:
+        out["error"] = "; ".join(notes)
+    return out
+
+
+class Redis:
+    """A throwaway redis-server for the channels_redis variants."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server not found on PATH")
+        argv = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--maxclients", "20000", "--protected-mode", "no"]
+        self.server = Server("redis", argv, dict(os.environ), log_dir / "redis.log")
+        self.server.start()
+        if not wait_port(self.port, timeout=15, alive=self.server.alive):
+            self.server.stop()
+            raise RuntimeError(f"redis-server did not start:\n{self.server.tail()}")
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
+        self.version = out.stdout.strip()
+
+    def flush(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+async def bench_system(
+    system: System, plan: Plan, redis_url: str | None, work: Path
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "name": system.name,
+        "description": system.description,
+        "status": "ok",
+        "rooms": {},
+    }
+    if _needs_redis(system) and redis_url is None:
+        result.update(status="error", error="needs {redis_url} but redis-server is unavailable")
+        return result
+    tmpdir = Path(tempfile.mkdtemp(prefix=f"{system.name}-", dir=work))
+    values = {"python": PY, "bin": BIN, "redis_url": redis_url or "", "tmpdir": str(tmpdir),
+              "root": str(ROOT), "port": "0"}
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({k: _fmt(v, values) for k, v in system.env.items()})
+    log_path = work / f"{system.name}.log"
+    result["log"] = os.path.relpath(log_path, ROOT)
+
+    async def start() -> tuple[Server, int]:
+        port = free_port()
+        vals = {**values, "port": str(port)}
+        if system.setup:
+            run_setup([_fmt(c, vals) for c in system.setup], env, log_path)
+        argv = shlex.split(_fmt(system.cmd, vals))
+        result["cmd"] = shlex.join(argv)
+        server = Server(system.name, argv, env, log_path)
+        server.start()
+        ok = await asyncio.to_thread(
+            wait_port, port, "127.0.0.1", system.start_timeout, server.alive
+        )
+        if not ok:
+            server.stop()
+            raise RuntimeError(f"did not open port {port}; log tail:\n{server.tail()}")
+        return server, port
+
+    def url_maker(port: int) -> Any:
+        return lambda room: f"ws://127.0.0.1:{port}" + system.path.format(room=room)
+
+    server: Server | None = None
+    try:
+        # 1. memory per idle connection, on a fresh process
+        server, port = await start()
+        print(f"  {system.name}: up on :{port}, pid {server.proc.pid}", flush=True)  # type: ignore[union-attr]
+        try:
+            result["memory"] = await measure_memory(
+                server, url_maker(port)(f"idle-{uuid.uuid4().hex[:8]}"), plan.idle_levels
+            )
+        except Exception as exc:
+            result["memory"] = {"error": f"{type(exc).__name__}: {exc}", "levels": []}
+        server.stop()
+        # 2. throughput and latency per room size, on another fresh process
+        server, port = await start()
+        for members in plan.sizes:
+            if not server.alive():
+                raise RuntimeError(f"server died; log tail:\n{server.tail()}")
+            room = await measure_room(server, url_maker(port), members, plan)
+            result["rooms"][str(members)] = room
+            print(
+                f"    room {members:>5}: {room.get('delivered_per_s') or 0:>10,.0f} delivered/s"
+                f"  p50 {room.get('p50_ms')} ms  p99 {room.get('p99_ms')} ms"
+                f"  errors {room.get('errors')}"
+                + (f"  [{room['error'][:160]}]" if room.get("error") else ""),
+                flush=True,
+            )
+        if not server.alive():
+            raise RuntimeError(f"server died; log tail:\n{server.tail()}")
+    except Exception as exc:
+        result.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        print(f"  {system.name}: ERROR {result['error']}", flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+    return result
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for dist in ("Django", "channels", "daphne", "channels-redis", "redis", "websockets",
+                 "nexios", "uvicorn", "Twisted"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[dist] = importlib.metadata.version(dist)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True, check=False).stdout.strip()
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model,
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "nofile_limit": raise_nofile_limit(),
+        "versions": versions,
+        "git_commit": commit or None,
+    }
+
+
+def _delivered(res: dict[str, Any], size: int) -> float | None:
+    room = res.get("rooms", {}).get(str(size))
+    return room.get("delivered_per_s") if room else None
+
+
+def _mem(res: dict[str, Any]) -> float | None:
+    levels = res.get("memory", {}).get("levels") or []
+    ok = [lv for lv in levels if "error" not in lv]
+    return ok[-1]["kib_per_conn"] if ok else None
+
+
+def compute_ratios(results: dict[str, Any], sizes: tuple[int, ...]) -> dict[str, Any]:
+    ratios: dict[str, Any] = {}
+    for base in BASELINES:
+        b = results.get(base)
+        if not b or b.get("status") != "ok":
+            continue
+        per: dict[str, Any] = {}
+        for name, res in results.items():
+            entry: dict[str, Any] = {}
+            for size in sizes:
+                mine, theirs = _delivered(res, size), _delivered(b, size)
+                entry[f"delivered_{size}"] = (
+                    round(mine / theirs, 3) if mine and theirs else None
+                )
+            mine_m, theirs_m = _mem(res), _mem(b)
+            entry["memory_per_conn"] = (
+                round(mine_m / theirs_m, 3) if mine_m and theirs_m else None
+            )
+            per[name] = entry
+        ratios[base] = per
+    return ratios
+
+
+def _n(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def _x(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    meta, plan, results, ratios = doc["meta"], doc["plan"], doc["systems"], doc["ratios"]
+    sizes = plan["sizes"]
+    lines = [
+        f"# Room broadcast benchmark ({plan['mode']} run)",
+        "",
+        f"- date: {meta['date']}  commit: {meta.get('git_commit') or '—'}",
+        f"- machine: {meta['cpus']} × {meta['cpu_model']}, {meta['memory_gib']} GiB, "
+        f"{meta['platform']}, Python {meta['python']}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+        + (f", {meta['redis_server']}" if meta.get("redis_server") else ""),
+        f"- load: one asyncio client process; saturation = rate 0 with at most "
+        f"{plan['window']} messages ahead of the slowest member; latency = rate at half of "
+        f"each system's own saturating message rate. Server and client share "
+        f"{meta['cpus']} cores.",
+        "",
+        "## Delivered messages/s at saturation (members × messages / elapsed; higher is better)",
+        "",
+        "| system | " + " | ".join(f"room {s}" for s in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+    ]
+    for name, res in results.items():
+        cells = [_n(_delivered(res, s)) for s in sizes]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Latency at half of the saturating rate: p50 / p99 ms (receive time − send ts)",
+        "",
+        "| system | " + " | ".join(f"room {s}" for s in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+    ]
+    for name, res in results.items():
+        cells = []
+        for s in sizes:
+            room = res.get("rooms", {}).get(str(s))
+            cells.append(
+                f"{_n(room.get('p50_ms'), 1)} / {_n(room.get('p99_ms'), 1)}"
+                f" @ {_n(room.get('latency_rate'))} msg/s"
+                if room and room.get("p50_ms") is not None else "—"
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    levels = plan["idle_levels"]
+    lines += [
+        "",
+        "## Server memory per idle connection, KiB ((RSS after − RSS before) / sockets)",
+        "",
+        "| system | RSS before MiB | " + " | ".join(f"{k:,} idle" for k in levels) + " |",
+        "|---|---:|" + "---:|" * len(levels),
+    ]
+    for name, res in results.items():
+        mem = res.get("memory", {})
+        by = {lv["conns"]: lv for lv in mem.get("levels", [])}
+        cells = [
+            _n(by[k]["kib_per_conn"], 1) + (" (err)" if "error" in by[k] else "")
+            if k in by else "—"
+            for k in levels
+        ]
+        lines.append(f"| {name} | {_n(mem.get('rss_before_mb'), 1)} | " + " | ".join(cells) + " |")
+    for base, per in ratios.items():
+        lines += [
+            "",
+            f"## Ratios to {base} (same run)",
+            "",
+            "| system | " + " | ".join(f"delivered/s room {s}" for s in sizes)
+            + " | memory/conn |",
+            "|---|" + "---:|" * (len(sizes) + 1),
+        ]
+        for name, entry in per.items():
+            cells = [_x(entry.get(f"delivered_{s}")) for s in sizes]
+            cells.append(_x(entry.get("memory_per_conn")))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## CPU during the saturation runs (% of one core; client ≥ 90 % means client-bound)",
+        "",
+        "| system | " + " | ".join(f"room {s} server / client" for s in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+    ]
+    for name, res in results.items():
+        cells = []
+        for s in sizes:
+            sat = res.get("rooms", {}).get(str(s), {}).get("saturation") or {}
+            cells.append(f"{_n(sat.get('server_cpu_pct'))} / {_n(sat.get('client_cpu_pct'))}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    problems = []
+    for name, res in results.items():
+        if res.get("error"):
+            problems.append(f"- **{name}**: {res['error'].splitlines()[0]}")
+        for s, room in res.get("rooms", {}).items():
+            if room.get("errors") or room.get("error"):
+                problems.append(
+                    f"- {name} room {s}: {room.get('errors')} delivery errors; "
+                    f"{room.get('error', '')}".rstrip("; ")
+                )
+        if res.get("memory", {}).get("error"):
+            problems.append(f"- {name} memory: {res['memory']['error']}")
+    lines += ["", "## Errors", ""] + (problems or ["none"])
+    lines += ["", "## Systems", ""]
+    for name, res in results.items():
+        lines.append(f"- **{name}**: {res.get('description', '')} — `{res.get('cmd', '')}`")
+    return "\n".join(lines) + "\n"
+
+
+def plot(doc: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = doc["plan"]["sizes"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, res in doc["systems"].items():
+        pts = [(s, _delivered(res, s)) for s in sizes]
+        pts = [(s, v) for s, v in pts if v]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([str(s) for s in sizes])
+    ax.set_xlabel("room size (members)")
+    ax.set_ylabel("delivered messages/s (saturation)")
+    meta = doc["meta"]
+    ax.set_title(f"Room broadcast, {doc['plan']['mode']} run, {meta['date'][:10]}, "
+                 f"{meta['cpus']} CPUs")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    plan = QUICK if args.quick else FULL
+    if args.sizes:
+        plan = dataclasses.replace(plan, sizes=tuple(int(s) for s in args.sizes.split(",")))
+    systems = SYSTEMS + EXTRA_SYSTEMS
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = set(wanted) - {s.name for s in systems}
+        if unknown:
+            raise SystemExit(f"unknown systems: {', '.join(sorted(unknown))}")
+        systems = [s for s in systems if s.name in wanted]
+    raise_nofile_limit()
+    out_dir = Path(args.out).resolve()
+    work = out_dir / "tmp"
+    work.mkdir(parents=True, exist_ok=True)
+    meta = machine_info()
+    redis: Redis | None = None
+    if any(_needs_redis(s) for s in systems):
+        try:
+            redis = Redis(work)
+            meta["redis_server"] = redis.version.split(" sha=")[0]
+            print(f"redis-server on {redis.url}", flush=True)
+        except Exception as exc:
+            print(f"redis unavailable: {exc}", flush=True)
+    results: dict[str, Any] = {}
+    t0 = time.monotonic()
+    try:
+        for system in systems:
+            print(f"== {system.name}", flush=True)
+            if redis is not None and _needs_redis(system):
+                redis.flush()
+            results[system.name] = await bench_system(
+                system, plan, redis.url if redis else None, work
+            )
+    finally:
+        if redis is not None:
+            redis.stop()
+    doc = {
+        "meta": meta,
+        "plan": {**plan.__dict__, "window": 200, "total_seconds": round(time.monotonic() - t0)},
+        "systems": results,
+        "ratios": compute_ratios(results, plan.sizes),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out_dir / "latest.md").write_text(render_markdown(doc))
+    plot(doc, out_dir / "throughput.png")
+    print(f"wrote {out_dir}/latest.json, latest.md, throughput.png "
+          f"({doc['plan']['total_seconds']} s)", flush=True)
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="rooms 10/100, 1000 idle sockets")
+    parser.add_argument("--only", help="comma-separated system names to run")
+    parser.add_argument("--sizes", help="comma-separated room sizes (overrides the plan)")
+    parser.add_argument("--out", default=str(RESULTS), help="output directory")
+    args = parser.parse_args(argv)
+    doc = asyncio.run(main_async(args))
+    failed = [n for n, r in doc["systems"].items() if r.get("status") != "ok"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The chat example's WebSocket routes: one room endpoint, plus the seed documents' examples."""
+
+import time
+import typing
+
+from nexios_compat import WebSocket, get_application
+from nexios_compat.websockets import WebSocketEndpoint
+
+from . import seeds_channels, seeds_websockets
+
+app = get_application()
+
+
+class RoomEndpoint(WebSocketEndpoint):
+    """A chat room: join notices, messages saved to history, member counts."""
+
+    encoding = "json"
+
+    async def on_connect(self, ws: WebSocket) -> None:
+        await ws.accept()
+        self.room = ws.path_params["room"]
+        user = ws.user
+        if user is not None and user.is_authenticated:
+            self.name = user.get_username()
+        else:
+            self.name = (ws.query_params.get("username") or "anonymous")[:50]
+        self.channel.metadata["username"] = self.name
+        await self.join_group(self.room)
+        await self.announce(f"{self.name} joined", offset=0)
+
+    async def on_receive(self, ws: WebSocket, data: typing.Any) -> None:
+        if not isinstance(data, dict) or data.get("type") != "message":
+            await ws.send_json({"type": "error", "message": 'Send {"type": "message", "content": "..."}'})
+            return
+        content = str(data.get("content", ""))[:2000]
+        payload = {"type": "chat", "user": self.name, "message": content, "timestamp": time.time()}
+        await self.broadcast(payload, self.room, save_history=True)
+
+    async def on_disconnect(self, ws: WebSocket, close_code: int) -> None:
+        if hasattr(self, "room"):
+            await self.announce(f"{self.name} left", offset=-1)
+
+    async def announce(self, text: str, offset: int) -> None:
+        users = len(await self.group(self.room)) + offset
+        payload = {"type": "system", "message": text, "users": users, "timestamp": time.time()}
+        await self.broadcast(payload, self.room, save_history=True)
+
+
+app.add_ws_route(RoomEndpoint.as_route("/ws/chat/{room}/"))
+app.mount_ws_router(seeds_websockets.app, prefix="/seeds")
+app.mount_ws_router(seeds_channels.app, prefix="/seeds/channels")

@@ -1,0 +1,58 @@
+"""Settings for nexios_compat: one ``NEXIOS_COMPAT`` dict merged over defaults."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+CONFIG_DEFAULTS: dict[str, Any] = {
+    # Channel layer alias used for fan-out (a key of CHANNEL_LAYERS).
+    "LAYER_ALIAS": "default",
+    # Prefix of every layer group name we create.
+    "GROUP_PREFIX": "nexios",
+    # Longest group (room) name accepted, in characters.
+    "MAX_GROUP_NAME_LENGTH": 500,
+    # Seconds between sweeps that close channels idle for longer than ``expires``.
+    "EXPIRE_SWEEP_INTERVAL": 2.0,
+    # Dotted paths of the storage classes.
+    "HISTORY_STORE": "nexios_compat.history.DatabaseHistoryStore",
+    "PRESENCE_STORE": "nexios_compat.presence.DatabasePresenceStore",
+    # Retention: messages kept per room (None: unlimited) and their age in seconds.
+    "HISTORY_MAX_MESSAGES": 1000,
+    "HISTORY_MAX_AGE": None,
+    # Seconds between retention passes run by each process (None: only the command).
+    "HISTORY_PRUNE_INTERVAL": 60.0,
+    # Largest number of saved messages written in one database transaction.
+    "HISTORY_BATCH_SIZE": 500,
+    # Presence: seconds between a process's heartbeats, and silence after which
+    # the survivors delete a process and its members.
+    "HEARTBEAT_INTERVAL": 3.0,
+    "PROCESS_TIMEOUT": 10.0,
+}
+
+
+@functools.cache
+def get_config() -> dict[str, Any]:
+    """Return the defaults merged with ``settings.NEXIOS_COMPAT``."""
+    user = getattr(settings, "NEXIOS_COMPAT", {}) or {}
+    config = {**CONFIG_DEFAULTS, **user}
+    return config
+
+
+def history_size_bytes() -> int | None:
+    """Return Nexios's ``CHANNEL_BOX_HISTORY_SIZE`` bound on a room's payload bytes."""
+    raw = os.environ.get("CHANNEL_BOX_HISTORY_SIZE")
+    if raw is None or raw.strip() == "":
+        return None
+    return int(raw)
+
+
+@receiver(setting_changed)
+def _reset_config(*, setting: str, **kwargs: Any) -> None:
+    if setting == "NEXIOS_COMPAT":
+        get_config.cache_clear()

@@ -1,0 +1,79 @@
+"""Turn a payload into wire frames once per payload type, not once per member."""
+
+from __future__ import annotations
+
+import json
+import typing
+
+from .websockets.utils import PayloadTypeEnum
+
+# A payload as it travels on the channel layer: its kind plus text or bytes.
+KIND_JSON = "json"
+KIND_TEXT = "text"
+KIND_BYTES = "bytes"
+
+
+def dumps(value: typing.Any) -> str:
+    """Serialize JSON compactly, keeping non-ASCII characters as they are."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def pack(payload: typing.Any) -> tuple[str, str | None, bytes | None]:
+    """Return ``(kind, text, data)`` for a payload: bytes stay bytes, str stays text."""
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return KIND_BYTES, None, bytes(payload)
+    if isinstance(payload, str):
+        return KIND_TEXT, payload, None
+    return KIND_JSON, dumps(payload), None
+
+
+def unpack(kind: str, text: str | None, data: bytes | None) -> typing.Any:
+    """Return the payload that ``pack`` was given."""
+    if kind == KIND_JSON:
+        return json.loads(text or "null")
+    if kind == KIND_TEXT:
+        return text or ""
+    return bytes(data or b"")
+
+
+class FrameCache:
+    """Builds each frame variant of one message at most once."""
+
+    __slots__ = ("_frames", "data", "kind", "room", "seq", "text")
+
+    def __init__(self, room: str, kind: str, text: str | None, data: bytes | None, seq: int | None):
+        self.room = room
+        self.kind = kind
+        self.text = text
+        self.data = data
+        self.seq = seq
+        self._frames: dict[tuple[PayloadTypeEnum, bool], dict[str, typing.Any]] = {}
+
+    def frame(self, payload_type: PayloadTypeEnum, envelope: bool) -> dict[str, typing.Any]:
+        """Return the ASGI send message for a channel of this payload type."""
+        key = (payload_type, envelope)
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._frames[key] = self._build(payload_type, envelope)
+        return frame
+
+    def _build(self, payload_type: PayloadTypeEnum, envelope: bool) -> dict[str, typing.Any]:
+        kind, text, data = self.kind, self.text, self.data
+        if kind == KIND_BYTES:
+            assert data is not None
+            if payload_type is PayloadTypeEnum.TEXT:
+                try:
+                    return {"type": "websocket.send", "text": data.decode("utf-8")}
+                except UnicodeDecodeError:
+                    pass
+            return {"type": "websocket.send", "bytes": data}
+        assert text is not None
+        if payload_type is PayloadTypeEnum.JSON:
+            body = text if kind == KIND_JSON else dumps(text)
+            if envelope:
+                seq = "null" if self.seq is None else str(self.seq)
+                body = f'{{"room":{dumps(self.room)},"seq":{seq},"payload":{body}}}'
+            return {"type": "websocket.send", "text": body}
+        if payload_type is PayloadTypeEnum.BYTES:
+            return {"type": "websocket.send", "bytes": text.encode("utf-8")}
+        return {"type": "websocket.send", "text": text}

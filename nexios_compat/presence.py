@@ -1,0 +1,197 @@
+"""Cluster-wide membership: which channel is in which room, held by which process."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import socket
+import typing
+import uuid
+
+from django.db.models import Count
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from .conf import get_config
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberInfo:
+    """A live member as the shared membership records it."""
+
+    channel_id: uuid.UUID
+    room: str
+    process_id: str
+    layer_channel: str
+    metadata: dict[str, typing.Any]
+    joined: datetime.datetime
+
+
+class BasePresenceStore:
+    """Where membership lives; methods are synchronous and run on the ORM thread."""
+
+    def register_process(self, process_id: str, layer_channel: str, pid: int) -> None:
+        """Record a process and the layer channel its hub listens on."""
+        raise NotImplementedError
+
+    def unregister_process(self, process_id: str) -> None:
+        """Forget a process and all its members."""
+        raise NotImplementedError
+
+    def heartbeat(self, process_id: str) -> list[tuple[str, list[str]]]:
+        """Mark a process alive; delete silent ones, returning their channels and rooms."""
+        raise NotImplementedError
+
+    def add(self, room: str, channel_id: uuid.UUID, process_id: str, metadata: dict[str, typing.Any]) -> None:
+        """Record a channel's membership of a room."""
+        raise NotImplementedError
+
+    def remove(self, room: str, channel_id: uuid.UUID) -> None:
+        """Forget a channel's membership of a room."""
+        raise NotImplementedError
+
+    def members(self, room: str | None = None) -> list[MemberInfo]:
+        """Return the members of one room, or of all rooms, oldest first."""
+        raise NotImplementedError
+
+    def counts(self) -> dict[str, int]:
+        """Return the number of members per room that has any."""
+        raise NotImplementedError
+
+    def locate(self, channel_id: uuid.UUID) -> str | None:
+        """Return the layer channel of the hub holding ``channel_id``, if any."""
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        """Forget every membership."""
+        raise NotImplementedError
+
+
+class DatabasePresenceStore(BasePresenceStore):
+    """Membership in the ``Process`` and ``Member`` models."""
+
+    def register_process(self, process_id: str, layer_channel: str, pid: int) -> None:
+        """Create or refresh the process row."""
+        from .models import Process
+
+        Process.objects.update_or_create(
+            id=process_id,
+            defaults={
+                "layer_channel": layer_channel,
+                "hostname": socket.gethostname()[:255],
+                "pid": pid,
+                "last_heartbeat": timezone.now(),
+            },
+        )
+
+    def unregister_process(self, process_id: str) -> None:
+        """Delete the process row; its members go with it."""
+        from .models import Process
+
+        Process.objects.filter(id=process_id).delete()
+
+    def heartbeat(self, process_id: str) -> list[tuple[str, list[str]]]:
+        """Refresh our heartbeat and remove processes silent for ``PROCESS_TIMEOUT``."""
+        from .models import Member, Process
+
+        now = timezone.now()
+        Process.objects.filter(id=process_id).update(last_heartbeat=now)
+        limit = now - datetime.timedelta(seconds=float(get_config()["PROCESS_TIMEOUT"]))
+        dead = list(Process.objects.filter(last_heartbeat__lt=limit).exclude(id=process_id))
+        removed = []
+        for process in dead:
+            rooms = list(
+                Member.objects.filter(process=process).values_list("room__name", flat=True).distinct()
+            )
+            removed.append((process.layer_channel, rooms))
+        if dead:
+            Process.objects.filter(id__in=[p.id for p in dead]).delete()
+        return removed
+
+    def add(self, room: str, channel_id: uuid.UUID, process_id: str, metadata: dict[str, typing.Any]) -> None:
+        """Insert (or refresh) the member row."""
+        from .models import Member, Room
+
+        room_row = Room.objects.get_or_create(name=room)[0]
+        Member.objects.update_or_create(
+            room=room_row,
+            channel_id=channel_id,
+            defaults={"process_id": process_id, "metadata": _jsonable(metadata)},
+        )
+
+    def remove(self, room: str, channel_id: uuid.UUID) -> None:
+        """Delete the member row."""
+        from .models import Member
+
+        Member.objects.filter(room__name=room, channel_id=channel_id).delete()
+
+    def members(self, room: str | None = None) -> list[MemberInfo]:
+        """Return members with their process's layer channel."""
+        from .models import Member
+
+        rows = Member.objects.select_related("room", "process").order_by("joined", "pk")
+        if room is not None:
+            rows = rows.filter(room__name=room)
+        return [
+            MemberInfo(
+                channel_id=row.channel_id,
+                room=row.room.name,
+                process_id=row.process_id,
+                layer_channel=row.process.layer_channel,
+                metadata=row.metadata,
+                joined=row.joined,
+            )
+            for row in rows
+        ]
+
+    def counts(self) -> dict[str, int]:
+        """Return members per room."""
+        from .models import Member
+
+        return {
+            row["room__name"]: row["n"]
+            for row in Member.objects.values("room__name").annotate(n=Count("pk"))
+        }
+
+    def locate(self, channel_id: uuid.UUID) -> str | None:
+        """Return the holder's layer channel."""
+        from .models import Member
+
+        return (
+            Member.objects.filter(channel_id=channel_id)
+            .values_list("process__layer_channel", flat=True)
+            .first()
+        )
+
+    def clear(self) -> None:
+        """Delete every member row."""
+        from .models import Member
+
+        Member.objects.all().delete()
+
+
+def _jsonable(metadata: dict[str, typing.Any]) -> dict[str, typing.Any]:
+    """Keep what JSON can hold; show anything else by its ``repr``."""
+    import json
+
+    try:
+        json.dumps(metadata)
+        return dict(metadata)
+    except (TypeError, ValueError):
+        return {str(key): value if _is_json(value) else repr(value) for key, value in metadata.items()}
+
+
+def _is_json(value: typing.Any) -> bool:
+    import json
+
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def get_presence_store() -> BasePresenceStore:
+    """Return an instance of the configured ``PRESENCE_STORE``."""
+    store_class = import_string(get_config()["PRESENCE_STORE"])
+    return typing.cast(BasePresenceStore, store_class())

@@ -1,0 +1,284 @@
+"""``WebSocket``: what handlers receive, a thin state machine over ASGI messages."""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+import typing
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+
+from django.http import QueryDict
+
+if typing.TYPE_CHECKING:
+    from .channels import Channel
+
+Scope = MutableMapping[str, typing.Any]
+Message = MutableMapping[str, typing.Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class WebSocketState(enum.Enum):
+    """Connection state, tracked separately for client and application."""
+
+    CONNECTING = 0
+    CONNECTED = 1
+    DISCONNECTED = 2
+    RESPONSE = 3
+
+
+class WebSocketDisconnect(Exception):
+    """Raised by ``receive_*`` when the client has gone away."""
+
+    def __init__(self, code: int = 1000, reason: str | None = None) -> None:
+        super().__init__(code, reason or "")
+        self.code = code
+        self.reason = reason or ""
+
+
+class Address(typing.NamedTuple):
+    """The client's address, as ``ws.client.host`` and ``ws.client.port``."""
+
+    host: str
+    port: int
+
+
+class Headers(dict[str, str]):
+    """Request headers with lower-case names; repeated headers are joined by commas."""
+
+    @classmethod
+    def from_scope(cls, scope: Scope) -> Headers:
+        """Build the mapping from the scope's byte pairs."""
+        headers = cls()
+        for raw_name, raw_value in scope.get("headers", []):
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        return headers
+
+
+def fill_scope(scope: Scope) -> Scope:
+    """Add the keys Nexios handlers read (path_params, query_params, ...) to a scope."""
+    scope.setdefault("headers", [])
+    scope.setdefault("query_string", b"")
+    if "path_params" not in scope:
+        scope["path_params"] = dict(scope.get("url_route", {}).get("kwargs", {}))
+    if "query_params" not in scope:
+        scope["query_params"] = QueryDict(scope["query_string"].decode("latin-1"))
+    return scope
+
+
+class WebSocket:
+    """A WebSocket connection with the Nexios (Starlette) API."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "websocket"
+        self.scope = fill_scope(scope)
+        self._receive = receive
+        self._send = send
+        self.client_state = WebSocketState.CONNECTING
+        self.application_state = WebSocketState.CONNECTING
+        self.last_receive = time.monotonic()
+        # Channels created on this socket, so that they leave their groups when it ends.
+        self.channels: list[Channel] = []
+        self._headers: Headers | None = None
+
+    # Connection details -------------------------------------------------
+
+    @property
+    def client(self) -> Address:
+        """The client's host and port."""
+        host, port = self.scope.get("client") or ("", 0)
+        return Address(str(host), int(port))
+
+    @property
+    def headers(self) -> Headers:
+        """Request headers, names lower-cased."""
+        if self._headers is None:
+            self._headers = Headers.from_scope(self.scope)
+        return self._headers
+
+    @property
+    def path_params(self) -> dict[str, typing.Any]:
+        """Parameters captured from the route path."""
+        return typing.cast(dict[str, typing.Any], self.scope["path_params"])
+
+    @property
+    def query_params(self) -> QueryDict:
+        """Query-string parameters (a Django ``QueryDict``)."""
+        return typing.cast(QueryDict, self.scope["query_params"])
+
+    @property
+    def url(self) -> str:
+        """The request path with its query string."""
+        query = self.scope["query_string"].decode("latin-1")
+        return self.scope.get("path", "") + (f"?{query}" if query else "")
+
+    @property
+    def user(self) -> typing.Any:
+        """The user set by Channels' ``AuthMiddlewareStack`` (``None`` without it)."""
+        return self.scope.get("user")
+
+    # ASGI messages -------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """Receive the next ASGI message, enforcing valid state transitions."""
+        if self.client_state == WebSocketState.CONNECTING:
+            message = await self._receive()
+            if message["type"] != "websocket.connect":
+                raise RuntimeError(f'Expected "websocket.connect", got {message["type"]!r}')
+            self.client_state = WebSocketState.CONNECTED
+            return message
+        if self.client_state == WebSocketState.CONNECTED:
+            message = await self._receive()
+            message_type = message["type"]
+            if message_type == "websocket.disconnect":
+                self.client_state = WebSocketState.DISCONNECTED
+                self.application_state = WebSocketState.DISCONNECTED
+            elif message_type != "websocket.receive":
+                raise RuntimeError(f"Unexpected ASGI message {message_type!r}")
+            self.last_receive = time.monotonic()
+            return message
+        raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
+
+    async def send(self, message: Message) -> None:
+        """Send an ASGI message, enforcing valid state transitions."""
+        message_type = message["type"]
+        if self.application_state == WebSocketState.CONNECTING:
+            if message_type not in {"websocket.accept", "websocket.close"}:
+                raise RuntimeError(f'Expected "websocket.accept" or "websocket.close", got {message_type!r}')
+            self.application_state = (
+                WebSocketState.DISCONNECTED if message_type == "websocket.close" else WebSocketState.CONNECTED
+            )
+            await self._send(message)
+        elif self.application_state == WebSocketState.CONNECTED:
+            if message_type not in {"websocket.send", "websocket.close"}:
+                raise RuntimeError(f'Expected "websocket.send" or "websocket.close", got {message_type!r}')
+            if message_type == "websocket.close":
+                self.application_state = WebSocketState.DISCONNECTED
+            await self._send(message)
+        else:
+            raise RuntimeError('Cannot call "send" once a close message has been sent.')
+
+    async def accept(
+        self, subprotocol: str | None = None, headers: Iterable[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        """Accept the connection (waiting for the client's connect message first)."""
+        if self.client_state == WebSocketState.CONNECTING:
+            await self.receive()
+        message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
+        if headers:
+            message["headers"] = list(headers)
+        await self.send(message)
+
+    @staticmethod
+    def _raise_on_disconnect(message: Message) -> None:
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(int(message.get("code") or 1000), message.get("reason"))
+
+    def _require_connected(self) -> None:
+        if self.application_state != WebSocketState.CONNECTED:
+            if self.application_state == WebSocketState.DISCONNECTED:
+                raise WebSocketDisconnect(1000, "connection closed")
+            raise RuntimeError('WebSocket is not connected. Need to call "accept" first.')
+
+    async def _receive_frame(self) -> Message:
+        self._require_connected()
+        message = await self.receive()
+        self._raise_on_disconnect(message)
+        return message
+
+    async def receive_text(self) -> str:
+        """Receive a text frame; a binary frame closes the socket with 1003."""
+        message = await self._receive_frame()
+        text = message.get("text")
+        if text is None:
+            await self.close(1003, "Expected a text frame")
+            raise WebSocketDisconnect(1003, "Expected a text frame")
+        return typing.cast(str, text)
+
+    async def receive_bytes(self) -> bytes:
+        """Receive a binary frame; a text frame closes the socket with 1003."""
+        message = await self._receive_frame()
+        data = message.get("bytes")
+        if data is None:
+            await self.close(1003, "Expected a binary frame")
+            raise WebSocketDisconnect(1003, "Expected a binary frame")
+        return typing.cast(bytes, data)
+
+    async def receive_json(self, mode: str = "text") -> typing.Any:
+        """Receive a frame and parse it as JSON; invalid JSON raises ``json.JSONDecodeError``."""
+        if mode not in {"text", "binary"}:
+            raise RuntimeError('The "mode" argument should be "text" or "binary".')
+        message = await self._receive_frame()
+        text = message.get("text")
+        if text is None:
+            raw = message.get("bytes") or b""
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise json.JSONDecodeError(f"Frame is not UTF-8: {exc}", "", 0) from exc
+        return json.loads(text)
+
+    async def iter_text(self) -> typing.AsyncIterator[str]:
+        """Yield text frames until the client disconnects."""
+        try:
+            while True:
+                yield await self.receive_text()
+        except WebSocketDisconnect:
+            pass
+
+    async def iter_bytes(self) -> typing.AsyncIterator[bytes]:
+        """Yield binary frames until the client disconnects."""
+        try:
+            while True:
+                yield await self.receive_bytes()
+        except WebSocketDisconnect:
+            pass
+
+    async def iter_json(self) -> typing.AsyncIterator[typing.Any]:
+        """Yield parsed JSON frames until the client disconnects."""
+        try:
+            while True:
+                yield await self.receive_json()
+        except WebSocketDisconnect:
+            pass
+
+    async def send_text(self, data: str) -> None:
+        """Send a text frame."""
+        await self.send({"type": "websocket.send", "text": data})
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send a binary frame."""
+        await self.send({"type": "websocket.send", "bytes": data})
+
+    async def send_json(self, data: typing.Any, mode: str = "text") -> None:
+        """Serialize ``data`` as JSON and send it as a text (or binary) frame."""
+        if mode not in {"text", "binary"}:
+            raise RuntimeError('The "mode" argument should be "text" or "binary".')
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        if mode == "text":
+            await self.send({"type": "websocket.send", "text": text})
+        else:
+            await self.send({"type": "websocket.send", "bytes": text.encode("utf-8")})
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close the connection; closing twice is a no-op."""
+        if self.application_state == WebSocketState.DISCONNECTED:
+            return
+        await self.send({"type": "websocket.close", "code": code, "reason": reason or ""})
+
+    def is_connected(self) -> bool:
+        """Whether both sides still consider the connection open."""
+        return (
+            self.client_state == WebSocketState.CONNECTED
+            and self.application_state == WebSocketState.CONNECTED
+        )
+
+    async def send_frame(self, message: Message) -> bool:
+        """Send a prepared ``websocket.send`` message if open; return whether it was sent."""
+        if self.application_state != WebSocketState.CONNECTED:
+            return False
+        await self._send(message)
+        return True

@@ -1,0 +1,362 @@
+"""``Channel`` (one socket with a payload type) and ``ChannelBox`` (rooms of channels)."""
+
+from __future__ import annotations
+
+import time
+import typing
+import uuid
+from collections.abc import Generator
+
+from ..db import run_db
+from ..encoding import dumps, pack
+from ..history import PendingMessage, get_history_store
+from ..hub import CLOSE, FLUSH_GROUPS, SEND_TO, current_hub, get_layer, publish
+from ..presence import MemberInfo, get_presence_store
+from ..rooms import check_group_name, control_group
+from .base import WebSocket
+from .utils import (
+    ChannelAddStatusEnum,
+    ChannelMessageDC,
+    ChannelRemoveStatusEnum,
+    GroupSendStatusEnum,
+    PayloadTypeEnum,
+)
+
+__all__ = [
+    "Channel",
+    "ChannelAddStatusEnum",
+    "ChannelBox",
+    "ChannelMessageDC",
+    "ChannelRemoveStatusEnum",
+    "GroupSendStatusEnum",
+    "PayloadTypeEnum",
+    "RemoteChannel",
+]
+
+
+def _query_flag(websocket: WebSocket, name: str) -> bool:
+    return websocket.query_params.get(name, "").lower() in {"1", "true", "yes", "on"}
+
+
+def resume_point(websocket: WebSocket) -> int | None:
+    """Return the ``?since=N`` sequence number the client asked to resume after, if valid."""
+    raw = websocket.query_params.get("since")
+    if raw is None or not raw.isdigit():
+        return None
+    return int(raw)
+
+
+class Channel:
+    """A WebSocket with a payload type, metadata and an optional inactivity TTL."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        payload_type: PayloadTypeEnum | str = PayloadTypeEnum.JSON,
+        expires: int | float | None = None,
+        metadata: dict[str, typing.Any] | None = None,
+    ) -> None:
+        if not isinstance(websocket, WebSocket):
+            raise TypeError(f"Channel needs a nexios_compat WebSocket, not {type(websocket).__name__}")
+        if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int | float) or expires <= 0):
+            raise ValueError(f"expires must be a positive number of seconds or None, not {expires!r}")
+        self.websocket = websocket
+        self.payload_type = PayloadTypeEnum.coerce(payload_type)
+        self.expires = expires
+        self.metadata: dict[str, typing.Any] = dict(metadata or {})
+        self.id = uuid.uuid4()
+        self.created = time.time()
+        self.last_active = time.monotonic()
+        self.groups: set[str] = set()
+        # Opt-in: ?envelope=1 wraps JSON broadcasts as {"room", "seq", "payload"}.
+        self.envelope = _query_flag(websocket, "envelope")
+        self._resumed: set[str] = set()
+        # While a resume replays history, live broadcasts wait here.
+        self._buffer: list[typing.Any] | None = None
+        websocket.channels.append(self)
+        hub = current_hub()
+        if hub is not None:
+            hub.register(self)
+
+    @property
+    def uuid(self) -> uuid.UUID:
+        """Alias of ``id`` (the name Nexios uses)."""
+        return self.id
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the socket is open and the channel has not expired."""
+        return self.websocket.is_connected() and not self.is_expired()
+
+    def touch(self) -> None:
+        """Reset the inactivity timer."""
+        self.last_active = time.monotonic()
+
+    def idle_seconds(self) -> float:
+        """Seconds since the last send, receive or touch."""
+        return time.monotonic() - max(self.last_active, self.websocket.last_receive)
+
+    def is_expired(self) -> bool:
+        """Whether the channel has been idle for longer than ``expires``."""
+        return self.expires is not None and self.idle_seconds() > self.expires
+
+    async def send(self, payload: typing.Any) -> None:
+        """Send a payload, serialized by the channel's payload type."""
+        self.touch()
+        kind = self.payload_type
+        if isinstance(payload, bytes | bytearray):
+            if kind is PayloadTypeEnum.TEXT:
+                await self.websocket.send_text(bytes(payload).decode("utf-8"))
+            else:
+                await self.websocket.send_bytes(bytes(payload))
+        elif kind is PayloadTypeEnum.JSON:
+            await self.websocket.send_json(payload)
+        elif kind is PayloadTypeEnum.TEXT:
+            await self.websocket.send_text(payload if isinstance(payload, str) else dumps(payload))
+        else:
+            text = payload if isinstance(payload, str) else dumps(payload)
+            await self.websocket.send_bytes(text.encode("utf-8"))
+
+    async def send_text(self, data: str) -> None:
+        """Send a text frame."""
+        self.touch()
+        await self.websocket.send_text(data)
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send a binary frame."""
+        self.touch()
+        await self.websocket.send_bytes(data)
+
+    async def send_json(self, data: typing.Any) -> None:
+        """Send a JSON text frame."""
+        self.touch()
+        await self.websocket.send_json(data)
+
+    async def receive(self) -> typing.Any:
+        """Receive one frame, deserialized by the channel's payload type."""
+        if self.payload_type is PayloadTypeEnum.JSON:
+            data = await self.websocket.receive_json()
+        elif self.payload_type is PayloadTypeEnum.TEXT:
+            data = await self.websocket.receive_text()
+        else:
+            data = await self.websocket.receive_bytes()
+        self.touch()
+        return data
+
+    async def receive_text(self) -> str:
+        """Receive a text frame."""
+        data = await self.websocket.receive_text()
+        self.touch()
+        return data
+
+    async def receive_bytes(self) -> bytes:
+        """Receive a binary frame."""
+        data = await self.websocket.receive_bytes()
+        self.touch()
+        return data
+
+    async def receive_json(self) -> typing.Any:
+        """Receive a frame and parse it as JSON."""
+        data = await self.websocket.receive_json()
+        self.touch()
+        return data
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Leave every group and close the socket with ``code`` and ``reason``."""
+        hub = current_hub()
+        if hub is not None:
+            await hub.discard(self)
+        await self.websocket.close(code=code, reason=reason)
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.id} {self.payload_type.value} expires={self.expires} groups={sorted(self.groups)}>"
+
+
+class RemoteChannel:
+    """A member held by another process, as ``show_groups()`` and ``group()`` list it."""
+
+    def __init__(self, info: MemberInfo) -> None:
+        self.id = info.channel_id
+        self.metadata = dict(info.metadata)
+        self.created = info.joined.timestamp()
+        self.process_id = info.process_id
+        self.expires = None
+        self.is_active = True
+
+    @property
+    def uuid(self) -> uuid.UUID:
+        """Alias of ``id``."""
+        return self.id
+
+    async def send(self, payload: typing.Any) -> None:
+        """Send a payload to this channel through its process's hub."""
+        await ChannelBox.send_to(self.id, payload)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RemoteChannel) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<RemoteChannel {self.id} on {self.process_id}>"
+
+
+Members = dict[typing.Union[Channel, RemoteChannel], typing.Any]
+
+
+async def _members(room: str | None) -> dict[str, Members]:
+    infos = await run_db(get_presence_store().members, room)
+    hub = current_hub()
+    local = hub.channels if hub is not None else {}
+    groups: dict[str, Members] = {}
+    for info in infos:
+        channel = local.get(info.channel_id)
+        groups.setdefault(info.room, {})[channel if channel is not None else RemoteChannel(info)] = ...
+    return groups
+
+
+class GroupsView:
+    """What ``show_groups()`` returns: await it for the dict, or ``await view.get(name, {})``."""
+
+    def __await__(self) -> Generator[typing.Any, None, dict[str, Members]]:
+        return _members(None).__await__()
+
+    async def get(self, name: str, default: typing.Any = None) -> typing.Any:
+        """Return the members of one group, or ``default`` when it has none."""
+        members = (await _members(name)).get(name)
+        return members if members else default
+
+
+class ChannelBox:
+    """Rooms of channels, the same from every process (class-level, as in Nexios)."""
+
+    @classmethod
+    async def add_channel_to_group(
+        cls, channel: Channel, group_name: str = "default", since: int | None = None
+    ) -> ChannelAddStatusEnum:
+        """Add a channel to a group; ``since`` (or the socket's ``?since=N``) replays history first."""
+        from ..hub import get_hub
+
+        check_group_name(group_name)
+        if since is None and group_name not in channel._resumed:
+            since = resume_point(channel.websocket)
+        channel._resumed.add(group_name)
+        hub = await get_hub()
+        return await hub.join(channel, group_name, since=since)
+
+    @classmethod
+    async def remove_channel_from_group(cls, channel: Channel, group_name: str) -> ChannelRemoveStatusEnum:
+        """Remove a channel from a group."""
+        hub = current_hub()
+        if hub is None:
+            return ChannelRemoveStatusEnum.GROUP_DOES_NOT_EXIST
+        return await hub.leave(channel, group_name)
+
+    @classmethod
+    async def group_send(
+        cls,
+        group_name: str = "default",
+        payload: typing.Any = None,
+        save_history: bool = False,
+        sender: uuid.UUID | None = None,
+    ) -> GroupSendStatusEnum:
+        """Send a payload to every member of a group in every process; save it first if asked."""
+        check_group_name(group_name)
+        if payload is None:
+            payload = {}
+        kind, text, data = pack(payload)
+        message = PendingMessage(room=group_name, kind=kind, text=text, data=data, sender=sender)
+        hub = current_hub()
+        if save_history:
+            if hub is not None and hub.started and not hub.stopped:
+                await hub.writer.submit(message)
+            else:
+                saved = await run_db(get_history_store().append, [message])
+                await publish(get_layer(), message, saved[0])
+        else:
+            await publish(hub.layer if hub is not None else get_layer(), message, None)
+        if hub is not None and hub.groups.get(group_name):
+            return GroupSendStatusEnum.GROUP_SEND
+        counts = await run_db(get_presence_store().counts)
+        return GroupSendStatusEnum.GROUP_SEND if counts.get(group_name) else GroupSendStatusEnum.NO_SUCH_GROUP
+
+    @classmethod
+    def show_groups(cls) -> GroupsView:
+        """Return every group with its members (awaitable; ``.get(name, default)`` too)."""
+        return GroupsView()
+
+    @classmethod
+    async def group(cls, group_name: str) -> list[Channel | RemoteChannel]:
+        """Return the members of one group."""
+        return list((await _members(group_name)).get(group_name, {}))
+
+    @classmethod
+    async def flush_groups(cls) -> None:
+        """Take every channel out of every group, in every process; sockets stay open."""
+        hub = current_hub()
+        if hub is not None:
+            await hub.flush_local()
+        await get_layer().group_send(
+            control_group(), {"type": FLUSH_GROUPS, "origin": hub.process_id if hub else ""}
+        )
+        await run_db(get_presence_store().clear)
+
+    @classmethod
+    async def send_to(cls, channel_id: uuid.UUID | str, payload: typing.Any) -> bool:
+        """Send a payload to one channel, whichever process holds it; return whether it was found."""
+        target = channel_id if isinstance(channel_id, uuid.UUID) else uuid.UUID(str(channel_id))
+        hub = current_hub()
+        if hub is not None and target in hub.channels:
+            await hub.channels[target].send(payload)
+            return True
+        layer_channel = await run_db(get_presence_store().locate, target)
+        if layer_channel is None:
+            return False
+        kind, text, data = pack(payload)
+        await get_layer().send(layer_channel, {"type": SEND_TO, "channel": str(target), "k": kind, "t": text, "b": data})
+        return True
+
+    @classmethod
+    async def close_all_connections(cls, group_name: str | None = None, code: int = 1000, reason: str = "") -> None:
+        """Close every connection (of one group, if named) in every process."""
+        hub = current_hub()
+        if hub is not None:
+            await hub.close_local(group_name, code, reason)
+        await get_layer().group_send(
+            control_group(),
+            {"type": CLOSE, "room": group_name, "code": code, "reason": reason, "origin": hub.process_id if hub else ""},
+        )
+
+    @classmethod
+    async def _clean_expired(cls) -> int:
+        """Close this process's channels that have been idle for longer than ``expires``."""
+        hub = current_hub()
+        return await hub.sweep() if hub is not None else 0
+
+    @classmethod
+    async def show_history(
+        cls, group_name: str = ""
+    ) -> list[ChannelMessageDC] | dict[str, list[ChannelMessageDC]]:
+        """Return one group's saved messages oldest first, or a dict of every group's."""
+        store = get_history_store()
+        if group_name:
+            return await run_db(store.fetch, group_name)
+        return await run_db(store.fetch_all)
+
+    @classmethod
+    async def history_since(cls, group_name: str, since: int = 0, limit: int | None = None) -> list[ChannelMessageDC]:
+        """Return a group's saved messages with ``seq > since`` (the newest ``limit``)."""
+        return await run_db(get_history_store().fetch, check_group_name(group_name), since, limit)
+
+    @classmethod
+    async def flush_history(cls, group_name: str | None = None) -> int:
+        """Delete the saved messages of one group, or of every group."""
+        return await run_db(get_history_store().flush, group_name or None)
+
+    @classmethod
+    async def prune_history(cls) -> int:
+        """Apply the retention settings now; return how many messages were deleted."""
+        return await run_db(get_history_store().prune)
+
+

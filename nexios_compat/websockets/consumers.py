@@ -1,0 +1,224 @@
+"""``WebSocketEndpoint``: a class-based handler that is also a Channels consumer."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import typing
+import uuid
+from collections.abc import Awaitable, Callable
+
+from channels.consumer import AsyncConsumer
+
+from ..hub import get_hub
+from .base import Message, Receive, Scope, Send, WebSocket, WebSocketDisconnect, WebSocketState
+from .channels import Channel, ChannelBox, RemoteChannel, resume_point
+from .utils import (
+    WS_1000_NORMAL_CLOSURE,
+    WS_1003_UNSUPPORTED_DATA,
+    WS_1011_INTERNAL_ERROR,
+    GroupSendStatusEnum,
+    PayloadTypeEnum,
+)
+
+if typing.TYPE_CHECKING:
+    from ..routing import WebsocketRoute
+
+logger = logging.getLogger("nexios_compat.consumers")
+
+Handler = Callable[..., Awaitable[None]]
+
+
+class UnsupportedData(Exception):
+    """A frame did not match the endpoint's ``encoding``."""
+
+
+async def _finish(websocket: WebSocket, close_code: int) -> None:
+    hub = await get_hub()
+    await hub.release(websocket)
+    if websocket.application_state == WebSocketState.CONNECTED:
+        await websocket.close(close_code if close_code != 1006 else WS_1000_NORMAL_CLOSURE)
+
+
+class WebSocketConsumer(AsyncConsumer):
+    """Nexios's class-based endpoint, running as a Channels consumer (one per socket)."""
+
+    encoding: str | None = None
+    # Inactivity TTL of ``self.channel`` in seconds (None: never expires).
+    expires: int | float | None = None
+
+    def __init__(self, logging_enabled: bool = True, logger: logging.Logger | None = None, **kwargs: typing.Any):
+        self.logging_enabled = logging_enabled
+        self.logger = logger or logging.getLogger("nexios_compat.consumers")
+        self.channel: Channel | None = None
+        self.websocket: WebSocket | None = None
+
+    @classmethod
+    def as_route(cls, path: str) -> WebsocketRoute:
+        """Return a route for ``app.add_ws_route`` / ``router.add_ws_route``."""
+        from ..routing import WebsocketRoute
+
+        return WebsocketRoute(path, cls)
+
+    @property
+    def payload_type(self) -> PayloadTypeEnum:
+        """The payload type of ``self.channel``, from ``encoding``."""
+        if self.encoding == "json":
+            return PayloadTypeEnum.JSON
+        if self.encoding == "bytes":
+            return PayloadTypeEnum.BYTES
+        return PayloadTypeEnum.TEXT
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        """Run one connection: on_connect, a receive loop with on_receive, on_disconnect."""
+        if self.encoding not in {None, "text", "bytes", "json"}:
+            raise ValueError(f"Unsupported encoding {self.encoding!r}: use None, 'text', 'bytes' or 'json'")
+        self.scope = scope
+        websocket = self.websocket = WebSocket(scope, receive, send)
+        hub = await get_hub()
+        self.channel_layer = hub.layer
+        self.channel = Channel(websocket, self.payload_type, expires=self.expires)
+        close_code = WS_1000_NORMAL_CLOSURE
+        try:
+            await self.on_connect(websocket)
+            while websocket.application_state == WebSocketState.CONNECTED:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    close_code = int(message.get("code") or WS_1000_NORMAL_CLOSURE)
+                    break
+                try:
+                    data = self._decode(message)
+                except UnsupportedData as exc:
+                    close_code = WS_1003_UNSUPPORTED_DATA
+                    await websocket.close(WS_1003_UNSUPPORTED_DATA, str(exc))
+                    break
+                self.channel.touch()
+                await self.on_receive(websocket, data)
+        except WebSocketDisconnect as exc:
+            close_code = exc.code
+        except Exception:
+            close_code = WS_1011_INTERNAL_ERROR
+            logger.exception("%s failed; closing the socket with 1011", type(self).__name__)
+            await websocket.close(WS_1011_INTERNAL_ERROR, "Internal error")
+        try:
+            if websocket.client_state != WebSocketState.CONNECTING:
+                await self.on_disconnect(websocket, close_code)
+        except Exception:
+            logger.exception("%s.on_disconnect failed", type(self).__name__)
+        finally:
+            await _finish(websocket, close_code)
+
+    def _decode(self, message: Message) -> typing.Any:
+        text, data = message.get("text"), message.get("bytes")
+        if self.encoding == "text":
+            if text is None:
+                raise UnsupportedData("Expected a text frame")
+            return text
+        if self.encoding == "bytes":
+            if data is None:
+                raise UnsupportedData("Expected a binary frame")
+            return data
+        if self.encoding == "json":
+            if text is None:
+                raise UnsupportedData("Expected a JSON text frame")
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise UnsupportedData("Malformed JSON") from exc
+        return text if text is not None else data
+
+    async def decode(self, websocket: WebSocket, message: Message) -> typing.Any:
+        """Decode a frame by ``encoding``; close with 1003 and raise when it does not fit."""
+        try:
+            return self._decode(message)
+        except UnsupportedData as exc:
+            await websocket.close(WS_1003_UNSUPPORTED_DATA, str(exc))
+            raise RuntimeError(str(exc)) from exc
+
+    # Hooks ------------------------------------------------------------------
+
+    async def on_connect(self, websocket: WebSocket) -> None:
+        """Accept the connection (override to authenticate, join groups, ...)."""
+        await websocket.accept()
+
+    async def on_receive(self, websocket: WebSocket, data: typing.Any) -> None:
+        """Handle one decoded frame (override)."""
+
+    async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
+        """Handle the end of the connection (override); groups are left afterwards."""
+
+    # Rooms ------------------------------------------------------------------
+
+    def _require_channel(self) -> Channel:
+        if self.channel is None:
+            raise RuntimeError("The endpoint has no channel outside a connection")
+        return self.channel
+
+    async def join_group(self, group_name: str) -> None:
+        """Add this connection's channel to a group (replaying history after ``?since=N``)."""
+        channel = self._require_channel()
+        await ChannelBox.add_channel_to_group(channel, group_name)
+
+    async def leave_group(self, group_name: str) -> None:
+        """Remove this connection's channel from a group."""
+        await ChannelBox.remove_channel_from_group(self._require_channel(), group_name)
+
+    async def broadcast(
+        self, payload: typing.Any, group_name: str = "default", save_history: bool = False
+    ) -> GroupSendStatusEnum:
+        """Send a payload to every member of a group (saving it first if asked)."""
+        sender = self.channel.id if self.channel is not None else None
+        return await ChannelBox.group_send(group_name, payload, save_history=save_history, sender=sender)
+
+    async def send_to(self, channel_id: uuid.UUID | str, payload: typing.Any) -> bool:
+        """Send a payload to one channel, wherever it is connected."""
+        return await ChannelBox.send_to(channel_id, payload)
+
+    async def group(self, group_name: str) -> list[Channel | RemoteChannel]:
+        """Return the members of a group, in every process."""
+        return await ChannelBox.group(group_name)
+
+    @property
+    def resume_from(self) -> int | None:
+        """The ``?since=N`` the client connected with, if any."""
+        return resume_point(self.websocket) if self.websocket is not None else None
+
+
+class WebSocketEndpoint(WebSocketConsumer):
+    """The name the Nexios documents use for ``WebSocketConsumer``."""
+
+
+class FunctionConsumer(AsyncConsumer):
+    """Runs a function handler ``async def handler(ws, **path_params)`` as a consumer."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        parameters = inspect.signature(handler).parameters.values()
+        self._takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+        self._accepted = {
+            p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        """Run the handler; a failure closes only this socket, with 1011."""
+        self.scope = scope
+        websocket = WebSocket(scope, receive, send)
+        hub = await get_hub()
+        self.channel_layer = hub.layer
+        params = {
+            name: value
+            for name, value in websocket.path_params.items()
+            if self._takes_all or name in self._accepted
+        }
+        close_code = WS_1000_NORMAL_CLOSURE
+        try:
+            await self.handler(websocket, **params)
+        except WebSocketDisconnect as exc:
+            close_code = exc.code
+        except Exception:
+            close_code = WS_1011_INTERNAL_ERROR
+            logger.exception("WebSocket handler %s failed; closing the socket with 1011", self.handler.__qualname__)
+            await websocket.close(WS_1011_INTERNAL_ERROR, "Internal error")
+        finally:
+            await _finish(websocket, close_code)
