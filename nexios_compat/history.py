@@ -99,7 +99,8 @@ class DatabaseHistoryStore(BaseHistoryStore):
                         kind=message.kind,
                         text=message.text,
                         data=message.data,
-                        size=len(message.data) if message.kind == KIND_BYTES and message.data is not None
+                        size=len(message.data)
+                        if message.kind == KIND_BYTES and message.data is not None
                         else len((message.text or "").encode("utf-8")),
                         sender=message.sender,
                         created=now,
@@ -162,7 +163,9 @@ class DatabaseHistoryStore(BaseHistoryStore):
             if newest is None:
                 continue
             cutoff = 0  # delete seq <= cutoff
-            max_messages = room.max_messages if room.max_messages is not None else config["HISTORY_MAX_MESSAGES"]
+            max_messages = (
+                room.max_messages if room.max_messages is not None else config["HISTORY_MAX_MESSAGES"]
+            )
             if max_messages is not None:
                 keep_from = (
                     Message.objects.filter(room=room)
@@ -185,7 +188,9 @@ class DatabaseHistoryStore(BaseHistoryStore):
                     cutoff = max(cutoff, old)
             if byte_bound is not None:
                 total = 0
-                for seq, size in Message.objects.filter(room=room).order_by("-seq").values_list("seq", "size"):
+                for seq, size in (
+                    Message.objects.filter(room=room).order_by("-seq").values_list("seq", "size")
+                ):
                     total += size
                     if total > byte_bound and seq != newest:
                         cutoff = max(cutoff, seq)

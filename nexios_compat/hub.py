@@ -8,6 +8,7 @@ local sockets, encoding the payload once per payload type.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -54,7 +55,9 @@ def get_layer() -> BaseChannelLayer:
     return typing.cast(BaseChannelLayer, layer)
 
 
-def fanout_message(room: str, kind: str, text: str | None, data: bytes | None, seq: int | None) -> dict[str, typing.Any]:
+def fanout_message(
+    room: str, kind: str, text: str | None, data: bytes | None, seq: int | None
+) -> dict[str, typing.Any]:
     """Build the one layer message that carries a broadcast."""
     return {"type": FANOUT, "room": room, "k": kind, "t": text, "b": data, "s": seq}
 
@@ -63,7 +66,8 @@ async def publish(layer: BaseChannelLayer, message: PendingMessage, saved: Saved
     """Send one broadcast to the room's layer group."""
     seq = saved.seq if saved is not None else None
     await layer.group_send(
-        layer_group(message.room), fanout_message(message.room, message.kind, message.text, message.data, seq)
+        layer_group(message.room),
+        fanout_message(message.room, message.kind, message.text, message.data, seq),
     )
 
 
@@ -120,10 +124,8 @@ class Hub:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         for group in list(self.groups):
             await self.layer.group_discard(layer_group(group), self.layer_channel)
         await self.layer.group_discard(control_group(), self.layer_channel)
@@ -199,7 +201,9 @@ class Hub:
         last = since
         for message in await run_db(self.history.fetch, group, since):
             kind, text, data = pack(message.payload)
-            frame = FrameCache(group, kind, text, data, message.seq).frame(channel.payload_type, channel.envelope)
+            frame = FrameCache(group, kind, text, data, message.seq).frame(
+                channel.payload_type, channel.envelope
+            )
             await channel.websocket.send_frame(frame)
             last = max(last, message.seq or last)
         while channel._buffer:
@@ -235,7 +239,9 @@ class Hub:
                 raise
             except Exception:
                 failures += 1
-                logger.warning("Channel layer receive failed (%d in a row); retrying", failures, exc_info=True)
+                logger.warning(
+                    "Channel layer receive failed (%d in a row); retrying", failures, exc_info=True
+                )
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))
                 continue
             if failures:
@@ -250,7 +256,9 @@ class Hub:
     async def _handle(self, message: dict[str, typing.Any]) -> None:
         kind = message.get("type")
         if kind == FANOUT:
-            await self.deliver(FrameCache(message["room"], message["k"], message["t"], message["b"], message["s"]))
+            await self.deliver(
+                FrameCache(message["room"], message["k"], message["t"], message["b"], message["s"])
+            )
         elif kind == SEND_TO:
             channel = self.channels.get(uuid.UUID(message["channel"]))
             if channel is not None:
@@ -258,7 +266,9 @@ class Hub:
                 await channel.websocket.send_frame(frame.frame(channel.payload_type, False))
         elif kind == CLOSE:
             if message.get("origin") != self.process_id:
-                await self.close_local(message.get("room"), message.get("code", 1000), message.get("reason", ""))
+                await self.close_local(
+                    message.get("room"), message.get("code", 1000), message.get("reason", "")
+                )
         elif kind == FLUSH_GROUPS:
             if message.get("origin") != self.process_id:
                 await self.flush_local()
@@ -267,10 +277,7 @@ class Hub:
 
     async def close_local(self, room: str | None, code: int = 1000, reason: str = "") -> int:
         """Close local channels (of one room, or all); return how many."""
-        if room is None:
-            targets = list(self.channels.values())
-        else:
-            targets = list(self.groups.get(room, {}))
+        targets = list(self.channels.values()) if room is None else list(self.groups.get(room, {}))
         for channel in targets:
             await channel.close(code=code, reason=reason)
         return len(targets)
@@ -315,7 +322,9 @@ class Hub:
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
-            jobs: list[tuple[str, typing.Callable[[], typing.Awaitable[typing.Any]]]] = [("sweep", self.sweep)]
+            jobs: list[tuple[str, typing.Callable[[], typing.Awaitable[typing.Any]]]] = [
+                ("sweep", self.sweep)
+            ]
             if now >= next_heartbeat:
                 next_heartbeat = now + float(config["HEARTBEAT_INTERVAL"])
                 jobs.append(("heartbeat", self.heartbeat))

@@ -149,8 +149,7 @@ class DatabasePresenceStore(BasePresenceStore):
         from .models import Member
 
         return {
-            row["room__name"]: row["n"]
-            for row in Member.objects.values("room__name").annotate(n=Count("pk"))
+            row["room__name"]: row["n"] for row in Member.objects.values("room__name").annotate(n=Count("pk"))
         }
 
     def locate(self, channel_id: uuid.UUID) -> str | None:

@@ -11,6 +11,7 @@ _VALID_LAYER_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 # Channels allows fewer than 100 characters in a group name.
 _LAYER_NAME_LIMIT = 99
 
+
 def check_group_name(name: object) -> str:
     """Return ``name`` if it is a usable group name, else raise ``ValueError``."""
     if not isinstance(name, str):

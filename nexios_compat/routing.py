@@ -16,7 +16,14 @@ from .websockets.consumers import FunctionConsumer, Handler, WebSocketConsumer
 __all__ = ["NexiosCompatApplication", "WSRouter", "WebsocketRoute", "get_application"]
 
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?}")
-_CONVERTERS = {None: "str", "str": "str", "int": "int", "path": "path", "uuid": "uuid", "slug": "slug"}
+_CONVERTERS = {
+    None: "str",
+    "str": "str",
+    "int": "int",
+    "path": "path",
+    "uuid": "uuid",
+    "slug": "slug",
+}
 
 
 def to_django_route(path: str) -> str:
@@ -25,7 +32,10 @@ def to_django_route(path: str) -> str:
     def convert(match: re.Match[str]) -> str:
         name, converter = match.group(1), match.group(2)
         if converter not in _CONVERTERS:
-            raise ValueError(f"Unsupported path converter {converter!r} in {path!r}: use {sorted(k for k in _CONVERTERS if k)}")
+            raise ValueError(
+                f"Unsupported path converter {converter!r} in {path!r}: "
+                f"use {sorted(k for k in _CONVERTERS if k)}"
+            )
         return f"<{_CONVERTERS[converter]}:{name}>"
 
     if not path.startswith("/"):
@@ -36,7 +46,9 @@ def to_django_route(path: str) -> str:
 class WebsocketRoute:
     """A path (Nexios ``{param}`` syntax) and the function or endpoint class serving it."""
 
-    def __init__(self, path: str, handler: Handler | type[WebSocketConsumer], name: str | None = None) -> None:
+    def __init__(
+        self, path: str, handler: Handler | type[WebSocketConsumer], name: str | None = None
+    ) -> None:
         self.path = path
         self.handler = handler
         self.name = name
@@ -47,7 +59,9 @@ class WebsocketRoute:
         elif callable(handler):
             self.app = FunctionConsumer.as_asgi(handler=handler)
         else:
-            raise TypeError(f"A route needs an async function or a WebSocketEndpoint subclass, not {handler!r}")
+            raise TypeError(
+                f"A route needs an async function or a WebSocketEndpoint subclass, not {handler!r}"
+            )
 
     def with_prefix(self, prefix: str) -> WebsocketRoute:
         """Return this route mounted under ``prefix``."""
@@ -55,7 +69,7 @@ class WebsocketRoute:
 
     def as_urlpattern(self) -> URLPattern:
         """Return a Channels-compatible URL pattern for a site's own ``URLRouter``."""
-        return typing.cast(URLPattern, django_path(self.route, self.app, name=self.name))
+        return typing.cast(URLPattern, django_path(self.route, self.app, name=self.name or ""))
 
     def __repr__(self) -> str:
         return f"<WebsocketRoute {self.path} -> {getattr(self.handler, '__qualname__', self.handler)}>"

@@ -58,7 +58,9 @@ class Channel:
     ) -> None:
         if not isinstance(websocket, WebSocket):
             raise TypeError(f"Channel needs a nexios_compat WebSocket, not {type(websocket).__name__}")
-        if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int | float) or expires <= 0):
+        if expires is not None and (
+            isinstance(expires, bool) or not isinstance(expires, int | float) or expires <= 0
+        ):
             raise ValueError(f"expires must be a positive number of seconds or None, not {expires!r}")
         self.websocket = websocket
         self.payload_type = PayloadTypeEnum.coerce(payload_type)
@@ -169,7 +171,8 @@ class Channel:
         await self.websocket.close(code=code, reason=reason)
 
     def __repr__(self) -> str:
-        return f"<Channel {self.id} {self.payload_type.value} expires={self.expires} groups={sorted(self.groups)}>"
+        groups = sorted(self.groups)
+        return f"<Channel {self.id} {self.payload_type.value} expires={self.expires} groups={groups}>"
 
 
 class RemoteChannel:
@@ -202,7 +205,7 @@ class RemoteChannel:
         return f"<RemoteChannel {self.id} on {self.process_id}>"
 
 
-Members = dict[typing.Union[Channel, RemoteChannel], typing.Any]
+Members = dict[Channel | RemoteChannel, typing.Any]
 
 
 async def _members(room: str | None) -> dict[str, Members]:
@@ -314,18 +317,29 @@ class ChannelBox:
         if layer_channel is None:
             return False
         kind, text, data = pack(payload)
-        await get_layer().send(layer_channel, {"type": SEND_TO, "channel": str(target), "k": kind, "t": text, "b": data})
+        await get_layer().send(
+            layer_channel,
+            {"type": SEND_TO, "channel": str(target), "k": kind, "t": text, "b": data},
+        )
         return True
 
     @classmethod
-    async def close_all_connections(cls, group_name: str | None = None, code: int = 1000, reason: str = "") -> None:
+    async def close_all_connections(
+        cls, group_name: str | None = None, code: int = 1000, reason: str = ""
+    ) -> None:
         """Close every connection (of one group, if named) in every process."""
         hub = current_hub()
         if hub is not None:
             await hub.close_local(group_name, code, reason)
         await get_layer().group_send(
             control_group(),
-            {"type": CLOSE, "room": group_name, "code": code, "reason": reason, "origin": hub.process_id if hub else ""},
+            {
+                "type": CLOSE,
+                "room": group_name,
+                "code": code,
+                "reason": reason,
+                "origin": hub.process_id if hub else "",
+            },
         )
 
     @classmethod
@@ -345,7 +359,9 @@ class ChannelBox:
         return await run_db(store.fetch_all)
 
     @classmethod
-    async def history_since(cls, group_name: str, since: int = 0, limit: int | None = None) -> list[ChannelMessageDC]:
+    async def history_since(
+        cls, group_name: str, since: int = 0, limit: int | None = None
+    ) -> list[ChannelMessageDC]:
         """Return a group's saved messages with ``seq > since`` (the newest ``limit``)."""
         return await run_db(get_history_store().fetch, check_group_name(group_name), since, limit)
 
@@ -358,5 +374,3 @@ class ChannelBox:
     async def prune_history(cls) -> int:
         """Apply the retention settings now; return how many messages were deleted."""
         return await run_db(get_history_store().prune)
-
-

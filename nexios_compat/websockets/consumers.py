@@ -48,7 +48,12 @@ class WebSocketConsumer(AsyncConsumer):
     # Inactivity TTL of ``self.channel`` in seconds (None: never expires).
     expires: int | float | None = None
 
-    def __init__(self, logging_enabled: bool = True, logger: logging.Logger | None = None, **kwargs: typing.Any):
+    def __init__(
+        self,
+        logging_enabled: bool = True,
+        logger: logging.Logger | None = None,
+        **kwargs: typing.Any,
+    ):
         self.logging_enabled = logging_enabled
         self.logger = logger or logging.getLogger("nexios_compat.consumers")
         self.channel: Channel | None = None
@@ -70,7 +75,7 @@ class WebSocketConsumer(AsyncConsumer):
             return PayloadTypeEnum.BYTES
         return PayloadTypeEnum.TEXT
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run one connection: on_connect, a receive loop with on_receive, on_disconnect."""
         if self.encoding not in {None, "text", "bytes", "json"}:
             raise ValueError(f"Unsupported encoding {self.encoding!r}: use None, 'text', 'bytes' or 'json'")
@@ -196,11 +201,9 @@ class FunctionConsumer(AsyncConsumer):
         self.handler = handler
         parameters = inspect.signature(handler).parameters.values()
         self._takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-        self._accepted = {
-            p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        }
+        self._accepted = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the handler; a failure closes only this socket, with 1011."""
         self.scope = scope
         websocket = WebSocket(scope, receive, send)
@@ -218,7 +221,10 @@ class FunctionConsumer(AsyncConsumer):
             close_code = exc.code
         except Exception:
             close_code = WS_1011_INTERNAL_ERROR
-            logger.exception("WebSocket handler %s failed; closing the socket with 1011", self.handler.__qualname__)
+            logger.exception(
+                "WebSocket handler %s failed; closing the socket with 1011",
+                self.handler.__qualname__,
+            )
             await websocket.close(WS_1011_INTERNAL_ERROR, "Internal error")
         finally:
             await _finish(websocket, close_code)

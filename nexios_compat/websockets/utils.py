@@ -6,7 +6,7 @@ import dataclasses
 import datetime
 import enum
 import typing
-import uuid
+import uuid as uuid_module
 
 
 class ChannelAddStatusEnum(enum.Enum):
@@ -32,7 +32,7 @@ class GroupSendStatusEnum(enum.Enum):
     NO_SUCH_GROUP = "NO_SUCH_GROUP"
 
 
-class PayloadTypeEnum(str, enum.Enum):
+class PayloadTypeEnum(enum.StrEnum):
     """How a channel (de)serializes payloads; ``BINARY`` is an alias of ``BYTES``."""
 
     JSON = "json"
@@ -68,18 +68,16 @@ WS_1009_MESSAGE_TOO_BIG = 1009
 WS_1011_INTERNAL_ERROR = 1011
 WS_1013_TRY_AGAIN_LATER = 1013
 
-Payload = typing.Union[dict[str, typing.Any], list[typing.Any], str, bytes, int, float, bool, None]
-
 
 @dataclasses.dataclass(frozen=True)
 class ChannelMessageDC:
     """One saved room message, as ``ChannelBox.show_history`` returns it."""
 
     payload: typing.Any
-    uuid: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
+    uuid: uuid_module.UUID = dataclasses.field(default_factory=uuid_module.uuid4)
     created: datetime.datetime = dataclasses.field(
-        default_factory=lambda: datetime.datetime.now(tz=datetime.timezone.utc)
+        default_factory=lambda: datetime.datetime.now(tz=datetime.UTC)
     )
     seq: int | None = None
     room: str = ""
-    sender: uuid.UUID | None = None
+    sender: uuid_module.UUID | None = None

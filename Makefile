@@ -1,0 +1,37 @@
+# `make run`: set up and serve the chat example (daphne, SQLite, in-memory layer).
+# `make test`: set up and run lint, types and the whole test suite.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint bench bench-quick clean
+
+$(BIN)/activate: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(BIN)/activate
+
+run: $(BIN)/activate
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/daphne -b $(HOST) -p $(PORT) project.asgi:application
+
+lint: $(BIN)/activate
+	$(BIN)/ruff check nexios_compat chat project tests bench
+	$(BIN)/ruff format --check nexios_compat
+	$(BIN)/mypy nexios_compat
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(BIN)/activate
+	$(BIN)/python -m bench.run
+
+bench-quick: $(BIN)/activate
+	$(BIN)/python -m bench.run --quick
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache
