@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -83,6 +84,8 @@ def _proc_output(proc: subprocess.Popen[Any], log_path: Path | None) -> str:
     """What the process printed: its log file, or its piped stdout/stderr."""
     if log_path is not None:
         return _read_tail(log_path)
+    if proc.poll() is None:  # reading its pipes would block until it exits
+        return "<process still running; pass log_path to see its output>"
     parts = []
     for stream in (proc.stdout, proc.stderr):
         if stream is not None and not stream.closed:
@@ -196,15 +199,15 @@ def _launch_prefix(run_as: str | None = None, pdeathsig: str | None = None) -> l
     if become:
         runuser = _runuser_path()
         if runuser is None:
-            raise ServerError(
-                f"running as root but neither setpriv nor runuser can become {run_as!r}"
-            )
+            raise ServerError(f"running as root but neither setpriv nor runuser can become {run_as!r}")
         return [runuser, "-u", str(run_as), "--"]
     return []
 
 
 # Servers with a live process (strong refs: a dropped handle must still be killed).
 _live: set[_Server] = set()
+# Temp dirs of servers not yet closed; removed at exit.
+_tmpdirs: set[Path] = set()
 _OWNER_PID = os.getpid()
 
 
@@ -215,12 +218,15 @@ def _kill_leftovers() -> None:
     for server in list(_live):
         with contextlib.suppress(Exception):
             server.kill()
+    for path in list(_tmpdirs):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class _Server:
     """Shared process handling: log file, start/stop/kill, context manager."""
 
     name = "server"
+    tmpdir: Path
     stop_signal = signal.SIGTERM
     stop_timeout = 10.0
 
@@ -229,6 +235,13 @@ class _Server:
         self._log_file: IO[bytes] | None = None
         self.log_path: Path | None = None
         self._started_once = False
+
+    def _make_tmpdir(self, prefix: str) -> Path:
+        # Under /tmp explicitly: PostgreSQL needs a path the postgres user can reach.
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp" if os.path.isdir("/tmp") else None))
+        _tmpdirs.add(path)
+        self.tmpdir = path
+        return path
 
     @property
     def pid(self) -> int | None:
@@ -253,11 +266,16 @@ class _Server:
         *,
         cwd: Path,
         env: Mapping[str, str] | None = None,
-        pdeathsig: str = "KILL",
+        pdeathsig: str | None = "KILL",
         run_as: str | None = None,
     ) -> subprocess.Popen[bytes]:
         assert self.log_path is not None
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap
+        # The kernel sends the parent-death signal when the spawning *thread*
+        # exits, so only set it from the main thread: a server (re)started via
+        # asyncio.to_thread() would otherwise die with that executor thread.
+        if threading.current_thread() is not threading.main_thread():
+            pdeathsig = None
         self.proc = subprocess.Popen(
             [*_launch_prefix(run_as, pdeathsig), *argv],
             cwd=cwd,
@@ -352,7 +370,10 @@ class _Server:
         self.close()
 
     def close(self) -> None:
+        """Stop the server and delete its temp dir (data, socket, log)."""
         self.stop()
+        _tmpdirs.discard(self.tmpdir)
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------
@@ -387,7 +408,7 @@ class RedisServer(_Server):
         self.port = port or free_port()
         self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args)
-        self.tmpdir = Path(tempfile.mkdtemp(prefix="test-redis-"))
+        self._make_tmpdir("test-redis-")
         self.log_path = self.tmpdir / "redis.log"
 
     @property
@@ -432,10 +453,6 @@ class RedisServer(_Server):
         """Stop and start again on the same port (all data is lost)."""
         self.stop()
         return self.start()
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------
@@ -495,7 +512,7 @@ class PostgresServer(_Server):
                     "exist (the Debian postgresql package creates 'postgres')"
                 ) from None
         # Under /tmp, world-traversable, owned by the postgres user when root.
-        self.tmpdir = Path(tempfile.mkdtemp(prefix="test-postgres-", dir="/tmp"))
+        self._make_tmpdir("test-postgres-")
         self.tmpdir.chmod(0o755)
         if self.run_as is not None:
             shutil.chown(self.tmpdir, user=self.run_as, group=self._group_of(self.run_as))
@@ -534,8 +551,7 @@ class PostgresServer(_Server):
         )
         if result.returncode != 0:
             raise ServerError(
-                f"initdb failed with code {result.returncode}:\n"
-                f"{result.stdout.decode(errors='replace')}"
+                f"initdb failed with code {result.returncode}:\n{result.stdout.decode(errors='replace')}"
             )
         self._initialized = True
 
@@ -572,9 +588,7 @@ class PostgresServer(_Server):
             except Exception as exc:  # psycopg.OperationalError while starting up
                 last_error = exc
             time.sleep(_POLL_INTERVAL)
-        raise ServerError(
-            f"postgres not ready after {self.startup_timeout}s ({last_error}):\n{self.log()}"
-        )
+        raise ServerError(f"postgres not ready after {self.startup_timeout}s ({last_error}):\n{self.log()}")
 
     def _execute(self, dbname: str, sql: str) -> None:
         import psycopg
@@ -597,9 +611,7 @@ class PostgresServer(_Server):
         from psycopg import sql
 
         with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     def _postmaster_pid(self) -> int | None:
         """The postmaster's pid (differs from ``self.pid`` when runuser forked)."""
@@ -615,10 +627,6 @@ class PostgresServer(_Server):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(postmaster, sig)
         super()._terminate(sig, timeout)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------
@@ -656,7 +664,7 @@ class DaphneServer(_Server):
         self.cwd = Path(cwd)
         self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args)
-        self.tmpdir = Path(tempfile.mkdtemp(prefix="test-daphne-"))
+        self._make_tmpdir("test-daphne-")
         self.log_path = self.tmpdir / "daphne.log"
 
     @property
@@ -700,10 +708,6 @@ class DaphneServer(_Server):
             f"({last_error}); log:\n{_read_tail(self.log_path)}"
         )
 
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
-
 
 # --------------------------------------------------------------------------
 # manage.py
@@ -730,7 +734,5 @@ def run_manage(
         check=False,
     )
     if result.returncode != 0:
-        raise ServerError(
-            f"manage.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout}"
-        )
+        raise ServerError(f"manage.py {' '.join(args)} failed ({result.returncode}):\n{result.stdout}")
     return result

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -162,6 +164,28 @@ def test_redis_url_fixture_revives_and_flushes(
     try:
         assert client.ping() is True
         assert client.dbsize() == 0
+    finally:
+        client.close()
+
+
+def test_redis_restarted_from_a_thread_outlives_the_thread(redis_server: RedisServer) -> None:
+    # e.g. ``await asyncio.to_thread(redis_server.restart)`` in an async test
+    import redis
+
+    worker = threading.Thread(target=redis_server.restart)
+    worker.start()
+    worker.join()
+    pid = redis_server.pid
+    assert pid is not None
+    # The parent-death signal fires when the spawning thread exits; poll a
+    # little to make sure nothing killed the server after the join.
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        assert redis_server.running, redis_server.log()
+        time.sleep(0.05)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        assert client.ping() is True
     finally:
         client.close()
 
