@@ -33,6 +33,18 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # the survivors delete a process and its members.
     "HEARTBEAT_INTERVAL": 3.0,
     "PROCESS_TIMEOUT": 10.0,
+    # Limits. Frames larger than MAX_MESSAGE_SIZE bytes close the socket with 1009
+    # (daphne's own limit, --websocket_max_message_size, is 1 MiB).
+    "MAX_MESSAGE_SIZE": 64 * 1024,
+    # Incoming frames per connection: RATE_LIMIT_MESSAGES per second sustained,
+    # bursts of RATE_LIMIT_BURST; over it, "close" (1008) or "drop" (an error frame).
+    "RATE_LIMIT_MESSAGES": 20,
+    "RATE_LIMIT_BURST": 40,
+    "RATE_LIMIT_POLICY": "close",
+    "MAX_MEMBERS_PER_ROOM": 10000,
+    "MAX_ROOMS_PER_CONNECTION": 100,
+    # Largest payload, in bytes, that group_send(save_history=True) accepts.
+    "MAX_HISTORY_PAYLOAD": 64 * 1024,
 }
 
 

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 
 from django.http import QueryDict
 
+from ..limits import FrameLimiter
+
 if typing.TYPE_CHECKING:
     from .channels import Channel
 
@@ -69,6 +71,40 @@ def fill_scope(scope: Scope) -> Scope:
     return scope
 
 
+# Close codes an endpoint may send (RFC 6455 section 7.4; 1004-1006 and 1015 are reserved).
+_SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+
+
+def _daphne_close(send: Send, code: int, reason: str | None) -> bool:
+    """Under daphne, send the close frame through its protocol; return whether it was handled.
+
+    daphne (autobahn's ``sendClose``) refuses application close codes other than
+    1000 and 3000-4999: the ASGI ``websocket.close`` send raises and the socket
+    stays open (daphne issue 374); it also drops the reason. daphne passes
+    ``partial(Server.handle_reply, protocol)`` as ``send``, and the protocol's
+    ``sendCloseFrame`` sends any valid code with its reason, as daphne itself
+    does with 1011 when an application crashes.
+    """
+    func = getattr(send, "func", None)
+    args = getattr(send, "args", ())
+    if (
+        not args
+        or getattr(func, "__qualname__", "") != "Server.handle_reply"
+        or getattr(func, "__module__", "") != "daphne.server"
+        or not (code in _SENDABLE_CLOSE_CODES or 3000 <= code <= 4999)
+    ):
+        return False
+    protocol, server = args[0], getattr(func, "__self__", None)
+    details = getattr(server, "connections", {}).get(protocol)
+    if not details or details.get("disconnected"):
+        return True  # daphne would ignore the message too: the client is gone
+    if getattr(protocol, "state", None) != getattr(protocol, "STATE_OPEN", object()):
+        return protocol.state in (protocol.STATE_CLOSING, protocol.STATE_CLOSED)
+    raw = (reason or "").encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+    protocol.sendCloseFrame(code=code, reasonUtf8=raw or None)
+    return True
+
+
 class WebSocket:
     """A WebSocket connection with the Nexios (Starlette) API."""
 
@@ -83,6 +119,7 @@ class WebSocket:
         # Channels created on this socket, so that they leave their groups when it ends.
         self.channels: list[Channel] = []
         self._headers: Headers | None = None
+        self._limiter: FrameLimiter | None = None
 
     # Connection details -------------------------------------------------
 
@@ -131,15 +168,27 @@ class WebSocket:
             self.client_state = WebSocketState.CONNECTED
             return message
         if self.client_state == WebSocketState.CONNECTED:
-            message = await self._receive()
-            message_type = message["type"]
-            if message_type == "websocket.disconnect":
-                self.client_state = WebSocketState.DISCONNECTED
-                self.application_state = WebSocketState.DISCONNECTED
-            elif message_type != "websocket.receive":
-                raise RuntimeError(f"Unexpected ASGI message {message_type!r}")
-            self.last_receive = time.monotonic()
-            return message
+            while True:
+                message = await self._receive()
+                message_type = message["type"]
+                if message_type == "websocket.disconnect":
+                    self.client_state = WebSocketState.DISCONNECTED
+                    self.application_state = WebSocketState.DISCONNECTED
+                    return message
+                if message_type != "websocket.receive":
+                    raise RuntimeError(f"Unexpected ASGI message {message_type!r}")
+                self.last_receive = time.monotonic()
+                if self._limiter is None:
+                    self._limiter = FrameLimiter()
+                verdict = self._limiter.check(message)
+                if verdict is None:
+                    return message
+                if isinstance(verdict, str):  # DROP
+                    await self.send_text('{"type":"error","error":"rate_limited"}')
+                    continue
+                code, reason = verdict
+                await self.close(code, reason)
+                raise WebSocketDisconnect(code, reason)
         raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
 
     async def send(self, message: Message) -> None:
@@ -266,6 +315,9 @@ class WebSocket:
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         """Close the connection; closing twice is a no-op."""
         if self.application_state == WebSocketState.DISCONNECTED:
+            return
+        if self.application_state == WebSocketState.CONNECTED and _daphne_close(self._send, code, reason):
+            self.application_state = WebSocketState.DISCONNECTED
             return
         await self.send({"type": "websocket.close", "code": code, "reason": reason or ""})
 

@@ -7,8 +7,10 @@ import typing
 import uuid
 from collections.abc import Generator
 
+from ..conf import get_config
 from ..db import run_db
 from ..encoding import dumps, pack
+from ..exceptions import PayloadTooLarge, RoomFull, TooManyRooms
 from ..history import PendingMessage, get_history_store
 from ..hub import CLOSE, FLUSH_GROUPS, SEND_TO, current_hub, get_layer, publish
 from ..presence import MemberInfo, get_presence_store
@@ -219,6 +221,20 @@ async def _members(room: str | None) -> dict[str, Members]:
     return groups
 
 
+async def _check_room_limits(channel: Channel, group_name: str) -> None:
+    config = get_config()
+    max_rooms = config["MAX_ROOMS_PER_CONNECTION"]
+    if max_rooms is not None:
+        joined = {group for other in channel.websocket.channels for group in other.groups}
+        if group_name not in joined and len(joined) >= max_rooms:
+            raise TooManyRooms(f"This connection is already in {max_rooms} rooms")
+    max_members = config["MAX_MEMBERS_PER_ROOM"]
+    if max_members is not None:
+        count = (await run_db(get_presence_store().counts)).get(group_name, 0)
+        if count >= max_members:
+            raise RoomFull(f"Room is full ({max_members} members)")
+
+
 class GroupsView:
     """What ``show_groups()`` returns: await it for the dict, or ``await view.get(name, {})``."""
 
@@ -242,10 +258,12 @@ class ChannelBox:
         from ..hub import get_hub
 
         check_group_name(group_name)
+        hub = await get_hub()
+        if channel not in hub.groups.get(group_name, {}):
+            await _check_room_limits(channel, group_name)
         if since is None and group_name not in channel._resumed:
             since = resume_point(channel.websocket)
         channel._resumed.add(group_name)
-        hub = await get_hub()
         return await hub.join(channel, group_name, since=since)
 
     @classmethod
@@ -272,6 +290,10 @@ class ChannelBox:
         message = PendingMessage(room=group_name, kind=kind, text=text, data=data, sender=sender)
         hub = current_hub()
         if save_history:
+            limit = get_config()["MAX_HISTORY_PAYLOAD"]
+            size = len(data) if data is not None else len((text or "").encode("utf-8"))
+            if limit is not None and size > limit:
+                raise PayloadTooLarge(f"Payload of {size} bytes exceeds MAX_HISTORY_PAYLOAD ({limit})")
             if hub is not None and hub.started and not hub.stopped:
                 await hub.writer.submit(message)
             else:

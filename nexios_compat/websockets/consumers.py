@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 
 from channels.consumer import AsyncConsumer
 
+from ..db import run_db
+from ..exceptions import RoomAccessDenied, RoomRefused
 from ..hub import get_hub
 from .base import Message, Receive, Scope, Send, WebSocket, WebSocketDisconnect, WebSocketState
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
@@ -47,6 +49,9 @@ class WebSocketConsumer(AsyncConsumer):
     encoding: str | None = None
     # Inactivity TTL of ``self.channel`` in seconds (None: never expires).
     expires: int | float | None = None
+    # Who may join rooms (checked by ``authorize`` before any history is sent).
+    login_required: bool = False
+    permission_required: str | tuple[str, ...] | None = None
 
     def __init__(
         self,
@@ -102,6 +107,9 @@ class WebSocketConsumer(AsyncConsumer):
                 await self.on_receive(websocket, data)
         except WebSocketDisconnect as exc:
             close_code = exc.code
+        except RoomRefused as exc:
+            close_code = exc.code
+            await websocket.close(exc.code, exc.reason)
         except Exception:
             close_code = WS_1011_INTERNAL_ERROR
             logger.exception("%s failed; closing the socket with 1011", type(self).__name__)
@@ -160,9 +168,34 @@ class WebSocketConsumer(AsyncConsumer):
             raise RuntimeError("The endpoint has no channel outside a connection")
         return self.channel
 
+    async def authorize(self, websocket: WebSocket, group_name: str) -> bool:
+        """Return whether this connection may join ``group_name`` (override for per-room rules).
+
+        The default honours ``login_required`` and ``permission_required``.
+        """
+        user = websocket.user
+        if self.permission_required:
+            if user is None:
+                return False
+            perms = (
+                (self.permission_required,)
+                if isinstance(self.permission_required, str)
+                else tuple(self.permission_required)
+            )
+            return bool(await run_db(user.has_perms, perms))
+        if self.login_required:
+            return bool(user is not None and user.is_authenticated)
+        return True
+
     async def join_group(self, group_name: str) -> None:
-        """Add this connection's channel to a group (replaying history after ``?since=N``)."""
+        """Add this connection's channel to a group (replaying history after ``?since=N``).
+
+        Raises ``RoomAccessDenied`` (the socket closes with 4403) when ``authorize`` refuses.
+        """
         channel = self._require_channel()
+        assert self.websocket is not None
+        if not await self.authorize(self.websocket, group_name):
+            raise RoomAccessDenied(f"Not allowed to join {group_name!r}")
         await ChannelBox.add_channel_to_group(channel, group_name)
 
     async def leave_group(self, group_name: str) -> None:
@@ -219,6 +252,9 @@ class FunctionConsumer(AsyncConsumer):
             await self.handler(websocket, **params)
         except WebSocketDisconnect as exc:
             close_code = exc.code
+        except RoomRefused as exc:
+            close_code = exc.code
+            await websocket.close(exc.code, exc.reason)
         except Exception:
             close_code = WS_1011_INTERNAL_ERROR
             logger.exception(

@@ -1,0 +1,41 @@
+"""Errors that refuse a join or a message, each with the close code the client sees."""
+
+from __future__ import annotations
+
+from .websockets.utils import (
+    WS_4403_FORBIDDEN,
+    WS_4409_ROOM_FULL,
+    WS_4413_TOO_MANY_ROOMS,
+)
+
+
+class RoomRefused(Exception):
+    """A join was refused; endpoints close the socket with ``code`` and ``reason``."""
+
+    code = WS_4403_FORBIDDEN
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RoomAccessDenied(RoomRefused):
+    """``authorize()`` (or a required permission) refused the room: close 4403."""
+
+    code = WS_4403_FORBIDDEN
+
+
+class RoomFull(RoomRefused):
+    """The room has ``MAX_MEMBERS_PER_ROOM`` members already: close 4409."""
+
+    code = WS_4409_ROOM_FULL
+
+
+class TooManyRooms(RoomRefused):
+    """The connection is in ``MAX_ROOMS_PER_CONNECTION`` rooms already: close 4413."""
+
+    code = WS_4413_TOO_MANY_ROOMS
+
+
+class PayloadTooLarge(ValueError):
+    """A payload to be saved is larger than ``MAX_HISTORY_PAYLOAD`` bytes."""

@@ -1,0 +1,163 @@
+"""Limits and authorization: each refusal has its documented close code and loses nothing."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+from channels.auth import AuthMiddlewareStack
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Permission, User
+
+from nexios_compat import WebSocket, get_application
+from nexios_compat.exceptions import PayloadTooLarge
+from nexios_compat.websockets.channels import ChannelBox
+from nexios_compat.websockets.consumers import WebSocketEndpoint
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
+
+
+class Room(WebSocketEndpoint):
+    encoding = "json"
+
+    async def on_connect(self, ws: WebSocket) -> None:
+        await ws.accept()
+        for room in ws.query_params.getlist("room") or ["r"]:
+            await self.join_group(room)
+        await ws.send_json({"ready": True})
+
+    async def on_receive(self, ws: WebSocket, data: typing.Any) -> None:
+        await self.broadcast(data, "r", save_history=True)
+
+
+class MembersOnly(Room):
+    login_required = True
+
+
+class Moderators(Room):
+    permission_required = "nexios_compat.delete_message"
+
+
+def app_for(endpoint: type[WebSocketEndpoint]) -> typing.Any:
+    app = get_application()
+    app.add_ws_route(endpoint.as_route("/r"))
+    return app
+
+
+async def ready(app: typing.Any, query: str = "") -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(app, f"/r{query}")
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_json_from() == {"ready": True}
+    return communicator
+
+
+async def closed_with(communicator: WebsocketCommunicator) -> int:
+    while True:
+        message = await communicator.receive_output(timeout=5)
+        if message["type"] == "websocket.close":
+            return int(message["code"])
+
+
+async def test_frames_above_max_message_size_close_with_1009(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {"MAX_MESSAGE_SIZE": 1000}
+    app = app_for(Room)
+    sender = await ready(app)
+    bystander = await ready(app)
+    await sender.send_to(text_data='{"x": "' + "é" * 490 + '"}')  # 989 bytes: fits
+    assert (await bystander.receive_json_from())["x"] == "é" * 490
+    await sender.receive_json_from()
+    await sender.send_to(text_data='{"x": "' + "é" * 500 + '"}')  # 1009 bytes: too big
+    assert await closed_with(sender) == 1009
+    await sender.wait()
+    assert await bystander.receive_nothing()
+    assert len(await ChannelBox.show_history("r")) == 1
+
+
+async def test_rate_limit_closes_with_1008_and_history_gets_only_what_it_allows(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {"RATE_LIMIT_MESSAGES": 1, "RATE_LIMIT_BURST": 5}
+    app = app_for(Room)
+    flooder = await ready(app)
+    bystander = await ready(app)
+    for n in range(50):
+        await flooder.send_json_to({"n": n})
+    assert await closed_with(flooder) == 1008
+    received = [await bystander.receive_json_from() for _ in range(5)]
+    assert [m["n"] for m in received] == [0, 1, 2, 3, 4]
+    history = await ChannelBox.show_history("r")
+    assert [m.payload["n"] for m in history] == [0, 1, 2, 3, 4]
+    await bystander.send_json_to({"n": "still here"})
+    assert await bystander.receive_json_from() == {"n": "still here"}
+
+
+async def test_rate_limit_drop_policy_answers_with_an_error_frame(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {"RATE_LIMIT_MESSAGES": 1, "RATE_LIMIT_BURST": 2, "RATE_LIMIT_POLICY": "drop"}
+    app = app_for(Room)
+    sender = await ready(app)
+    for n in range(4):
+        await sender.send_json_to({"n": n})
+    replies = [await sender.receive_json_from() for _ in range(4)]
+    assert {"n": 0} in replies and {"n": 1} in replies
+    assert replies.count({"type": "error", "error": "rate_limited"}) == 2
+    assert [m.payload["n"] for m in await ChannelBox.show_history("r")] == [0, 1]
+
+
+async def test_room_full_closes_with_4409(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {"MAX_MEMBERS_PER_ROOM": 2}
+    app = app_for(Room)
+    await ready(app)
+    await ready(app)
+    third = WebsocketCommunicator(app, "/r")
+    await third.connect()
+    assert await closed_with(third) == 4409
+    assert len(await ChannelBox.group("r")) == 2
+
+
+async def test_too_many_rooms_closes_with_4413(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {"MAX_ROOMS_PER_CONNECTION": 2}
+    app = app_for(Room)
+    await ready(app, "?room=a&room=b")
+    greedy = WebsocketCommunicator(app, "/r?room=a&room=b&room=c")
+    await greedy.connect()
+    assert await closed_with(greedy) == 4413
+
+
+async def test_history_payload_limit_raises_and_saves_nothing(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {"MAX_HISTORY_PAYLOAD": 10}
+    with pytest.raises(PayloadTooLarge):
+        await ChannelBox.group_send("r", "x" * 11, save_history=True)
+    await ChannelBox.group_send("r", "x" * 10, save_history=True)
+    assert [m.payload for m in await ChannelBox.show_history("r")] == ["x" * 10]
+
+
+async def test_login_required_refuses_anonymous_with_4403_before_any_history() -> None:
+    await ChannelBox.group_send("r", {"secret": 1}, save_history=True)
+    communicator = WebsocketCommunicator(AuthMiddlewareStack(app_for(MembersOnly)), "/r?since=0")
+    connected, _ = await communicator.connect()
+    assert connected  # accepted, then refused at join
+    message = await communicator.receive_output(timeout=5)
+    assert message["type"] == "websocket.close" and message["code"] == 4403
+
+
+async def test_permission_required_uses_django_permissions() -> None:
+    from asgiref.sync import sync_to_async
+
+    def make_users() -> tuple[User, User]:
+        plain = User.objects.create_user("plain", password="x")
+        moderator = User.objects.create_user("mod", password="x")
+        moderator.user_permissions.add(Permission.objects.get(codename="delete_message"))
+        return User.objects.get(pk=plain.pk), User.objects.get(pk=moderator.pk)
+
+    plain, moderator = await sync_to_async(make_users)()
+    app = app_for(Moderators)
+
+    refused = WebsocketCommunicator(app, "/r")
+    refused.scope["user"] = plain
+    await refused.connect()
+    assert await closed_with(refused) == 4403
+
+    allowed = WebsocketCommunicator(app, "/r")
+    allowed.scope["user"] = moderator
+    await allowed.connect()
+    assert await allowed.receive_json_from() == {"ready": True}
+    await allowed.disconnect()
