@@ -85,6 +85,11 @@ def _daphne_close(send: Send, code: int, reason: str | None) -> bool:
     ``sendCloseFrame`` sends any valid code with its reason, as daphne itself
     does with 1011 when an application crashes.
     """
+    for _ in range(8):  # unwrap Channels' session middleware (InstanceSessionWrapper.send)
+        inner = getattr(getattr(send, "__self__", None), "real_send", None)
+        if inner is None:
+            break
+        send = inner
     func = getattr(send, "func", None)
     args = getattr(send, "args", ())
     if (
