@@ -6,4 +6,5 @@ app_name = "chat"
 urlpatterns = [
     path("", views.index, name="index"),
     path("room/<str:room>/", views.room, name="room"),
+    path("try/", views.try_seed, name="try"),
 ]

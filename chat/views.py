@@ -1,23 +1,58 @@
-"""Index (rooms with live counts) and room pages."""
+"""The example's pages: the rooms, one room, and a page to try the seed documents' sockets."""
 
+from django.db.models import Count, F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 
-from nexios_compat.models import Member, Room
+from nexios_compat.models import Room
+
+# How many saved messages a visitor sees on entering a room.
+HISTORY_ON_JOIN = 50
+
+# The seed documents' examples, as chat/sockets.py mounts them: path, a frame to send, what it does.
+SEEDS = [
+    ("/seeds/ws", "hello", "Text echo: answers “You said: …”."),
+    ("/seeds/chat", '{"hello": "world"}', "JSON echo through process_message."),
+    ("/seeds/info?x=1", "", "Sends your address, headers and query, then closes."),
+    ("/seeds/safe", "not json", "JSON echo; invalid JSON gets an error reply, not a close."),
+    ("/seeds/room/demo", '{"user": "ann", "message": "hi"}', "A function room: broadcast, saved."),
+    ("/seeds/endpoint/demo", '{"user": "ann", "message": "hi"}', "ChatEndpoint: join/leave notices."),
+    ("/seeds/chatroom/demo?username=ann", '{"type": "message", "content": "hi"}', "The complete chat room."),
+    ("/seeds/channels/chat", '{"username": "ann"}', "Channel echo with a 30-minute expiry."),
+    ("/seeds/channels/chat-with-heartbeat", '{"type": "heartbeat"}', "Heartbeats answer heartbeat_ack."),
+]
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    """List rooms with their live member counts and last activity; a form to enter one."""
-    if request.GET.get("room"):
-        return redirect("chat:room", room=request.GET["room"])
-    rooms = Room.objects.order_by("-last_activity")[:50]
-    counts: dict[int, int] = {}
-    for room_id in Member.objects.values_list("room_id", flat=True):
-        counts[room_id] = counts.get(room_id, 0) + 1
-    rows = [{"room": room, "members": counts.get(room.pk, 0)} for room in rooms]
-    return render(request, "chat/index.html", {"rows": rows})
+    """List rooms with who is in them now and their last activity; a form to enter one."""
+    if name := request.GET.get("room", "").strip().replace("/", "-"):
+        url = reverse("chat:room", args=[name])
+        username = request.GET.get("username", "").strip()
+        return redirect(f"{url}?{urlencode({'username': username})}" if username else url)
+    rooms = Room.objects.annotate(here=Count("members")).order_by(F("last_activity").desc(nulls_last=True))
+    return render(request, "chat/index.html", {"rooms": rooms[:50], "seeds": SEEDS})
 
 
 def room(request: HttpRequest, room: str) -> HttpResponse:
-    """The room page: history, live messages, member count."""
-    return render(request, "chat/room.html", {"room": room})
+    """A room: the last messages on joining, then live ones; anonymous visitors pick a name first."""
+    saved = Room.objects.filter(name=room).annotate(here=Count("members")).first()
+    if request.user.is_authenticated:
+        username = request.user.get_username()
+    else:
+        username = request.GET.get("username", "").strip()[:50]
+    config = {
+        "room": room,
+        "username": username,
+        "since": max((saved.last_seq if saved else 0) - HISTORY_ON_JOIN, 0),
+    }
+    context = {"room": room, "username": username, "here": saved.here if saved else 0, "config": config}
+    return render(request, "chat/room.html", context)
+
+
+def try_seed(request: HttpRequest) -> HttpResponse:
+    """Open a socket to one of the seed endpoints and send it text."""
+    path = request.GET.get("path", SEEDS[0][0])
+    example = next((frame for seed, frame, _ in SEEDS if seed == path), "")
+    return render(request, "chat/try.html", {"path": path, "example": example, "seeds": SEEDS})

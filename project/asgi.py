@@ -8,15 +8,21 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # Django must be set up before anything imports models.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from chat.sockets import app as chat_app  # noqa: E402
+from nexios_compat.security import SecureWebSocketStack  # noqa: E402
+
+# daphne serves no static files; in development serve them as runserver does.
+http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(chat_app)),
+        "http": http_app,
+        # Same-origin check (Origin must be this site's or in CSRF_TRUSTED_ORIGINS),
+        # then Django session auth, then the rooms.
+        "websocket": SecureWebSocketStack(chat_app),
     }
 )
