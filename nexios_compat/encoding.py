@@ -14,8 +14,24 @@ KIND_BYTES = "bytes"
 
 
 def dumps(value: typing.Any) -> str:
-    """Serialize JSON compactly, keeping non-ASCII characters as they are."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Serialize JSON compactly, keeping non-ASCII characters; NaN and Infinity raise ``ValueError``."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _refuse_constant(name: str) -> typing.NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(text: str) -> typing.Any:
+    """Parse strict JSON: ``NaN``/``Infinity``, nesting deep enough to exhaust the
+    recursion limit, and integers too long to convert all raise ``json.JSONDecodeError``.
+    """
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise json.JSONDecodeError(f"Invalid JSON: {type(exc).__name__}: {exc}"[:200], text[:50], 0) from None
 
 
 def pack(payload: typing.Any) -> tuple[str, str | None, bytes | None]:
@@ -30,7 +46,7 @@ def pack(payload: typing.Any) -> tuple[str, str | None, bytes | None]:
 def unpack(kind: str, text: str | None, data: bytes | None) -> typing.Any:
     """Return the payload that ``pack`` was given."""
     if kind == KIND_JSON:
-        return json.loads(text or "null")
+        return json.loads(text or "null")  # our own stored text: no need for strict parsing
     if kind == KIND_TEXT:
         return text or ""
     return bytes(data or b"")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import time
 import typing
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 
 from django.http import QueryDict
 
+from ..encoding import dumps, loads
 from ..limits import FrameLimiter
+
+logger = logging.getLogger("nexios_compat.websockets")
 
 if typing.TYPE_CHECKING:
     from .channels import Channel
@@ -211,7 +215,17 @@ class WebSocket:
                 raise RuntimeError(f'Expected "websocket.send" or "websocket.close", got {message_type!r}')
             if message_type == "websocket.close":
                 self.application_state = WebSocketState.DISCONNECTED
-            await self._send(message)
+                await self._send(message)
+                return
+            try:
+                await self._send(message)
+            except Exception as exc:
+                # The client's close can reach us after the server's transport is
+                # gone (autobahn raises Disconnected); a late frame is not an error,
+                # and frames the client sent before closing must still be handled.
+                logger.debug("Send on a closing socket failed: %r", exc)
+        elif self.client_state == WebSocketState.DISCONNECTED:
+            raise WebSocketDisconnect(1000, "The client has disconnected")
         else:
             raise RuntimeError('Cannot call "send" once a close message has been sent.')
 
@@ -273,7 +287,7 @@ class WebSocket:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise json.JSONDecodeError(f"Frame is not UTF-8: {exc}", "", 0) from exc
-        return json.loads(text)
+        return loads(text)
 
     async def iter_text(self) -> typing.AsyncIterator[str]:
         """Yield text frames until the client disconnects."""
@@ -311,7 +325,7 @@ class WebSocket:
         """Serialize ``data`` as JSON and send it as a text (or binary) frame."""
         if mode not in {"text", "binary"}:
             raise RuntimeError('The "mode" argument should be "text" or "binary".')
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        text = dumps(data)
         if mode == "text":
             await self.send({"type": "websocket.send", "text": text})
         else:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from channels.consumer import AsyncConsumer
 
 from ..db import run_db
+from ..encoding import loads
 from ..exceptions import RoomAccessDenied, RoomRefused
 from ..hub import get_hub
 from .base import Message, Receive, Scope, Send, WebSocket, WebSocketDisconnect, WebSocketState
@@ -136,7 +137,7 @@ class WebSocketConsumer(AsyncConsumer):
             if text is None:
                 raise UnsupportedData("Expected a JSON text frame")
             try:
-                return json.loads(text)
+                return loads(text)
             except json.JSONDecodeError as exc:
                 raise UnsupportedData("Malformed JSON") from exc
         return text if text is not None else data
