@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import socket
 import time
+from collections.abc import Callable
 
 NOFILE_TARGET = 65536
 
@@ -23,10 +25,8 @@ def raise_nofile_limit(target: int = NOFILE_TARGET) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, new_hard))
     except (ValueError, OSError):
         capped = target if hard == resource.RLIM_INFINITY else min(target, hard)
-        try:
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (capped, hard))
-        except (ValueError, OSError):
-            pass
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
@@ -45,7 +45,12 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
         return False
 
 
-def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0, alive=None) -> bool:
+def wait_port(
+    port: int,
+    host: str = "127.0.0.1",
+    timeout: float = 30.0,
+    alive: Callable[[], bool] | None = None,
+) -> bool:
     """Poll until ``host:port`` accepts TCP connections.
 
     ``alive`` is an optional callable; when it returns False (the server process died) the

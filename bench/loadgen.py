@@ -29,9 +29,11 @@ import os
 import sys
 import time
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from bench._util import raise_nofile_limit
 
@@ -142,6 +144,8 @@ class LoadRun:
         duration: float | None = None,
         connect_concurrency: int = CONNECT_CONCURRENCY,
         warmup_timeout: float = 30.0,
+        cpu_probes: dict[str, Callable[[], float]] | None = None,
+        origin: str | None = None,
     ) -> None:
         if members < 1 or messages < 0:
             raise ValueError("need members >= 1 and messages >= 0")
@@ -156,6 +160,11 @@ class LoadRun:
         self.duration = duration
         self.connect_concurrency = connect_concurrency
         self.warmup_timeout = warmup_timeout
+        self.origin = origin  # Origin header; servers that check it want a same-origin one
+        # name -> cumulative CPU seconds; sampled around the publish+drain phase and
+        # reported as "<name>_cpu_pct" (% of one core). "client" is this process.
+        self.cpu_probes: dict[str, Callable[[], float]] = {"client": _own_cpu_seconds}
+        self.cpu_probes.update(cpu_probes or {})
 
         self.members: list[_Member] = []
         self.passed = array("i", bytes(4 * messages))  # members past each seq
@@ -252,7 +261,7 @@ class LoadRun:
                 last: Exception | None = None
                 for attempt in range(3):
                     try:
-                        return await connect(self.url, **CONNECT_KW)
+                        return await connect(self.url, origin=_origin(self.origin), **CONNECT_KW)
                     except (OSError, TimeoutError) as exc:
                         last = exc
                         await asyncio.sleep(0.2 * (attempt + 1))
@@ -266,8 +275,7 @@ class LoadRun:
             await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
             first = failures[0]
             raise ConnectionError(
-                f"{len(failures)}/{self.n} connections failed; first: "
-                f"{type(first).__name__}: {first}"
+                f"{len(failures)}/{self.n} connections failed; first: {type(first).__name__}: {first}"
             )
         return sockets
 
@@ -299,9 +307,7 @@ class LoadRun:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.progress.wait(), self.stall_timeout)
                 if self.frontier == before:
-                    self.errors.append(
-                        f"stalled: no member progress for {self.stall_timeout:g}s at seq {i}"
-                    )
+                    self.errors.append(f"stalled: no member progress for {self.stall_timeout:g}s at seq {i}")
                     return
             if rate > 0:
                 delay = t0 + i / rate - time.perf_counter()
@@ -312,9 +318,7 @@ class LoadRun:
             if stop_at is not None and time.perf_counter() > stop_at:
                 self.errors.append(f"truncated: max_seconds reached after {i} messages")
                 return
-            await pub.send(
-                dumps({"type": "message", "content": content, "seq": i, "ts": time.time()})
-            )
+            await pub.send(dumps({"type": "message", "content": content, "seq": i, "ts": time.time()}))
             self.sent = i + 1
 
     async def _drain(self) -> None:
@@ -344,22 +348,25 @@ class LoadRun:
         try:
             sockets = await self._connect_all()
         except Exception as exc:
-            result.update(ok=False, error=f"connect: {exc}", errors=self.n * self.m)
+            result.update(ok=False, error=f"connect: {exc}", errors=1, delivered=0)
             return result
         result["connect_s"] = round(time.perf_counter() - t_conn, 3)
         self.members = [_Member(i, ws) for i, ws in enumerate(sockets)]
         readers = [asyncio.create_task(self._reader(mem)) for mem in self.members]
         pub = sockets[0]
-        cpu0 = os.times()
         try:
             if not await self._warm_up(pub):
                 cold = sum(1 for mem in self.members if not mem.warm)
                 self.errors.append(f"warm-up: {cold}/{self.n} members never got a message")
             else:
+                cpu0 = {name: probe() for name, probe in self.cpu_probes.items()}
                 t_start = time.time()
                 await self._publish(pub)
                 await self._drain()
                 t_end = self.t_last_recv if self.frontier >= self.sent else time.time()
+                wall = max(1e-9, time.time() - t_start)
+                for name, probe in self.cpu_probes.items():
+                    result[f"{name}_cpu_pct"] = round(100 * (probe() - cpu0[name]) / wall, 1)
                 elapsed = max(1e-9, t_end - t_start)
                 result["elapsed_s"] = round(elapsed, 4)
         finally:
@@ -368,10 +375,9 @@ class LoadRun:
                 task.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
             await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-        cpu1 = os.times()
-        return self._summarise(result, cpu1.user + cpu1.system - cpu0.user - cpu0.system)
+        return self._summarise(result)
 
-    def _summarise(self, result: dict[str, Any], client_cpu_s: float) -> dict[str, Any]:
+    def _summarise(self, result: dict[str, Any]) -> dict[str, Any]:
         delivered = sum(mem.received for mem in self.members)
         missing = sum(len(mem.missing) + max(0, self.sent - mem.expected) for mem in self.members)
         dups = sum(mem.dups for mem in self.members)
@@ -399,7 +405,6 @@ class LoadRun:
             connection_errors=len(conn_errors),
             errors=errors,
             window_waits=self.window_waits,
-            client_cpu_pct=round(100 * client_cpu_s / elapsed, 1) if elapsed else None,
         )
         notes = list(self.errors)
         if conn_errors:
@@ -407,6 +412,15 @@ class LoadRun:
         if notes:
             result["error"] = "; ".join(notes)
         return result
+
+
+def _origin(value: str | None) -> Origin | None:
+    return None if value is None else Origin(value)
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -426,7 +440,7 @@ async def run_load(
 
 
 async def open_idle(
-    url: str, count: int, concurrency: int = CONNECT_CONCURRENCY
+    url: str, count: int, concurrency: int = CONNECT_CONCURRENCY, origin: str | None = None
 ) -> tuple[list[ClientConnection], list[str]]:
     """Open ``count`` idle sockets to ``url``; returns (sockets, error strings)."""
     raise_nofile_limit()
@@ -434,7 +448,7 @@ async def open_idle(
 
     async def one() -> ClientConnection:
         async with sem:
-            return await connect(url, **CONNECT_KW)
+            return await connect(url, origin=_origin(origin), **CONNECT_KW)
 
     results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
     sockets = [r for r in results if isinstance(r, ClientConnection)]
@@ -458,16 +472,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         prog="python -m bench.loadgen",
         description="Room broadcast load generator (see bench/README.md).",
     )
-    parser.add_argument("--url", required=True, help="room URL, e.g. ws://127.0.0.1:8000/ws/bench/r1/")
-    parser.add_argument("--members", type=int, default=10, help="sockets in the room")
-    parser.add_argument("--messages", type=int, default=1000, help="messages the publisher sends")
-    parser.add_argument("--rate", type=float, default=0.0, help="messages/s; 0 = saturate")
-    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
-                        help="max messages ahead of the slowest member")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="stop sending after this many seconds (not an error)")
-    parser.add_argument("--max-seconds", type=float, default=None,
-                        help="stop sending after this long and count it as an error")
+    add = parser.add_argument
+    add("--url", required=True, help="room URL, e.g. ws://127.0.0.1:8000/ws/bench/r1/")
+    add("--members", type=int, default=10, help="sockets in the room")
+    add("--messages", type=int, default=1000, help="messages the publisher sends")
+    add("--rate", type=float, default=0.0, help="messages/s; 0 = saturate")
+    add("--window", type=int, default=DEFAULT_WINDOW, help="max messages ahead of the slowest")
+    add("--duration", type=float, default=None, help="stop sending after S s (not an error)")
+    add("--max-seconds", type=float, default=None, help="stop sending after S s, as an error")
+    add("--origin", default=None, help="Origin header to send (default: none)")
     args = parser.parse_args(argv)
     result = asyncio.run(
         run_load(
@@ -478,6 +491,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.window,
             max_seconds=args.max_seconds,
             duration=args.duration,
+            origin=args.origin,
         )
     )
     json.dump(result, sys.stdout, indent=2)

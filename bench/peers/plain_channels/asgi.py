@@ -7,7 +7,7 @@ import os
 # Forced, not setdefault: the peer must never pick up the project's settings module.
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.peers.plain_channels.settings"
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 

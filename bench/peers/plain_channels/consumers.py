@@ -20,9 +20,7 @@ class RoomConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.room, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        await self.channel_layer.group_send(
-            self.room, {"type": "chat.message", "payload": content}
-        )
+        await self.channel_layer.group_send(self.room, {"type": "chat.message", "payload": content})
 
     async def chat_message(self, event: dict[str, Any]) -> None:
         await self.send_json(event["payload"])

@@ -29,9 +29,7 @@ if REDIS_URL:
             "CONFIG": {
                 # redis-py 8 caps a pool at 100 connections and times sockets out after 5 s,
                 # which collides with channels_redis' 5 s BZPOPMIN: raise both.
-                "hosts": [
-                    {"address": REDIS_URL, "max_connections": 2000, "socket_timeout": 15}
-                ],
+                "hosts": [{"address": REDIS_URL, "max_connections": 2000, "socket_timeout": 15}],
                 "capacity": CAPACITY,
             },
         }
