@@ -106,31 +106,37 @@ SYSTEMS: list[System] = [
 ]
 
 # ================================ ADD SYSTEMS HERE ================================
-# Append System(...) entries; they run after the peers above, in this order. Example for
-# the app of this repository (daphne project.asgi:application, rooms at /ws/bench/{room}/):
-#
-#   System(
-#       "nexios_compat",
-#       f"{DAPHNE} project.asgi:application",
-#       env={
-#           "DJANGO_SETTINGS_MODULE": "project.settings",
-#           "DATABASE_URL": "sqlite:///{tmpdir}/bench.sqlite3",
-#       },
-#       setup=("{python} manage.py migrate --noinput",),
-#       description="nexios_compat on Channels (in-memory layer), daphne",
-#   ),
-#   System(
-#       "nexios_compat_redis",
-#       f"{DAPHNE} project.asgi:application",
-#       env={
-#           "DJANGO_SETTINGS_MODULE": "project.settings",
-#           "DATABASE_URL": "sqlite:///{tmpdir}/bench.sqlite3",
-#           "REDIS_URL": "{redis_url}",
-#       },
-#       setup=("{python} manage.py migrate --noinput",),
-#       description="nexios_compat on Channels (channels_redis), daphne",
-#   ),
-EXTRA_SYSTEMS: list[System] = []
+# Append System(...) entries; they run after the peers above, in this order.
+_COMPAT_ENV = {
+    "DJANGO_SETTINGS_MODULE": "bench.peers.nexios_compat_peer.settings",
+    "DATABASE_URL": "sqlite:///{tmpdir}/bench.sqlite3",
+}
+_COMPAT_CMD = f"{DAPHNE} bench.peers.nexios_compat_peer.asgi:application"
+_COMPAT_SETUP = ("{python} manage.py migrate --noinput",)
+EXTRA_SYSTEMS: list[System] = [
+    System(
+        "nexios_compat",
+        _COMPAT_CMD,
+        env=_COMPAT_ENV,
+        setup=_COMPAT_SETUP,
+        description="nexios_compat (per-process hub) on the in-memory layer, daphne",
+    ),
+    System(
+        "nexios_compat_redis",
+        _COMPAT_CMD,
+        env={**_COMPAT_ENV, "REDIS_URL": "{redis_url}"},
+        setup=_COMPAT_SETUP,
+        description="nexios_compat (per-process hub) on channels_redis, daphne",
+    ),
+    System(
+        "nexios_compat_saved",
+        _COMPAT_CMD,
+        env=_COMPAT_ENV,
+        setup=_COMPAT_SETUP,
+        path="/ws/bench-saved/{room}/",
+        description="nexios_compat, save_history=True on SQLite, in-memory layer, daphne",
+    ),
+]
 # ==================================================================================
 
 # Ratios in the report are computed against these, when they ran successfully.

@@ -1,8 +1,17 @@
-"""System checks: ``nexios_compat.E001`` ... and ``W001`` ..."""
+"""System checks: ``nexios_compat.E001`` ... and ``W001`` ...
+
+- E001: ``LAYER_ALIAS`` is not in ``CHANNEL_LAYERS``.
+- W001: the in-memory layer with ``DEBUG`` off (it cannot span processes).
+- W002: a layer ``capacity`` under 1000 (busy rooms lose broadcasts).
+- W003: a Redis host whose socket timeout is not above channels_redis's 5 s BZPOPMIN.
+- W004: a Redis host without ``max_connections`` (redis-py caps a pool at 100).
+- W005: ``PROCESS_TIMEOUT`` under twice ``HEARTBEAT_INTERVAL`` (live processes get reaped).
+"""
 
 from __future__ import annotations
 
 import typing
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -10,6 +19,10 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from .conf import get_config
 
 INMEMORY = "channels.layers.InMemoryChannelLayer"
+REDIS = "channels_redis.core.RedisChannelLayer"
+# channels_redis blocks on BZPOPMIN for this long; redis-py 8 times sockets out after 5 s by default.
+REDIS_POP_TIMEOUT = 5.0
+REDIS_DEFAULT_SOCKET_TIMEOUT = 5.0
 
 
 @register(Tags.compatibility)
@@ -27,6 +40,7 @@ def check_channel_layer(app_configs: typing.Any = None, **kwargs: typing.Any) ->
         ]
     messages: list[CheckMessage] = []
     backend = layers[alias].get("BACKEND", "")
+    config = layers[alias].get("CONFIG", {}) or {}
     if backend == INMEMORY and not settings.DEBUG:
         messages.append(
             Warning(
@@ -36,7 +50,7 @@ def check_channel_layer(app_configs: typing.Any = None, **kwargs: typing.Any) ->
                 id="nexios_compat.W001",
             )
         )
-    capacity = layers[alias].get("CONFIG", {}).get("capacity", 100)
+    capacity = config.get("capacity", 100)
     if capacity < 1000:
         messages.append(
             Warning(
@@ -45,4 +59,64 @@ def check_channel_layer(app_configs: typing.Any = None, **kwargs: typing.Any) ->
                 id="nexios_compat.W002",
             )
         )
+    if backend == REDIS:
+        for host in config.get("hosts") or [{}]:
+            messages += _check_redis_host(host)
     return messages
+
+
+def _check_redis_host(host: typing.Any) -> list[CheckMessage]:
+    """Check one channels_redis host entry against redis-py 8's defaults."""
+    options: dict[str, typing.Any] = dict(host) if isinstance(host, dict) else {}
+    address = options.get("address", host if isinstance(host, str) else "")
+    if isinstance(address, str) and address:
+        # Query parameters of the URL win over keyword arguments in redis-py.
+        options.update({key: values[-1] for key, values in parse_qs(urlsplit(address).query).items()})
+    shown = _without_password(address) if isinstance(address, str) and address else repr(host)
+    messages: list[CheckMessage] = []
+    timeout = options.get("socket_timeout", REDIS_DEFAULT_SOCKET_TIMEOUT)
+    if timeout is not None and float(timeout) <= REDIS_POP_TIMEOUT:
+        messages.append(
+            Warning(
+                f"The Redis host {shown} has a socket timeout of {timeout} s, not above the "
+                f"{REDIS_POP_TIMEOUT:g} s that channels_redis blocks waiting for messages.",
+                hint="Idle readers then fail with TimeoutError and reconnect over and over: "
+                "set 'socket_timeout': 15 in the host dict.",
+                id="nexios_compat.W003",
+            )
+        )
+    if "max_connections" not in options:
+        messages.append(
+            Warning(
+                f"The Redis host {shown} has no max_connections: redis-py caps its pool at 100.",
+                hint="Layer calls running at once beyond it fail with MaxConnectionsError: set "
+                "'max_connections' to about the sockets one process serves (see docs/deployment.md).",
+                id="nexios_compat.W004",
+            )
+        )
+    return messages
+
+
+def _without_password(address: str) -> str:
+    parts = urlsplit(address)
+    if parts.password is None:
+        return address
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
+@register(Tags.compatibility)
+def check_presence_timing(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[CheckMessage]:
+    """Check that a live process always heartbeats well within PROCESS_TIMEOUT."""
+    config = get_config()
+    interval, timeout = float(config["HEARTBEAT_INTERVAL"]), float(config["PROCESS_TIMEOUT"])
+    if timeout < 2 * interval:
+        return [
+            Warning(
+                f"PROCESS_TIMEOUT ({timeout:g} s) is less than twice HEARTBEAT_INTERVAL ({interval:g} s).",
+                hint="One late heartbeat would get a live process's members removed by its peers "
+                "(it rejoins at its next heartbeat). Keep PROCESS_TIMEOUT at 3 or more intervals.",
+                id="nexios_compat.W005",
+            )
+        ]
+    return []

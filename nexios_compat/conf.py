@@ -33,6 +33,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # the survivors delete a process and its members.
     "HEARTBEAT_INTERVAL": 3.0,
     "PROCESS_TIMEOUT": 10.0,
+    # Seconds a hub holds back a saved broadcast that arrived ahead of a missing
+    # one before it fills the gap from history.
+    "REORDER_TIMEOUT": 1.0,
     # Limits. Frames larger than MAX_MESSAGE_SIZE bytes close the socket with 1009
     # (daphne's own limit, --websocket_max_message_size, is 1 MiB).
     "MAX_MESSAGE_SIZE": 64 * 1024,

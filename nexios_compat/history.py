@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from django.db import transaction
+from django.db.models import F, Sum, Window
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -18,6 +19,9 @@ from .conf import get_config, history_size_bytes
 from .db import run_db
 from .encoding import KIND_BYTES, unpack
 from .websockets.utils import ChannelMessageDC
+
+if typing.TYPE_CHECKING:
+    from .models import Room
 
 logger = logging.getLogger("nexios_compat.history")
 
@@ -57,6 +61,11 @@ class BaseHistoryStore:
         """Return every room's messages, oldest first."""
         raise NotImplementedError
 
+    def last_seq(self, room: str) -> int:
+        """Return the highest sequence number handed out in a room (0 if none), flushed or not."""
+        newest = self.fetch(room, None, 1)
+        return (newest[-1].seq or 0) if newest else 0
+
     def flush(self, room: str | None = None) -> int:
         """Delete the messages of one room, or of every room; return how many."""
         raise NotImplementedError
@@ -70,46 +79,54 @@ class DatabaseHistoryStore(BaseHistoryStore):
     """History in the ``Room`` and ``Message`` models."""
 
     def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
-        """Store messages in one transaction; sequence numbers come from the locked room row."""
+        """Store messages in one transaction; sequence numbers come from the locked room rows."""
+        from .models import Room
+
+        names = list(dict.fromkeys(message.room for message in messages))
+        saved = self._append_locked(messages, names)
+        if saved is None:
+            # Rooms are created outside the locking transaction: inserting a row
+            # while holding other rooms' locks could deadlock with a batch that
+            # inserted it first and now waits for ours.
+            Room.objects.bulk_create([Room(name=name) for name in names], ignore_conflicts=True)
+            saved = self._append_locked(messages, names)
+        if saved is None:
+            raise RuntimeError(f"Could not create the rooms {names!r} to save messages in")
+        return saved
+
+    def _append_locked(self, messages: list[PendingMessage], names: list[str]) -> list[SavedMessage] | None:
         from .models import Message, Room
 
-        by_room: dict[str, list[int]] = {}
-        for index, message in enumerate(messages):
-            by_room.setdefault(message.room, []).append(index)
         now = timezone.now()
-        saved: list[SavedMessage | None] = [None] * len(messages)
-        for name in by_room:
-            Room.objects.get_or_create(name=name)
         with transaction.atomic():
             # Lock rooms in one global order so that concurrent batches never deadlock.
             rooms = {
                 room.name: room
-                for room in Room.objects.select_for_update().filter(name__in=list(by_room)).order_by("pk")
+                for room in Room.objects.select_for_update().filter(name__in=names).order_by("pk")
             }
+            if len(rooms) < len(names):
+                return None
+            next_seq = {name: room.last_seq for name, room in rooms.items()}
             rows = []
-            for name, indexes in by_room.items():
-                room = rooms[name]
-                seq = room.last_seq
-                for index in indexes:
-                    seq += 1
-                    message = messages[index]
-                    row = Message(
-                        room_id=room.pk,
-                        seq=seq,
-                        kind=message.kind,
-                        text=message.text,
-                        data=message.data,
-                        size=len(message.data)
-                        if message.kind == KIND_BYTES and message.data is not None
-                        else len((message.text or "").encode("utf-8")),
-                        sender=message.sender,
-                        created=now,
-                    )
-                    rows.append(row)
-                    saved[index] = SavedMessage(seq=seq, uuid=row.uuid, created=now)
-                Room.objects.filter(pk=room.pk).update(last_seq=seq, last_activity=now)
+            saved = []
+            for message in messages:
+                next_seq[message.room] += 1
+                row = Message(
+                    room_id=rooms[message.room].pk,
+                    seq=next_seq[message.room],
+                    kind=message.kind,
+                    text=message.text,
+                    data=message.data,
+                    size=payload_size(message),
+                    sender=message.sender,
+                    created=now,
+                )
+                rows.append(row)
+                saved.append(SavedMessage(seq=row.seq, uuid=row.uuid, created=now))
+            for name, room in rooms.items():
+                Room.objects.filter(pk=room.pk).update(last_seq=next_seq[name], last_activity=now)
             Message.objects.bulk_create(rows)
-        return [item for item in saved if item is not None]
+        return saved
 
     @staticmethod
     def _to_dc(room: str, row: typing.Any) -> ChannelMessageDC:
@@ -135,6 +152,12 @@ class DatabaseHistoryStore(BaseHistoryStore):
             return [self._to_dc(room, row) for row in newest]
         return [self._to_dc(room, row) for row in rows.order_by("seq")]
 
+    def last_seq(self, room: str) -> int:
+        """Return the room's counter, which flushing and pruning leave as it is."""
+        from .models import Room
+
+        return Room.objects.filter(name=room).values_list("last_seq", flat=True).first() or 0
+
     def fetch_all(self) -> dict[str, list[ChannelMessageDC]]:
         """Return every room that has messages, with its messages oldest first."""
         from .models import Message
@@ -153,52 +176,58 @@ class DatabaseHistoryStore(BaseHistoryStore):
 
     def prune(self) -> int:
         """Trim every room to its retention limits, always keeping its newest message."""
-        from .models import Message, Room
+        from .models import Room
 
-        config = get_config()
-        byte_bound = history_size_bytes()
         deleted = 0
         for room in Room.objects.filter(messages__isnull=False).distinct():
-            newest = Message.objects.filter(room=room).order_by("-seq").values_list("seq", flat=True).first()
-            if newest is None:
-                continue
-            cutoff = 0  # delete seq <= cutoff
-            max_messages = (
-                room.max_messages if room.max_messages is not None else config["HISTORY_MAX_MESSAGES"]
-            )
-            if max_messages is not None:
-                keep_from = (
-                    Message.objects.filter(room=room)
-                    .order_by("-seq")
-                    .values_list("seq", flat=True)[max(int(max_messages), 1) - 1 : max(int(max_messages), 1)]
-                )
-                first_kept = next(iter(keep_from), None)
-                if first_kept is not None:
-                    cutoff = max(cutoff, first_kept - 1)
-            max_age = room.max_age if room.max_age is not None else config["HISTORY_MAX_AGE"]
-            if max_age is not None:
-                limit = timezone.now() - datetime.timedelta(seconds=float(max_age))
-                old = (
-                    Message.objects.filter(room=room, created__lt=limit)
-                    .order_by("-seq")
-                    .values_list("seq", flat=True)
-                    .first()
-                )
-                if old is not None:
-                    cutoff = max(cutoff, old)
-            if byte_bound is not None:
-                total = 0
-                for seq, size in (
-                    Message.objects.filter(room=room).order_by("-seq").values_list("seq", "size")
-                ):
-                    total += size
-                    if total > byte_bound and seq != newest:
-                        cutoff = max(cutoff, seq)
-                        break
-            cutoff = min(cutoff, newest - 1)
-            if cutoff > 0:
-                deleted += Message.objects.filter(room=room, seq__lte=cutoff).delete()[0]
+            deleted += self._prune_room(room)
         return deleted
+
+    def _prune_room(self, room: Room) -> int:
+        """Delete a room's oldest messages beyond its limits; return how many."""
+        from .models import Message
+
+        config = get_config()
+        messages = Message.objects.filter(room=room)
+        newest = messages.order_by("-seq").values_list("seq", flat=True).first()
+        if newest is None:
+            return 0
+        cutoff = 0  # delete seq <= cutoff
+        max_messages = room.max_messages if room.max_messages is not None else config["HISTORY_MAX_MESSAGES"]
+        if max_messages is not None:
+            keep = max(int(max_messages), 1)
+            first_kept = messages.order_by("-seq").values_list("seq", flat=True)[keep - 1 : keep].first()
+            if first_kept is not None:
+                cutoff = max(cutoff, first_kept - 1)
+        max_age = room.max_age if room.max_age is not None else config["HISTORY_MAX_AGE"]
+        if max_age is not None:
+            limit = timezone.now() - datetime.timedelta(seconds=float(max_age))
+            old = messages.filter(created__lt=limit).order_by("-seq").values_list("seq", flat=True).first()
+            if old is not None:
+                cutoff = max(cutoff, old)
+        byte_bound = history_size_bytes()
+        if byte_bound is not None:
+            # The newest message whose running total (newest first) exceeds the bound.
+            over = (
+                messages.annotate(total=Window(Sum("size"), order_by=F("seq").desc()))
+                .filter(total__gt=byte_bound)
+                .order_by("-seq")
+                .values_list("seq", flat=True)
+                .first()
+            )
+            if over is not None:
+                cutoff = max(cutoff, over)
+        cutoff = min(cutoff, newest - 1)
+        if cutoff <= 0:
+            return 0
+        return messages.filter(seq__lte=cutoff).delete()[0]
+
+
+def payload_size(message: PendingMessage) -> int:
+    """Return a payload's size in bytes: the bytes, or the UTF-8 of the text or JSON."""
+    if message.kind == KIND_BYTES:
+        return len(message.data or b"")
+    return len((message.text or "").encode("utf-8"))
 
 
 def get_history_store() -> BaseHistoryStore:

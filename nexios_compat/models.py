@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from django.db import models
+
+from .encoding import unpack
 
 
 class Room(models.Model):
@@ -16,10 +17,15 @@ class Room(models.Model):
     last_seq = models.BigIntegerField(default=0, help_text="Highest message number handed out.")
     last_activity = models.DateTimeField(null=True, blank=True)
     max_messages = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Overrides HISTORY_MAX_MESSAGES for this room."
+        null=True,
+        blank=True,
+        help_text="Messages kept in this room (empty: HISTORY_MAX_MESSAGES). The newest is always kept.",
     )
     max_age = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Overrides HISTORY_MAX_AGE (seconds) for this room."
+        null=True,
+        blank=True,
+        help_text="Seconds a message is kept in this room (empty: HISTORY_MAX_AGE). "
+        "The newest is always kept.",
     )
 
     class Meta:
@@ -44,7 +50,9 @@ class Message(models.Model):
     # JSON payloads are kept as their exact text (jsonb would reorder keys).
     text = models.TextField(null=True, blank=True)
     data = models.BinaryField(null=True, blank=True)
-    size = models.PositiveIntegerField(default=0, help_text="Payload size in bytes.")
+    size = models.PositiveIntegerField(
+        default=0, help_text="Payload size in bytes (UTF-8 for text and JSON)."
+    )
     sender = models.UUIDField(null=True, blank=True, help_text="Channel id of the sender.")
     created = models.DateTimeField(db_index=True)
 
@@ -59,11 +67,7 @@ class Message(models.Model):
     @property
     def payload(self) -> object:
         """The payload as it was sent: dict/list/..., str or bytes."""
-        if self.kind == self.Kind.JSON:
-            return json.loads(self.text or "null")
-        if self.kind == self.Kind.TEXT:
-            return self.text or ""
-        return bytes(self.data or b"")
+        return unpack(self.kind, self.text, bytes(self.data) if self.data is not None else None)
 
 
 class Process(models.Model):
@@ -84,7 +88,7 @@ class Process(models.Model):
 
 
 class Member(models.Model):
-    """A live channel in a room, held by one process."""
+    """A live channel in a room, held by one process (a row exists while the socket is in the room)."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="members")
     channel_id = models.UUIDField(db_index=True)
@@ -95,6 +99,7 @@ class Member(models.Model):
 
     class Meta:
         ordering = ["room", "joined"]
+        verbose_name = "live member"
         constraints = [
             models.UniqueConstraint(fields=["room", "channel_id"], name="nexios_member_room_channel")
         ]

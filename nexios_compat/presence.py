@@ -8,6 +8,7 @@ import socket
 import typing
 import uuid
 
+from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -27,6 +28,16 @@ class MemberInfo:
     joined: datetime.datetime
 
 
+@dataclasses.dataclass(frozen=True)
+class Heartbeat:
+    """What a heartbeat found: whether our process row still existed, and whom it removed."""
+
+    # False when peers had already deleted our row (we were silent too long): rejoin.
+    registered: bool
+    # (layer channel, rooms) of every silent process whose rows were deleted.
+    removed: list[tuple[str, list[str]]]
+
+
 class BasePresenceStore:
     """Where membership lives; methods are synchronous and run on the ORM thread."""
 
@@ -38,13 +49,22 @@ class BasePresenceStore:
         """Forget a process and all its members."""
         raise NotImplementedError
 
-    def heartbeat(self, process_id: str) -> list[tuple[str, list[str]]]:
+    def retire_process(self, process_id: str) -> None:
+        """Mark a process as silent, so that the next heartbeat of a peer removes it and its members."""
+        raise NotImplementedError
+
+    def heartbeat(self, process_id: str) -> Heartbeat:
         """Mark a process alive; delete silent ones, returning their channels and rooms."""
         raise NotImplementedError
 
     def add(self, room: str, channel_id: uuid.UUID, process_id: str, metadata: dict[str, typing.Any]) -> None:
         """Record a channel's membership of a room."""
         raise NotImplementedError
+
+    def add_many(self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]) -> None:
+        """Record several ``(room, channel_id, metadata)`` memberships of one process."""
+        for room, channel_id, metadata in members:
+            self.add(room, channel_id, process_id, metadata)
 
     def remove(self, room: str, channel_id: uuid.UUID) -> None:
         """Forget a channel's membership of a room."""
@@ -57,6 +77,10 @@ class BasePresenceStore:
     def counts(self) -> dict[str, int]:
         """Return the number of members per room that has any."""
         raise NotImplementedError
+
+    def count(self, room: str) -> int:
+        """Return the number of members of one room, in every process."""
+        return self.counts().get(room, 0)
 
     def locate(self, channel_id: uuid.UUID) -> str | None:
         """Return the layer channel of the hub holding ``channel_id``, if any."""
@@ -90,23 +114,33 @@ class DatabasePresenceStore(BasePresenceStore):
 
         Process.objects.filter(id=process_id).delete()
 
-    def heartbeat(self, process_id: str) -> list[tuple[str, list[str]]]:
+    def retire_process(self, process_id: str) -> None:
+        """Date the process's last heartbeat back to the epoch."""
+        from .models import Process
+
+        epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+        Process.objects.filter(id=process_id).update(last_heartbeat=epoch)
+
+    def heartbeat(self, process_id: str) -> Heartbeat:
         """Refresh our heartbeat and remove processes silent for ``PROCESS_TIMEOUT``."""
         from .models import Member, Process
 
         now = timezone.now()
-        Process.objects.filter(id=process_id).update(last_heartbeat=now)
+        registered = Process.objects.filter(id=process_id).update(last_heartbeat=now) > 0
         limit = now - datetime.timedelta(seconds=float(get_config()["PROCESS_TIMEOUT"]))
         dead = list(Process.objects.filter(last_heartbeat__lt=limit).exclude(id=process_id))
         removed = []
         for process in dead:
             rooms = list(
-                Member.objects.filter(process=process).values_list("room__name", flat=True).distinct()
+                Member.objects.filter(process=process)
+                .order_by()  # the model's ordering would defeat DISTINCT
+                .values_list("room__name", flat=True)
+                .distinct()
             )
             removed.append((process.layer_channel, rooms))
         if dead:
             Process.objects.filter(id__in=[p.id for p in dead]).delete()
-        return removed
+        return Heartbeat(registered=registered, removed=removed)
 
     def add(self, room: str, channel_id: uuid.UUID, process_id: str, metadata: dict[str, typing.Any]) -> None:
         """Insert (or refresh) the member row."""
@@ -118,6 +152,12 @@ class DatabasePresenceStore(BasePresenceStore):
             channel_id=channel_id,
             defaults={"process_id": process_id, "metadata": _jsonable(metadata)},
         )
+
+    def add_many(self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]) -> None:
+        """Insert (or refresh) member rows in one transaction."""
+        with transaction.atomic():
+            for room, channel_id, metadata in members:
+                self.add(room, channel_id, process_id, metadata)
 
     def remove(self, room: str, channel_id: uuid.UUID) -> None:
         """Delete the member row."""
@@ -151,6 +191,12 @@ class DatabasePresenceStore(BasePresenceStore):
         return {
             row["room__name"]: row["n"] for row in Member.objects.values("room__name").annotate(n=Count("pk"))
         }
+
+    def count(self, room: str) -> int:
+        """Return the members of one room."""
+        from .models import Member
+
+        return Member.objects.filter(room__name=room).count()
 
     def locate(self, channel_id: uuid.UUID) -> str | None:
         """Return the holder's layer channel."""

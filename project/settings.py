@@ -2,7 +2,8 @@
 
 DATABASE_URL (default: SQLite file db.sqlite3 beside manage.py), REDIS_URL
 (unset: in-memory channel layer; set: channels-redis), SECRET_KEY, DEBUG,
-ALLOWED_HOSTS (comma-separated).
+ALLOWED_HOSTS and CSRF_TRUSTED_ORIGINS (comma-separated), BEHIND_TLS_PROXY,
+STATIC_ROOT.
 """
 
 import os
@@ -17,6 +18,12 @@ DEBUG = os.environ.get("DEBUG", "1").lower() in {"1", "true", "yes", "on"}
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
 ]
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto (deploy/nginx.conf):
+# without it a browser's https:// Origin never matches the http:// request and
+# both CSRF and the WebSocket origin check refuse. Only set it behind such a proxy.
+if os.environ.get("BEHIND_TLS_PROXY", "").lower() in {"1", "true", "yes", "on"}:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
 INSTALLED_APPS = [
     "daphne",
@@ -120,6 +127,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# Where `manage.py collectstatic` puts files for the proxy to serve (deploy/nginx.conf).
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGGING = {

@@ -7,6 +7,8 @@ import typing
 import uuid
 from collections.abc import Generator
 
+from asgiref.sync import AsyncToSync
+
 from ..conf import get_config
 from ..db import run_db
 from ..encoding import dumps, pack
@@ -34,6 +36,15 @@ __all__ = [
     "PayloadTypeEnum",
     "RemoteChannel",
 ]
+
+
+def _sync_caller_waiting() -> bool:
+    """Whether sync code waits on this call in ``async_to_sync`` (it may hold the ORM thread).
+
+    Such a call must not wait for the hub's history writer: the writer's ORM
+    work would queue behind the very thread that is waiting, a deadlock.
+    """
+    return getattr(AsyncToSync.executors, "current", None) is not None
 
 
 def _query_flag(websocket: WebSocket, name: str) -> bool:
@@ -77,6 +88,8 @@ class Channel:
         self._resumed: set[str] = set()
         # While a resume replays history, live broadcasts wait here.
         self._buffer: list[typing.Any] | None = None
+        # Per group, the last seq a resume replayed ahead of the room's live stream.
+        self._replayed: dict[str, int] = {}
         websocket.channels.append(self)
         hub = current_hub()
         if hub is not None:
@@ -230,7 +243,7 @@ async def _check_room_limits(channel: Channel, group_name: str) -> None:
             raise TooManyRooms(f"This connection is already in {max_rooms} rooms")
     max_members = config["MAX_MEMBERS_PER_ROOM"]
     if max_members is not None:
-        count = (await run_db(get_presence_store().counts)).get(group_name, 0)
+        count = await run_db(get_presence_store().count, group_name)
         if count >= max_members:
             raise RoomFull(f"Room is full ({max_members} members)")
 
@@ -294,17 +307,17 @@ class ChannelBox:
             size = len(data) if data is not None else len((text or "").encode("utf-8"))
             if limit is not None and size > limit:
                 raise PayloadTooLarge(f"Payload of {size} bytes exceeds MAX_HISTORY_PAYLOAD ({limit})")
-            if hub is not None and hub.started and not hub.stopped:
+            if hub is not None and hub.started and not hub.stopped and not _sync_caller_waiting():
                 await hub.writer.submit(message)
             else:
                 saved = await run_db(get_history_store().append, [message])
-                await publish(get_layer(), message, saved[0])
+                await publish(hub.layer if hub is not None else get_layer(), message, saved[0])
         else:
             await publish(hub.layer if hub is not None else get_layer(), message, None)
         if hub is not None and hub.groups.get(group_name):
             return GroupSendStatusEnum.GROUP_SEND
-        counts = await run_db(get_presence_store().counts)
-        return GroupSendStatusEnum.GROUP_SEND if counts.get(group_name) else GroupSendStatusEnum.NO_SUCH_GROUP
+        count = await run_db(get_presence_store().count, group_name)
+        return GroupSendStatusEnum.GROUP_SEND if count else GroupSendStatusEnum.NO_SUCH_GROUP
 
     @classmethod
     def show_groups(cls) -> GroupsView:

@@ -1,0 +1,368 @@
+"""Django admin: rooms with who is connected now, saved messages for moderation, live members."""
+
+from __future__ import annotations
+
+import json
+import time
+import typing
+
+from asgiref.sync import async_to_sync
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db import models
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+
+from .history import get_history_store
+from .models import Member, Message, Room
+from .websockets.channels import ChannelBox
+from .websockets.utils import WS_1000_NORMAL_CLOSURE, GroupSendStatusEnum
+
+PREVIEW_CHARS = 120
+# Members listed on a room's page; the rest are one click away.
+ROOM_PAGE_MEMBERS = 50
+HEX_PREVIEW_BYTES = 64
+CLOSE_REASON = "Closed by an administrator"
+
+
+def _json_text(value: typing.Any, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=False)
+
+
+def _count_of(model: type[models.Model]) -> Coalesce:
+    """Count a model's rows per room, as a subquery (two joined counts would multiply)."""
+    rows = model._default_manager.filter(room=OuterRef("pk")).order_by().values("room")
+    return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")), 0)
+
+
+def _changelist(model: type[models.Model], room: Room) -> str:
+    opts = model._meta
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist") + f"?room__id__exact={room.pk}"
+
+
+# Action forms -----------------------------------------------------------------
+
+
+class AnnouncementForm(forms.Form):
+    """What a staff user types to announce something in rooms."""
+
+    message = forms.CharField(
+        max_length=2000, widget=forms.Textarea(attrs={"rows": 4, "cols": 60}), label="Announcement"
+    )
+    as_text = forms.BooleanField(
+        required=False,
+        label="Send the text alone",
+        help_text='Unticked, members receive {"type": "announcement", "message": "...", '
+        '"timestamp": ...} as JSON; ticked, just the text.',
+    )
+    save_history = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Save to history",
+        help_text="Saved announcements are replayed to members who reconnect with ?since=.",
+    )
+
+    def payload(self) -> typing.Any:
+        """Return the payload to broadcast."""
+        text = self.cleaned_data["message"]
+        if self.cleaned_data["as_text"]:
+            return text
+        return {"type": "announcement", "message": text, "timestamp": time.time()}
+
+
+class CloseForm(forms.Form):
+    """The close reason sent to every connection of the rooms."""
+
+    reason = forms.CharField(
+        required=False,
+        initial=CLOSE_REASON,
+        max_length=123,
+        help_text="Sent with close code 1000; at most 123 bytes of UTF-8.",
+    )
+
+    def clean_reason(self) -> str:
+        """Keep the reason within what a WebSocket close frame can carry."""
+        reason: str = self.cleaned_data["reason"]
+        if len(reason.encode("utf-8")) > 123:
+            raise forms.ValidationError("A close reason can hold at most 123 bytes of UTF-8.")
+        return reason
+
+
+class ConfirmForm(forms.Form):
+    """No fields: the page only asks for confirmation."""
+
+
+# Rooms ------------------------------------------------------------------------
+
+
+@admin.register(Room)
+class RoomAdmin(admin.ModelAdmin):
+    """Rooms with live member and message counts; announce, disconnect and flush from here."""
+
+    list_display = ("name", "live_members", "message_count", "last_activity", "last_seq")
+    search_fields = ("name",)
+    actions = ("send_announcement", "close_connections", "flush_history")
+    fieldsets = (
+        (None, {"fields": ("name", "created", "last_activity", "last_seq", "message_count")}),
+        ("Retention", {"fields": ("max_messages", "max_age")}),
+        ("Connected now", {"fields": ("live_members", "connected_now")}),
+    )
+    formfield_overrides = {models.TextField: {"widget": forms.TextInput(attrs={"size": 60})}}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:
+        """Annotate each room with its live member and saved message counts."""
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(live_member_count=_count_of(Member), message_total=_count_of(Message))
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Room | None = None) -> tuple[str, ...]:
+        """Keep the counters read-only, and the name once the room exists (it is the key)."""
+        fields = ("created", "last_activity", "last_seq", "message_count", "live_members", "connected_now")
+        return ("name", *fields) if obj is not None else fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Room | None = None) -> bool:
+        """Never: a re-created room would number its messages from 1 again and break resume."""
+        return False
+
+    @admin.display(description="live members", ordering="live_member_count")
+    def live_members(self, room: Room) -> str:
+        """Link to who is connected to the room now."""
+        count = getattr(room, "live_member_count", None)
+        if count is None:
+            count = room.members.count()
+        return format_html('<a href="{}">{}</a>', _changelist(Member, room), count)
+
+    @admin.display(description="saved messages", ordering="message_total")
+    def message_count(self, room: Room) -> str:
+        """Link to the room's saved messages."""
+        count = getattr(room, "message_total", None)
+        if count is None:
+            count = room.messages.count()
+        return format_html('<a href="{}">{}</a>', _changelist(Message, room), count)
+
+    @admin.display(description="connected now")
+    def connected_now(self, room: Room) -> SafeString | str:
+        """Table of the room's live members with their metadata."""
+        if room.pk is None:
+            return "-"
+        members = list(room.members.select_related("process").order_by("joined", "pk")[:ROOM_PAGE_MEMBERS])
+        if not members:
+            return "Nobody."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            (
+                (member.channel_id, _json_text(member.metadata), member.process, member.joined)
+                for member in members
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>channel</th><th>metadata</th><th>server process</th>"
+            '<th>joined</th></tr></thead><tbody>{}</tbody></table><p><a href="{}">All live members of '
+            "this room</a></p>",
+            rows,
+            _changelist(Member, room),
+        )
+
+    # Actions ----------------------------------------------------------------
+
+    def _action_page(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Room],
+        action: str,
+        title: str,
+        description: str,
+        submit_label: str,
+        form: forms.Form,
+    ) -> TemplateResponse:
+        """Render the intermediate page that asks for the action's input or confirmation."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "description": description,
+            "submit_label": submit_label,
+            "form": form,
+            "rooms": queryset,
+            "action": action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "opts": self.model._meta,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/nexios_compat/room/action_form.html", context)
+
+    @admin.action(description="Send an announcement to the selected rooms")
+    def send_announcement(self, request: HttpRequest, queryset: QuerySet[Room]) -> TemplateResponse | None:
+        """Ask for a text, then broadcast it to every member of each room, in every process."""
+        form = AnnouncementForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return self._action_page(
+                request,
+                queryset,
+                "send_announcement",
+                "Send an announcement",
+                "Every member connected to these rooms receives the announcement now.",
+                "Send",
+                form,
+            )
+        names = list(queryset.values_list("name", flat=True))
+        payload, save = form.payload(), form.cleaned_data["save_history"]
+
+        async def announce() -> int:
+            statuses = [await ChannelBox.group_send(name, payload, save_history=save) for name in names]
+            return statuses.count(GroupSendStatusEnum.GROUP_SEND)
+
+        reached = async_to_sync(announce)()
+        self.message_user(
+            request,
+            f"Announcement sent to {len(names)} room(s), {reached} of them with members connected now"
+            + ("; saved to history." if save else "."),
+            messages.SUCCESS,
+        )
+        return None
+
+    @admin.action(description="Close every connection in the selected rooms")
+    def close_connections(self, request: HttpRequest, queryset: QuerySet[Room]) -> TemplateResponse | None:
+        """Ask for a reason, then close every socket in each room, in every process."""
+        form = CloseForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return self._action_page(
+                request,
+                queryset,
+                "close_connections",
+                "Close connections",
+                "Every connection to these rooms is closed (code 1000). Clients may reconnect.",
+                "Close connections",
+                form,
+            )
+        rooms = list(queryset)
+        reason = form.cleaned_data["reason"]
+
+        async def close() -> None:
+            for room in rooms:
+                await ChannelBox.close_all_connections(
+                    group_name=room.name, code=WS_1000_NORMAL_CLOSURE, reason=reason
+                )
+
+        async_to_sync(close)()
+        connected = sum(getattr(room, "live_member_count", 0) for room in rooms)
+        self.message_user(
+            request,
+            f"Closing the connections of {len(rooms)} room(s) ({connected} were connected).",
+            messages.SUCCESS,
+        )
+        return None
+
+    @admin.action(description="Delete the saved messages of the selected rooms")
+    def flush_history(self, request: HttpRequest, queryset: QuerySet[Room]) -> TemplateResponse | None:
+        """Confirm, then delete every saved message of each room (message numbers keep counting)."""
+        form = ConfirmForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return self._action_page(
+                request,
+                queryset,
+                "flush_history",
+                "Delete saved messages",
+                "Every saved message of these rooms is deleted; this cannot be undone. "
+                "New messages continue the rooms' numbering, so resuming clients stay correct.",
+                "Yes, delete the messages",
+                form,
+            )
+        store = get_history_store()
+        names = list(queryset.values_list("name", flat=True))
+        deleted = sum(store.flush(name) for name in names)
+        self.message_user(
+            request, f"Deleted {deleted} saved message(s) from {len(names)} room(s).", messages.SUCCESS
+        )
+        return None
+
+
+# Messages ---------------------------------------------------------------------
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    """Saved messages: read-only, deletable for moderation."""
+
+    list_display = ("seq", "room", "preview", "kind", "size", "sender", "created")
+    list_display_links = ("seq", "preview")
+    list_filter = ("room", "kind")
+    list_select_related = ("room",)
+    date_hierarchy = "created"
+    search_fields = ("text",)
+    search_help_text = "Search the text of JSON and text messages."
+    ordering = ("-created", "-seq")
+    show_full_result_count = False
+    fields = ("room", "seq", "uuid", "kind", "payload", "size", "sender", "created")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Never: messages are saved by ``group_send``."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        """Never: history is what was sent."""
+        return False
+
+    @admin.display(description="payload")
+    def preview(self, message: Message) -> str:
+        """One line: JSON or text cut short, or the size of a binary payload."""
+        if message.kind == Message.Kind.BYTES:
+            return f"binary, {message.size} bytes"
+        text = message.text or ""
+        if message.kind == Message.Kind.JSON:
+            text = _json_text(json.loads(text or "null"))
+        return Truncator(" ".join(text.split())).chars(PREVIEW_CHARS)
+
+    @admin.display(description="payload")
+    def payload(self, message: Message) -> str:
+        """The whole payload: indented JSON, the text, or a hex dump of the bytes' start."""
+        if message.kind == Message.Kind.BYTES:
+            data = bytes(message.data or b"")
+            more = " ..." if len(data) > HEX_PREVIEW_BYTES else ""
+            return format_html("{} bytes<pre>{}{}</pre>", len(data), data[:HEX_PREVIEW_BYTES].hex(" "), more)
+        text = message.text or ""
+        if message.kind == Message.Kind.JSON:
+            text = _json_text(json.loads(text or "null"), indent=2)
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
+
+
+# Live members -----------------------------------------------------------------
+
+
+@admin.register(Member)
+class MemberAdmin(admin.ModelAdmin):
+    """Who is connected to which room now, held by which server process (read-only)."""
+
+    list_display = ("channel_id", "room", "metadata_json", "process", "joined", "last_seen")
+    list_filter = (("room", admin.RelatedOnlyFieldListFilter),)
+    list_select_related = ("room", "process")
+    search_fields = ("room__name",)
+    fields = ("room", "channel_id", "metadata_json", "process", "joined", "last_seen")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Never: rows follow the sockets."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Member | None = None) -> bool:
+        """Never: rows follow the sockets."""
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Member | None = None) -> bool:
+        """Never: deleting a row would not disconnect the socket; close the room instead."""
+        return False
+
+    @admin.display(description="metadata")
+    def metadata_json(self, member: Member) -> str:
+        """The channel's metadata as JSON."""
+        return _json_text(member.metadata)

@@ -1,0 +1,23 @@
+"""``manage.py prune_history``: apply the history retention settings now."""
+
+from __future__ import annotations
+
+import typing
+
+from django.core.management.base import BaseCommand
+
+from ...history import get_history_store
+
+
+class Command(BaseCommand):
+    """Trim every room's saved messages to its retention limits."""
+
+    help = (
+        "Delete saved messages beyond HISTORY_MAX_MESSAGES, HISTORY_MAX_AGE, the rooms' own "
+        "limits and CHANNEL_BOX_HISTORY_SIZE (oldest first; a room's newest message is always kept)."
+    )
+
+    def handle(self, *args: typing.Any, **options: typing.Any) -> None:
+        """Run one retention pass and print how many messages it deleted."""
+        deleted = get_history_store().prune()
+        self.stdout.write(f"Deleted {deleted} saved message{'s' if deleted != 1 else ''}.")

@@ -1,0 +1,63 @@
+"""Put a room's saved broadcasts in sequence order before they reach local sockets.
+
+Two processes that save messages to the same room at the same time publish them
+on the channel layer in whatever order their writes finish, so a hub can
+receive seq 8 before seq 7. Each hub holds a broadcast that arrives ahead of a
+missing one back until the gap closes; a gap that stays open (the publisher
+died after saving, or the layer was down) is filled from history, which has
+every saved message because history is written before it is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .encoding import FrameCache
+
+
+class RoomSequencer:
+    """The delivery order of one room's saved broadcasts in one process."""
+
+    __slots__ = ("held", "next_seq")
+
+    def __init__(self, next_seq: int) -> None:
+        # The sequence number the local members are to receive next.
+        self.next_seq = next_seq
+        # Broadcasts that arrived ahead of a missing one, by sequence number.
+        self.held: dict[int, FrameCache] = {}
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a gap holds broadcasts back."""
+        return bool(self.held)
+
+    def offer(self, cache: FrameCache) -> list[FrameCache]:
+        """Take one saved broadcast; return those now deliverable, in order (maybe none)."""
+        seq = cache.seq
+        assert seq is not None
+        if seq < self.next_seq:
+            return []  # already delivered (or saved before this process subscribed)
+        if seq > self.next_seq:
+            self.held[seq] = cache
+            return []
+        ready = [cache]
+        self.next_seq += 1
+        while self.next_seq in self.held:
+            ready.append(self.held.pop(self.next_seq))
+            self.next_seq += 1
+        return ready
+
+    def fill(self, saved: Iterable[FrameCache]) -> list[FrameCache]:
+        """Close every gap with messages read from history; return what to deliver, in order.
+
+        Sequence numbers missing from history too (pruned or flushed) are skipped.
+        """
+        frames = {cache.seq: cache for cache in saved if cache.seq is not None}
+        frames.update(self.held)
+        self.held.clear()
+        ready = []
+        for seq in sorted(frames):
+            if seq >= self.next_seq:
+                ready.append(frames[seq])
+                self.next_seq = seq + 1
+        return ready
