@@ -22,6 +22,7 @@ import functools
 import logging
 import os
 import socket
+import sys
 import typing
 import uuid
 import weakref
@@ -81,20 +82,19 @@ def get_layer() -> BaseChannelLayer:
     return typing.cast(BaseChannelLayer, layer)
 
 
-def fanout_message(
-    room: str, kind: str, text: str | None, data: bytes | None, seq: int | None
-) -> dict[str, typing.Any]:
-    """Build the one layer message that carries a broadcast."""
-    return {"type": FANOUT, "room": room, "k": kind, "t": text, "b": data, "s": seq}
+Item = tuple[str, str | None, bytes | None, int | None]  # kind, text, data, seq
+
+
+def fanout_message(room: str, items: list[Item], origin: str) -> dict[str, typing.Any]:
+    """Build the one layer message that carries a room's broadcasts (one or a batch)."""
+    return {"type": FANOUT, "room": room, "origin": origin, "items": [list(item) for item in items]}
 
 
 async def publish(layer: BaseChannelLayer, message: PendingMessage, saved: SavedMessage | None) -> None:
-    """Send one broadcast to the room's layer group."""
+    """Send one broadcast to the room's layer group (from a process without a hub)."""
     seq = saved.seq if saved is not None else None
-    await layer.group_send(
-        layer_group(message.room),
-        fanout_message(message.room, message.kind, message.text, message.data, seq),
-    )
+    item: Item = (message.kind, message.text, message.data, seq)
+    await layer.group_send(layer_group(message.room), fanout_message(message.room, [item], ""))
 
 
 def _saved_frame(room: str, message: ChannelMessageDC) -> FrameCache:
@@ -114,7 +114,9 @@ class Hub:
         self.groups: dict[str, dict[Channel, None]] = {}
         self.presence = get_presence_store()
         self.history = get_history_store()
-        self.writer = HistoryWriter(self.history, self._publish)
+        self.writer = HistoryWriter(self.history, self.broadcast)
+        self._outbox: list[tuple[str, Item]] = []
+        self._outbox_ready = asyncio.Event()
         # Layer messages received, in total and by type (for tests and diagnostics).
         self.layer_messages_received = 0
         self.received: collections.Counter[str] = collections.Counter()
@@ -138,26 +140,64 @@ class Hub:
         self._beat_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nexios-heartbeat")
         self.started = False
         self.stopped = False
+        # Sockets served by this process's consumers, with the tasks running their
+        # handlers: a graceful shutdown closes them with 1001 and waits for the tasks.
+        self.connections: dict[WebSocket, asyncio.Task[None]] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        # Graceful shutdown (daphne's reactor stopping): ``stopping`` from its start,
+        # ``draining`` while handlers may still finish by themselves, ``shut_down``
+        # once this hub has stopped for good (no new hub is started on this loop).
+        self.stopping = False
+        self.draining = False
+        self.shut_down = False
+        self.shutdown_deadline = 0.0
+        self._shutdown_trigger: tuple[typing.Any, typing.Any] | None = None
 
-    async def _publish(self, message: PendingMessage, saved: SavedMessage | None) -> None:
-        try:
-            await publish(self.layer, message, saved)
-        except Exception as exc:
-            if saved is None:
-                raise
-            # The message is saved: deliver it here now, and have every hub
-            # catch up from history once the layer is back.
-            logger.warning(
-                "Publishing saved message %d of %r failed (%r); peers will read it from history",
-                saved.seq,
-                message.room,
-                exc,
-            )
-            self._resync_needed = True
-            self.layer_failed()
-            await self.on_fanout(
-                FrameCache(message.room, message.kind, message.text, message.data, saved.seq)
-            )
+    async def broadcast(self, message: PendingMessage, saved: SavedMessage | None) -> None:
+        """Deliver a broadcast to this process's members now; queue it for the other processes.
+
+        Local members never wait for the layer: a broadcast costs the sender one
+        encoding per payload type and a write per member, as in Nexios. The
+        outbox task publishes what accumulated, one layer message per room per
+        batch, in order; every hub ignores its own batches when they come back.
+        """
+        seq = saved.seq if saved is not None else None
+        self._outbox.append((message.room, (message.kind, message.text, message.data, seq)))
+        self._outbox_ready.set()
+        await self.on_fanout(FrameCache(message.room, message.kind, message.text, message.data, seq))
+
+    async def _send_outbox(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            await self._drain_outbox()
+
+    async def _drain_outbox(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            by_room: dict[str, list[Item]] = {}
+            for room, item in batch:
+                by_room.setdefault(room, []).append(item)
+            for room, items in by_room.items():
+                try:
+                    await self.layer.group_send(
+                        layer_group(room), fanout_message(room, items, self.process_id)
+                    )
+                except Exception as exc:
+                    saved = [item[3] for item in items if item[3] is not None]
+                    # Saved ones are in history: every hub catches up once the layer is back.
+                    logger.warning(
+                        "Publishing %d broadcast(s) to %r failed (%r); %d saved one(s) will be read "
+                        "from history by the other processes, the rest reached only this process",
+                        len(items),
+                        room,
+                        exc,
+                        len(saved),
+                    )
+                    if saved:
+                        self._resync_needed = True
+                    self.layer_failed()
 
     async def _beat(self, fn: Callable[..., T], *args: typing.Any) -> T:
         loop = asyncio.get_running_loop()
@@ -183,9 +223,11 @@ class Hub:
             # daphne stops on SIGTERM without closing its applications: let the
             # peers remove this process at their next heartbeat, not after PROCESS_TIMEOUT.
             atexit.register(self._retire_at_exit)
+            self._install_shutdown_trigger()
             self.writer.start()
             self._tasks = [
                 asyncio.create_task(self._read(), name="nexios_compat.hub-reader"),
+                asyncio.create_task(self._send_outbox(), name="nexios_compat.hub-outbox"),
                 asyncio.create_task(self._keep_alive(), name="nexios_compat.hub-heartbeat"),
                 asyncio.create_task(self._maintain(), name="nexios_compat.hub-maintenance"),
             ]
@@ -196,7 +238,13 @@ class Hub:
         if not self.started or self.stopped:
             return
         self.stopped = True
+        if self._shutdown_trigger is not None and not self.stopping:
+            reactor, trigger = self._shutdown_trigger
+            with contextlib.suppress(Exception):
+                reactor.removeSystemEventTrigger(trigger)
+        self._shutdown_trigger = None
         await self.writer.stop()
+        await self._drain_outbox()
         if close_code is not None:
             for channel in list(self.channels.values()):
                 await channel.close(code=close_code, reason="Server shutting down")
@@ -224,6 +272,82 @@ class Hub:
             connections.close_all()
         except Exception:  # the interpreter is exiting: the peers' timeout still applies
             logger.debug("Could not retire process %s at exit", self.process_id, exc_info=True)
+
+    # Graceful shutdown -----------------------------------------------------
+
+    def connection_started(self, websocket: WebSocket, task: asyncio.Task[None]) -> None:
+        """A consumer started serving ``websocket`` in ``task``."""
+        self.connections[websocket] = task
+        self._idle.clear()
+
+    def connection_finished(self, websocket: WebSocket) -> None:
+        """A consumer finished: handler, ``on_disconnect`` and leaving its rooms are done."""
+        self.connections.pop(websocket, None)
+        if not self.connections:
+            self._idle.set()
+
+    def _install_shutdown_trigger(self) -> None:
+        """Under daphne, shut down gracefully when its reactor stops (SIGTERM, SIGINT).
+
+        daphne runs on Twisted's asyncio reactor. Its own "before shutdown"
+        trigger cancels every application (or, within a second of a handshake,
+        raises ``KeyError('application_instance')`` and cancels none); this one
+        then closes the sockets with 1001, lets their handlers finish and stops
+        the hub. Nothing is registered on any other loop (tests, other servers).
+        """
+        reactor = sys.modules.get("twisted.internet.reactor")
+        if (
+            reactor is None
+            or not getattr(reactor, "running", False)
+            or getattr(reactor, "_asyncioEventloop", None) is not asyncio.get_running_loop()
+        ):
+            return
+        trigger = reactor.addSystemEventTrigger("before", "shutdown", self._before_shutdown)
+        self._shutdown_trigger = (reactor, trigger)
+
+    def _before_shutdown(self) -> typing.Any:
+        from twisted.internet.defer import Deferred
+
+        # Set before the applications daphne has just cancelled run again: their
+        # consumers see it and let the 1001 close end them instead.
+        self.stopping = self.draining = True
+        self.shutdown_deadline = asyncio.get_running_loop().time() + float(get_config()["SHUTDOWN_TIMEOUT"])
+        return Deferred.fromFuture(asyncio.ensure_future(self.shutdown()))
+
+    async def shutdown(self) -> None:
+        """Close every socket with 1001, wait for the handlers (``SHUTDOWN_TIMEOUT``), then stop.
+
+        Handlers end as on any close: ``on_disconnect`` runs and what it saves is
+        written; the rooms are left. Handlers still running at the deadline are
+        cancelled. Then pending history is flushed and the process leaves the cluster.
+        """
+        loop = asyncio.get_running_loop()
+        if not self.stopping:
+            self.stopping = self.draining = True
+            self.shutdown_deadline = loop.time() + float(get_config()["SHUTDOWN_TIMEOUT"])
+        sockets = list(self.connections)
+        logger.info("Shutting down: closing %d WebSocket(s) with 1001", len(sockets))
+        for websocket in sockets:
+            try:
+                await websocket.close(1001, "Server shutting down")
+            except Exception:
+                logger.debug("Closing a socket at shutdown failed", exc_info=True)
+        try:
+            async with asyncio.timeout_at(self.shutdown_deadline):
+                await self._idle.wait()
+        except TimeoutError:
+            self.draining = False
+            late = [task for task in self.connections.values() if not task.done()]
+            logger.warning(
+                "Cancelling %d WebSocket handler(s) still running at the shutdown deadline", len(late)
+            )
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
+        self.draining = False
+        self.shut_down = True
+        await self.stop()
 
     # Membership ----------------------------------------------------------
 
@@ -328,6 +452,7 @@ class Hub:
         last = since
         for message in await run_db(self.history.fetch, group, since):
             frame = _saved_frame(group, message).frame(channel.payload_type, channel.envelope)
+            await channel.websocket.drain()  # a long replay waits for the client to read
             await channel.websocket.send_frame(frame)
             last = max(last, message.seq or last)
         while channel._buffer:
@@ -337,6 +462,7 @@ class Hub:
                     if cache.seq <= last:
                         continue
                     last = cache.seq
+                await channel.websocket.drain()
                 await channel.websocket.send_frame(cache.frame(channel.payload_type, channel.envelope))
         sequencer = self._sequencers.get(group)
         if sequencer is not None and last >= sequencer.next_seq:
@@ -453,9 +579,11 @@ class Hub:
     async def _handle(self, message: dict[str, typing.Any]) -> None:
         kind = message.get("type")
         if kind == FANOUT:
-            await self.on_fanout(
-                FrameCache(message["room"], message["k"], message["t"], message["b"], message["s"])
-            )
+            if message.get("origin") == self.process_id:
+                return  # delivered locally when it was sent
+            room = message["room"]
+            for item_kind, text, data, seq in message["items"]:
+                await self.on_fanout(FrameCache(room, item_kind, text, data, seq))
         elif kind == SEND_TO:
             channel = self.channels.get(uuid.UUID(message["channel"]))
             if channel is not None:
@@ -661,6 +789,8 @@ async def get_hub() -> Hub:
     """Return this event loop's hub, creating and starting it on first use."""
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
+    if hub is not None and hub.shut_down:
+        raise RuntimeError("nexios_compat: the server is shutting down")
     if hub is None or hub.stopped:
         hub = _hubs[loop] = Hub()
     await hub.ensure_started()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
@@ -11,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 
 from django.http import QueryDict
 
+from ..conf import get_config
 from ..encoding import dumps, loads
 from ..limits import FrameLimiter
 
@@ -79,6 +81,21 @@ def fill_scope(scope: Scope) -> Scope:
 _SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 
 
+def unwrap_session_send(send: Send) -> Send:
+    """Return the server's ``send`` under Channels' session middleware wrappers.
+
+    ``InstanceSessionWrapper.send`` only acts on ``websocket.accept`` and HTTP
+    responses (to save the session), yet it reads the lazy session object on
+    every frame: a tenth of the cost of a broadcast. Frames skip it.
+    """
+    for _ in range(8):
+        inner = getattr(getattr(send, "__self__", None), "real_send", None)
+        if inner is None:
+            break
+        send = inner
+    return send
+
+
 def _daphne_close(send: Send, code: int, reason: str | None) -> bool:
     """Under daphne, send the close frame through its protocol; return whether it was handled.
 
@@ -89,11 +106,7 @@ def _daphne_close(send: Send, code: int, reason: str | None) -> bool:
     ``sendCloseFrame`` sends any valid code with its reason, as daphne itself
     does with 1011 when an application crashes.
     """
-    for _ in range(8):  # unwrap Channels' session middleware (InstanceSessionWrapper.send)
-        inner = getattr(getattr(send, "__self__", None), "real_send", None)
-        if inner is None:
-            break
-        send = inner
+    send = unwrap_session_send(send)
     func = getattr(send, "func", None)
     args = getattr(send, "args", ())
     if (
@@ -114,6 +127,43 @@ def _daphne_close(send: Send, code: int, reason: str | None) -> bool:
     return True
 
 
+def _daphne_protocol(send: Send) -> typing.Any | None:
+    """The daphne (autobahn) protocol behind ``send``, or ``None`` under another server."""
+    send = unwrap_session_send(send)
+    func = getattr(send, "func", None)
+    args = getattr(send, "args", ())
+    if (
+        args
+        and getattr(func, "__qualname__", "") == "Server.handle_reply"
+        and getattr(func, "__module__", "") == "daphne.server"
+    ):
+        return args[0]
+    return None
+
+
+def _send_buffer(protocol: typing.Any) -> typing.Any | None:
+    """The Twisted TCP transport whose user-space buffer holds what the client has not taken yet.
+
+    ``dataBuffer[offset:]`` plus ``_tempDataLen`` bytes (twisted.internet.abstract.FileDescriptor)
+    are written but not yet accepted by the kernel: they grow without bound while the client
+    does not read. Under TLS the protocol's transport wraps the TCP one.
+    """
+    transport = getattr(protocol, "transport", None)
+    for _ in range(4):
+        if transport is None or hasattr(transport, "_tempDataLen"):
+            break
+        transport = getattr(transport, "transport", None)
+    if transport is None or not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
+        return None
+    return transport
+
+
+# A sender that can wait (a history replay) waits while more than half of
+# MAX_SEND_BACKLOG is queued; a client that takes nothing for this long is closed.
+DRAIN_TIMEOUT = 10.0
+_NO_LIMIT = 1 << 62
+
+
 class WebSocket:
     """A WebSocket connection with the Nexios (Starlette) API."""
 
@@ -129,6 +179,12 @@ class WebSocket:
         self.channels: list[Channel] = []
         self._headers: Headers | None = None
         self._limiter: FrameLimiter | None = None
+        self._frame_send: Send | None = None
+        # Under daphne: the protocol, and the transport buffer checked after each frame sent.
+        self._protocol = _daphne_protocol(send)
+        self._buffer = _send_buffer(self._protocol) if self._protocol is not None else None
+        limit = get_config()["MAX_SEND_BACKLOG"]
+        self._max_backlog: int = int(limit) if limit is not None else _NO_LIMIT
 
     # Connection details -------------------------------------------------
 
@@ -224,6 +280,11 @@ class WebSocket:
                 # gone (autobahn raises Disconnected); a late frame is not an error,
                 # and frames the client sent before closing must still be handled.
                 logger.debug("Send on a closing socket failed: %r", exc)
+            buffer = self._buffer
+            if buffer is not None and self._max_backlog < (
+                len(buffer.dataBuffer) - buffer.offset + buffer._tempDataLen
+            ):
+                self._backlog_exceeded()
         elif self.client_state == WebSocketState.DISCONNECTED:
             raise WebSocketDisconnect(1000, "The client has disconnected")
         else:
@@ -351,5 +412,88 @@ class WebSocket:
         """Send a prepared ``websocket.send`` message if open; return whether it was sent."""
         if self.application_state != WebSocketState.CONNECTED:
             return False
-        await self._send(message)
+        if self._frame_send is None:
+            self._frame_send = unwrap_session_send(self._send)
+        await self._frame_send(message)
+        buffer = self._buffer  # a client that stops reading must not make this grow forever
+        if buffer is not None and self._max_backlog < (
+            len(buffer.dataBuffer) - buffer.offset + buffer._tempDataLen
+        ):
+            self._backlog_exceeded()
         return True
+
+    # Flow control and shutdown ------------------------------------------------
+
+    def backlog(self) -> int:
+        """Bytes sent to this socket that the client has not taken yet (0 when not under daphne).
+
+        What waits in the server's buffer because the kernel's socket buffers are
+        full; bounded by ``MAX_SEND_BACKLOG``.
+        """
+        buffer = self._buffer
+        if buffer is None:
+            return 0
+        return int(len(buffer.dataBuffer) - buffer.offset + buffer._tempDataLen)
+
+    def _backlog_exceeded(self) -> None:
+        """Close a socket whose client stopped reading: 1008, then drop its TCP connection.
+
+        The close frame waits behind the backlog the client is not reading, so the
+        connection is aborted at once: the buffered bytes are freed, daphne reports
+        the disconnect and the handler leaves its rooms as after any drop.
+        """
+        logger.warning(
+            "Closing the WebSocket of %s:%s with 1008: %d bytes wait for a client that is not "
+            "reading (MAX_SEND_BACKLOG is %d)",
+            *self.client,
+            self.backlog(),
+            self._max_backlog,
+        )
+        if self.application_state == WebSocketState.CONNECTED:
+            _daphne_close(self._send, 1008, "Send backlog exceeded")
+            self.application_state = WebSocketState.DISCONNECTED
+        drop = getattr(self._protocol, "dropConnection", None)
+        if drop is not None:
+            drop(abort=True)
+
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
+        """Wait while more than half of ``MAX_SEND_BACKLOG`` is queued (for senders that can wait).
+
+        A history replay sends many frames at once: it waits here instead of
+        tripping the limit. A client that takes nothing for ``timeout`` seconds
+        is closed as over its backlog.
+        """
+        buffer = self._buffer
+        if buffer is None or self.backlog() <= self._max_backlog // 2:
+            return
+        loop = asyncio.get_running_loop()
+        queued, progress = self.backlog(), loop.time()
+        while queued > self._max_backlog // 2:
+            if self.application_state != WebSocketState.CONNECTED or not buffer.connected:
+                return
+            await asyncio.sleep(0.005)
+            now = self.backlog()
+            if now < queued:
+                progress = loop.time()
+            elif loop.time() - progress > timeout:
+                self._backlog_exceeded()
+                return
+            queued = now
+
+    async def wait_closed(self, timeout: float) -> None:
+        """After the server's close frame, wait (at most ``timeout`` s) for the client's disconnect.
+
+        Frames still arriving are dropped. Used when the server stops: the close
+        frame is then known to have left before the server drops its connections.
+        """
+        if self.client_state != WebSocketState.CONNECTED:
+            return
+        if self.application_state == WebSocketState.CONNECTED:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                while (await self._receive())["type"] != "websocket.disconnect":
+                    pass
+        except TimeoutError:
+            return
+        self.client_state = WebSocketState.DISCONNECTED

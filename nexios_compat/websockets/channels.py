@@ -302,18 +302,24 @@ class ChannelBox:
         kind, text, data = pack(payload)
         message = PendingMessage(room=group_name, kind=kind, text=text, data=data, sender=sender)
         hub = current_hub()
+        live = hub if hub is not None and hub.started and not hub.stopped else None
         if save_history:
             limit = get_config()["MAX_HISTORY_PAYLOAD"]
             size = len(data) if data is not None else len((text or "").encode("utf-8"))
             if limit is not None and size > limit:
                 raise PayloadTooLarge(f"Payload of {size} bytes exceeds MAX_HISTORY_PAYLOAD ({limit})")
-            if hub is not None and hub.started and not hub.stopped and not _sync_caller_waiting():
-                await hub.writer.submit(message)
+            if live is not None and not _sync_caller_waiting():
+                await live.writer.submit(message)
             else:
                 saved = await run_db(get_history_store().append, [message])
-                await publish(hub.layer if hub is not None else get_layer(), message, saved[0])
+                if live is not None:
+                    await live.broadcast(message, saved[0])
+                else:
+                    await publish(get_layer(), message, saved[0])
+        elif live is not None:
+            await live.broadcast(message, None)
         else:
-            await publish(hub.layer if hub is not None else get_layer(), message, None)
+            await publish(get_layer(), message, None)
         if hub is not None and hub.groups.get(group_name):
             return GroupSendStatusEnum.GROUP_SEND
         count = await run_db(get_presence_store().count, group_name)

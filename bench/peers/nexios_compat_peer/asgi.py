@@ -5,7 +5,8 @@ every message first (``save_history=True``). Served by daphne with the project's
 HTTP app, origin check and auth stack, like a real site.
 """
 
-from project.asgi import application as project_application  # noqa: F401  (sets Django up)
+# project.asgi sets Django up, so it comes first.
+from project.asgi import application as project_application  # noqa: I001
 
 from bench._util import raise_nofile_limit
 from chat.sockets import app
