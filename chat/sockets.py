@@ -11,10 +11,22 @@ from . import seeds_channels, seeds_websockets
 app = get_application()
 
 
+MEMBERS_ONLY_PREFIX = "members-"
+
+
 class RoomEndpoint(WebSocketEndpoint):
-    """A chat room: join notices, messages saved to history, member counts."""
+    """A chat room: join notices, messages saved to history, member counts.
+
+    Rooms whose names start with ``members-`` are for logged-in users: others
+    are refused with 4403 before any history is sent.
+    """
 
     encoding = "json"
+
+    async def authorize(self, ws: WebSocket, group_name: str) -> bool:
+        if group_name.startswith(MEMBERS_ONLY_PREFIX):
+            return bool(ws.user is not None and ws.user.is_authenticated)
+        return await super().authorize(ws, group_name)
 
     async def on_connect(self, ws: WebSocket) -> None:
         await ws.accept()
@@ -37,7 +49,7 @@ class RoomEndpoint(WebSocketEndpoint):
         await self.broadcast(payload, self.room, save_history=True)
 
     async def on_disconnect(self, ws: WebSocket, close_code: int) -> None:
-        if hasattr(self, "room"):
+        if self.channel is not None and getattr(self, "room", None) in self.channel.groups:
             await self.announce(f"{self.name} left", offset=-1)
 
     async def announce(self, text: str, offset: int) -> None:
