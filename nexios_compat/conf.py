@@ -48,6 +48,14 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "MAX_ROOMS_PER_CONNECTION": 100,
     # Largest payload, in bytes, that group_send(save_history=True) accepts.
     "MAX_HISTORY_PAYLOAD": 64 * 1024,
+    # Bytes that may wait in daphne's buffer for one client to read them. A client
+    # that stops reading is closed with 1008 "Send backlog exceeded" (and its TCP
+    # connection dropped) once its backlog passes this, instead of holding memory
+    # while its room keeps sending (None: no limit; only checked under daphne).
+    "MAX_SEND_BACKLOG": 4 * 1024 * 1024,
+    # Seconds daphne, on SIGTERM/SIGINT, waits for handlers to finish after closing
+    # every socket with 1001 (on_disconnect, leaving rooms, saving history).
+    "SHUTDOWN_TIMEOUT": 5.0,
 }
 
 
