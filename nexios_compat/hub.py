@@ -18,6 +18,7 @@ import atexit
 import collections
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import logging
 import os
@@ -142,7 +143,7 @@ class Hub:
         self.stopped = False
         # Sockets served by this process's consumers, with the tasks running their
         # handlers: a graceful shutdown closes them with 1001 and waits for the tasks.
-        self.connections: dict[WebSocket, asyncio.Task[None]] = {}
+        self.sockets: dict[WebSocket, asyncio.Task[None]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         # Graceful shutdown (daphne's reactor stopping): ``stopping`` from its start,
@@ -277,13 +278,13 @@ class Hub:
 
     def connection_started(self, websocket: WebSocket, task: asyncio.Task[None]) -> None:
         """A consumer started serving ``websocket`` in ``task``."""
-        self.connections[websocket] = task
+        self.sockets[websocket] = task
         self._idle.clear()
 
     def connection_finished(self, websocket: WebSocket) -> None:
         """A consumer finished: handler, ``on_disconnect`` and leaving its rooms are done."""
-        self.connections.pop(websocket, None)
-        if not self.connections:
+        self.sockets.pop(websocket, None)
+        if not self.sockets:
             self._idle.set()
 
     def _install_shutdown_trigger(self) -> None:
@@ -311,8 +312,14 @@ class Hub:
         # Set before the applications daphne has just cancelled run again: their
         # consumers see it and let the 1001 close end them instead.
         self.stopping = self.draining = True
-        self.shutdown_deadline = asyncio.get_running_loop().time() + float(get_config()["SHUTDOWN_TIMEOUT"])
-        return Deferred.fromFuture(asyncio.ensure_future(self.shutdown()))
+        loop = asyncio.get_running_loop()
+        self.shutdown_deadline = loop.time() + float(get_config()["SHUTDOWN_TIMEOUT"])
+        # A fresh context: this callback may run in one copied from a task that was
+        # inside sync_to_async, whose deadlock guard would refuse the ORM calls below.
+        task = loop.create_task(
+            self.shutdown(), name="nexios_compat.hub-shutdown", context=contextvars.Context()
+        )
+        return Deferred.fromFuture(task)
 
     async def shutdown(self) -> None:
         """Close every socket with 1001, wait for the handlers (``SHUTDOWN_TIMEOUT``), then stop.
@@ -325,7 +332,7 @@ class Hub:
         if not self.stopping:
             self.stopping = self.draining = True
             self.shutdown_deadline = loop.time() + float(get_config()["SHUTDOWN_TIMEOUT"])
-        sockets = list(self.connections)
+        sockets = list(self.sockets)
         logger.info("Shutting down: closing %d WebSocket(s) with 1001", len(sockets))
         for websocket in sockets:
             try:
@@ -337,7 +344,7 @@ class Hub:
                 await self._idle.wait()
         except TimeoutError:
             self.draining = False
-            late = [task for task in self.connections.values() if not task.done()]
+            late = [task for task in self.sockets.values() if not task.done()]
             logger.warning(
                 "Cancelling %d WebSocket handler(s) still running at the shutdown deadline", len(late)
             )

@@ -6,7 +6,7 @@ hub's local groups and channels, the in-memory layer's groups and channels,
 the number of asyncio tasks (with their names), RSS in bytes and, with
 ``?gc=1``, after a garbage collection, the number of live daphne WebSocket
 protocols and of daphne connections without an application (upgrade
-requests not reaped yet).
+requests not reaped yet), and each socket's send backlog.
 """
 
 # ruff: noqa: I001  (project.asgi sets Django up: it must be imported first)
@@ -43,6 +43,8 @@ def stats(collect: bool) -> dict[str, typing.Any]:
         "layer_channels": len(getattr(hub.layer, "channels", {})) if hub is not None else 0,
         "tasks": len(tasks),
         "task_names": dict(collections.Counter(_task_name(task) for task in tasks)),
+        # Bytes waiting in daphne's buffers for each open socket's client to read them.
+        "send_backlogs": sorted(ws.backlog() for ws in hub.sockets) if hub is not None else [],
     }
     if collect:
         gc.collect()

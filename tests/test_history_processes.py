@@ -146,7 +146,15 @@ async def test_resume_on_daphne_and_postgres_while_others_keep_talking(
     processes: int,
 ) -> None:
     redis_url = request.getfixturevalue("redis_url") if layer == "redis" else ""
-    env = {"DATABASE_URL": postgres_url, "REDIS_URL": redis_url, "DEBUG": "1", "ALLOWED_HOSTS": "127.0.0.1"}
+    env = {
+        "DATABASE_URL": postgres_url,
+        "REDIS_URL": redis_url,
+        "DEBUG": "1",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        # The talkers send far above the default 20 frames/s a client may send.
+        "DJANGO_SETTINGS_MODULE": "tests.mp_settings",
+        "MP_NEXIOS_COMPAT": '{"RATE_LIMIT_MESSAGES": null}',
+    }
     run_manage("migrate", "--noinput", env=env)
     servers = [daphne_factory(env) for _ in range(processes)]
     room = "resume"

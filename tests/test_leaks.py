@@ -177,16 +177,6 @@ def test_server_that_is_never_pinged_keeps_silent_clients(
 
 
 @pytest.mark.parametrize("window", ["handshake-just-before", "no-recent-handshake"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="no shutdown hook yet. daphne cancels every application on SIGTERM and the consumers do "
-    "not handle the cancellation: the TCP connections just end (no 1001), on_disconnect never runs, "
-    "Member rows stay. Within a second of a handshake daphne's kill_all_applications raises "
-    "KeyError('application_instance') and cancels nothing; the suspended handlers then crash "
-    "CPython 3.11.7 at exit (SIGSEGV). Fix: WebSocket.receive/consumers turn the cancellation "
-    "into a 1001 close and a normal disconnect; the hub closes its sockets with 1001, waits for "
-    "the handlers and flushes on the reactor's 'before shutdown' (see SECURITY.md)",
-)
 def test_sigterm_closes_with_1001_and_loses_nothing(
     daphne_factory: typing.Callable[..., DaphneServer], db: Path, window: str
 ) -> None:

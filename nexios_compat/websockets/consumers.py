@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
 import typing
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 
 from channels.consumer import AsyncConsumer
 
 from ..db import run_db
 from ..encoding import loads
 from ..exceptions import RoomAccessDenied, RoomRefused
-from ..hub import get_hub
+from ..hub import Hub, current_hub, get_hub
 from .base import Message, Receive, Scope, Send, WebSocket, WebSocketDisconnect, WebSocketState
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
 from .utils import (
     WS_1000_NORMAL_CLOSURE,
+    WS_1001_GOING_AWAY,
     WS_1003_UNSUPPORTED_DATA,
     WS_1011_INTERNAL_ERROR,
     GroupSendStatusEnum,
@@ -37,11 +39,51 @@ class UnsupportedData(Exception):
     """A frame did not match the endpoint's ``encoding``."""
 
 
-async def _finish(websocket: WebSocket, close_code: int) -> None:
-    hub = await get_hub()
+async def _finish(hub: Hub, websocket: WebSocket, close_code: int) -> None:
     await hub.release(websocket)
     if websocket.application_state == WebSocketState.CONNECTED:
         await websocket.close(close_code if close_code != 1006 else WS_1000_NORMAL_CLOSURE)
+
+
+async def _open(websocket: WebSocket) -> Hub | None:
+    """Return this loop's hub, or refuse the handshake (``None``) if the server is shutting down."""
+    hub = current_hub()
+    if hub is not None and hub.stopping:
+        await websocket.close(1001, "Server shutting down")
+        return None
+    return await get_hub()
+
+
+async def _serve(hub: Hub, websocket: WebSocket, handler: Coroutine[typing.Any, typing.Any, None]) -> None:
+    """Run a connection's handler in its own task, which daphne's shutdown does not cancel.
+
+    On SIGTERM daphne cancels every application, which would interrupt a
+    handler wherever it is: mid-broadcast, mid-query, with no close frame and no
+    ``on_disconnect``. Instead, while the hub drains (its shutdown closes every
+    socket with 1001), the cancellation is absorbed and the handler ends as on
+    any close. Every other cancellation (daphne's ``application_close_timeout``,
+    a test's communicator, the hub's own deadline) reaches the handler as before.
+    """
+    this = asyncio.current_task()
+    task = asyncio.ensure_future(handler)
+    hub.connection_started(websocket, task)
+    try:
+        while True:
+            try:
+                await asyncio.shield(task)
+                break
+            except asyncio.CancelledError:
+                if task.done() or not hub.draining or this is None:
+                    if not task.done():
+                        task.cancel()
+                        await asyncio.wait([task])
+                    raise
+                this.uncancel()  # the server is stopping: the hub closes this socket instead
+        if hub.stopping:
+            # Let the 1001 close frame reach the client before daphne drops every connection.
+            await websocket.wait_closed(hub.shutdown_deadline - asyncio.get_running_loop().time())
+    finally:
+        hub.connection_finished(websocket)
 
 
 class WebSocketConsumer(AsyncConsumer):
@@ -87,9 +129,14 @@ class WebSocketConsumer(AsyncConsumer):
             raise ValueError(f"Unsupported encoding {self.encoding!r}: use None, 'text', 'bytes' or 'json'")
         self.scope = scope
         websocket = self.websocket = WebSocket(scope, receive, send)
-        hub = await get_hub()
+        hub = await _open(websocket)
+        if hub is None:
+            return
         self.channel_layer = hub.layer
         self.channel = Channel(websocket, self.payload_type, expires=self.expires)
+        await _serve(hub, websocket, self._handle_connection(hub, websocket, self.channel))
+
+    async def _handle_connection(self, hub: Hub, websocket: WebSocket, channel: Channel) -> None:
         close_code = WS_1000_NORMAL_CLOSURE
         try:
             await self.on_connect(websocket)
@@ -104,8 +151,11 @@ class WebSocketConsumer(AsyncConsumer):
                     close_code = WS_1003_UNSUPPORTED_DATA
                     await websocket.close(WS_1003_UNSUPPORTED_DATA, str(exc))
                     break
-                self.channel.touch()
+                channel.touch()
                 await self.on_receive(websocket, data)
+            else:  # the server closed the socket (e.g. with 1001 when it stops)
+                if hub.stopping:
+                    close_code = WS_1001_GOING_AWAY
         except WebSocketDisconnect as exc:
             close_code = exc.code
         except RoomRefused as exc:
@@ -121,7 +171,7 @@ class WebSocketConsumer(AsyncConsumer):
         except Exception:
             logger.exception("%s.on_disconnect failed", type(self).__name__)
         finally:
-            await _finish(websocket, close_code)
+            await _finish(hub, websocket, close_code)
 
     def _decode(self, message: Message) -> typing.Any:
         text, data = message.get("text"), message.get("bytes")
@@ -241,8 +291,13 @@ class FunctionConsumer(AsyncConsumer):
         """Run the handler; a failure closes only this socket, with 1011."""
         self.scope = scope
         websocket = WebSocket(scope, receive, send)
-        hub = await get_hub()
+        hub = await _open(websocket)
+        if hub is None:
+            return
         self.channel_layer = hub.layer
+        await _serve(hub, websocket, self._handle_connection(hub, websocket))
+
+    async def _handle_connection(self, hub: Hub, websocket: WebSocket) -> None:
         params = {
             name: value
             for name, value in websocket.path_params.items()
@@ -264,4 +319,4 @@ class FunctionConsumer(AsyncConsumer):
             )
             await websocket.close(WS_1011_INTERNAL_ERROR, "Internal error")
         finally:
-            await _finish(websocket, close_code)
+            await _finish(hub, websocket, close_code)
