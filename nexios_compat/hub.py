@@ -254,14 +254,15 @@ class Hub:
             tasks.append(self._recovery)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            # Bounded: a task stuck in a layer call must not keep the process alive.
+            await asyncio.wait(tasks, timeout=2.0)
         with contextlib.suppress(Exception):
-            for group in list(self.groups):
-                await self.layer.group_discard(layer_group(group), self.layer_channel)
-            await self.layer.group_discard(control_group(), self.layer_channel)
-            await self.layer.group_discard(self.probe_group, self.layer_channel)
+            async with asyncio.timeout(2.0):
+                for group in list(self.groups):
+                    await self.layer.group_discard(layer_group(group), self.layer_channel)
+                await self.layer.group_discard(control_group(), self.layer_channel)
+                await self.layer.group_discard(self.probe_group, self.layer_channel)
         atexit.unregister(self._retire_at_exit)
         await run_db(self.presence.unregister_process, self.process_id)
         await self._beat(connections.close_all)
@@ -317,9 +318,18 @@ class Hub:
         # A fresh context: this callback may run in one copied from a task that was
         # inside sync_to_async, whose deadlock guard would refuse the ORM calls below.
         task = loop.create_task(
-            self.shutdown(), name="nexios_compat.hub-shutdown", context=contextvars.Context()
+            self._bounded_shutdown(), name="nexios_compat.hub-shutdown", context=contextvars.Context()
         )
         return Deferred.fromFuture(task)
+
+    async def _bounded_shutdown(self) -> None:
+        # Whatever hangs (the layer, the database), the process must still exit;
+        # the peers' heartbeats then remove what it could not.
+        try:
+            async with asyncio.timeout(float(get_config()["SHUTDOWN_TIMEOUT"]) + 5.0):
+                await self.shutdown()
+        except TimeoutError:
+            logger.warning("Graceful shutdown did not finish in time; exiting anyway")
 
     async def shutdown(self) -> None:
         """Close every socket with 1001, wait for the handlers (``SHUTDOWN_TIMEOUT``), then stop.
