@@ -10,6 +10,12 @@ at ``rate`` per second (0: as fast as the window allows). At most ``window`` mes
 ahead of the slowest member, so a saturated server is measured at its delivery rate and not
 at the depth of its buffers.
 
+Several URLs (``--url`` repeated, or a list to ``run_load``/``open_idle``) spread the
+members round-robin over them: member i connects to ``urls[i % len(urls)]``, so the
+publisher is on the first. This is how a room served by several server processes (each on
+its own port, one channel layer) is measured; the room name must be the same in every URL.
+An origin may be a list too, one per URL (a same-origin check wants each server's own).
+
 Every member checks that it got each ``seq`` exactly once and in order. The server may wrap
 the sender's object: ``seq``/``ts`` are looked for at the top level first, then anywhere in
 the received JSON (nested objects, lists, or JSON-encoded strings).
@@ -29,7 +35,7 @@ import os
 import sys
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -92,6 +98,24 @@ def find_seq_ts(obj: Any) -> tuple[int, float | None] | None:
     return holder["seq"], (float(ts) if isinstance(ts, (int, float)) else None)
 
 
+Urls = str | Sequence[str]
+Origins = str | Sequence[str | None] | None
+
+
+def _spread(url: Urls, origin: Origins) -> list[tuple[str, str | None]]:
+    """``[(url, origin), ...]``: one entry per server a member may connect to (round-robin)."""
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise ValueError("need at least one URL")
+    if origin is None or isinstance(origin, str):
+        origins: list[str | None] = [origin] * len(urls)
+    else:
+        origins = list(origin)
+        if len(origins) != len(urls):
+            raise ValueError(f"{len(origins)} origins for {len(urls)} URLs")
+    return list(zip(urls, origins, strict=True))
+
+
 def _percentile(sorted_values: list[float], q: float) -> float | None:
     if not sorted_values:
         return None
@@ -133,7 +157,7 @@ class LoadRun:
 
     def __init__(
         self,
-        url: str,
+        url: Urls,
         members: int,
         messages: int,
         rate: float = 0.0,
@@ -145,11 +169,13 @@ class LoadRun:
         connect_concurrency: int = CONNECT_CONCURRENCY,
         warmup_timeout: float = 30.0,
         cpu_probes: dict[str, Callable[[], float]] | None = None,
-        origin: str | None = None,
+        origin: Origins = None,
     ) -> None:
         if members < 1 or messages < 0:
             raise ValueError("need members >= 1 and messages >= 0")
         self.url = url
+        # member i connects to targets[i % len(targets)]; member 0 (the publisher) to the first
+        self.targets = _spread(url, origin)
         self.n = members
         self.m = messages
         self.rate = rate
@@ -160,7 +186,6 @@ class LoadRun:
         self.duration = duration
         self.connect_concurrency = connect_concurrency
         self.warmup_timeout = warmup_timeout
-        self.origin = origin  # Origin header; servers that check it want a same-origin one
         # name -> cumulative CPU seconds; sampled around the publish+drain phase and
         # reported as "<name>_cpu_pct" (% of one core). "client" is this process.
         self.cpu_probes: dict[str, Callable[[], float]] = {"client": _own_cpu_seconds}
@@ -256,19 +281,20 @@ class LoadRun:
     async def _connect_all(self) -> list[ClientConnection]:
         sem = asyncio.Semaphore(self.connect_concurrency)
 
-        async def one() -> ClientConnection:
+        async def one(i: int) -> ClientConnection:
+            url, origin = self.targets[i % len(self.targets)]
             async with sem:
                 last: Exception | None = None
                 for attempt in range(3):
                     try:
-                        return await connect(self.url, origin=_origin(self.origin), **CONNECT_KW)
+                        return await connect(url, origin=_origin(origin), **CONNECT_KW)
                     except (OSError, TimeoutError) as exc:
                         last = exc
                         await asyncio.sleep(0.2 * (attempt + 1))
                 assert last is not None
                 raise last
 
-        results = await asyncio.gather(*(one() for _ in range(self.n)), return_exceptions=True)
+        results = await asyncio.gather(*(one(i) for i in range(self.n)), return_exceptions=True)
         sockets = [r for r in results if isinstance(r, ClientConnection)]
         failures = [r for r in results if not isinstance(r, ClientConnection)]
         if failures:
@@ -428,29 +454,35 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 async def run_load(
-    url: str,
+    url: Urls,
     members: int,
     messages: int,
     rate: float = 0.0,
     window: int = DEFAULT_WINDOW,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """Run one load test (see the module docstring) and return its result dict."""
+    """Run one load test (see the module docstring) and return its result dict.
+
+    ``url`` may be a list: members are spread over it round-robin (``origin`` may then be a
+    list of the same length, one Origin per URL).
+    """
     return await LoadRun(url, members, messages, rate, window, **kwargs).run()
 
 
 async def open_idle(
-    url: str, count: int, concurrency: int = CONNECT_CONCURRENCY, origin: str | None = None
+    url: Urls, count: int, concurrency: int = CONNECT_CONCURRENCY, origin: Origins = None
 ) -> tuple[list[ClientConnection], list[str]]:
-    """Open ``count`` idle sockets to ``url``; returns (sockets, error strings)."""
+    """Open ``count`` idle sockets to ``url`` (a list: round-robin); returns (sockets, errors)."""
     raise_nofile_limit()
     sem = asyncio.Semaphore(concurrency)
+    targets = _spread(url, origin)
 
-    async def one() -> ClientConnection:
+    async def one(i: int) -> ClientConnection:
+        target_url, target_origin = targets[i % len(targets)]
         async with sem:
-            return await connect(url, origin=_origin(origin), **CONNECT_KW)
+            return await connect(target_url, origin=_origin(target_origin), **CONNECT_KW)
 
-    results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+    results = await asyncio.gather(*(one(i) for i in range(count)), return_exceptions=True)
     sockets = [r for r in results if isinstance(r, ClientConnection)]
     errors = [f"{type(r).__name__}: {r}" for r in results if not isinstance(r, ClientConnection)]
     return sockets, errors
@@ -473,25 +505,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         description="Room broadcast load generator (see bench/README.md).",
     )
     add = parser.add_argument
-    add("--url", required=True, help="room URL, e.g. ws://127.0.0.1:8000/ws/bench/r1/")
+    add(
+        "--url",
+        required=True,
+        action="append",
+        help="room URL, e.g. ws://127.0.0.1:8000/ws/bench/r1/; repeat it to spread the members"
+        " round-robin over several servers (the publisher is on the first)",
+    )
     add("--members", type=int, default=10, help="sockets in the room")
     add("--messages", type=int, default=1000, help="messages the publisher sends")
     add("--rate", type=float, default=0.0, help="messages/s; 0 = saturate")
     add("--window", type=int, default=DEFAULT_WINDOW, help="max messages ahead of the slowest")
     add("--duration", type=float, default=None, help="stop sending after S s (not an error)")
     add("--max-seconds", type=float, default=None, help="stop sending after S s, as an error")
-    add("--origin", default=None, help="Origin header to send (default: none)")
+    add(
+        "--origin",
+        action="append",
+        default=None,
+        help="Origin header to send (default: none); one, or one per --url",
+    )
     args = parser.parse_args(argv)
     result = asyncio.run(
         run_load(
-            args.url,
+            args.url[0] if len(args.url) == 1 else args.url,
             args.members,
             args.messages,
             args.rate,
             args.window,
             max_seconds=args.max_seconds,
             duration=args.duration,
-            origin=args.origin,
+            origin=None if not args.origin else args.origin[0] if len(args.origin) == 1 else args.origin,
         )
     )
     json.dump(result, sys.stdout, indent=2)

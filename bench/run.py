@@ -40,7 +40,7 @@ from typing import Any, BinaryIO
 import psutil
 
 from bench._util import free_port, raise_nofile_limit, wait_port
-from bench.loadgen import DEFAULT_WINDOW, close_all, open_idle, run_load
+from bench.loadgen import DEFAULT_WINDOW, Origins, Urls, close_all, open_idle, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -55,10 +55,19 @@ class System:
     ``cmd``, every ``env`` value and every ``setup`` command are templates with these
     placeholders: ``{python}`` (this interpreter), ``{bin}`` (its bin/ dir, where daphne and
     uvicorn live), ``{port}`` (a free port), ``{redis_url}`` (a redis-server started for this
-    run; mentioning it is what makes the run start one), ``{tmpdir}`` (a fresh directory per
-    system, e.g. for a sqlite file) and ``{root}`` (the repository root, also the cwd).
+    run; mentioning it is what makes the run start one), ``{postgres_url}`` (a fresh database
+    per system on a PostgreSQL server started for this run; mentioning it is what makes the
+    run start one), ``{tmpdir}`` (a fresh directory per system, e.g. for a sqlite file) and
+    ``{root}`` (the repository root, also the cwd).
     ``setup`` commands run once, in order, before each start of the server (e.g. migrate).
     ``path`` is the room URL path; ``{room}`` is replaced by the room name.
+
+    ``processes`` > 1 starts ``cmd`` that many times, each on its own ``{port}``, with the
+    same environment (so the same ``{redis_url}``, ``{postgres_url}`` and ``{tmpdir}``):
+    one room served by several processes. The load generator spreads the members round-robin
+    over the processes (member 0, the publisher, on the first) and checks that every member
+    got every message in order. Memory per idle connection is then the growth of the *sum*
+    of the processes' RSS over all idle sockets, which are spread round-robin too.
     """
 
     name: str
@@ -71,6 +80,7 @@ class System:
     # Origin header the clients send ("{port}" is filled in); None sends none. The default
     # is same-origin, like a browser on the server's own page; the peers ignore it.
     origin: str | None = "http://127.0.0.1:{port}"
+    processes: int = 1
 
 
 DAPHNE = "{bin}/daphne -v 0 -b 127.0.0.1 -p {port}"
@@ -136,11 +146,45 @@ EXTRA_SYSTEMS: list[System] = [
         path="/ws/bench-saved/{room}/",
         description="nexios_compat, save_history=True on SQLite, in-memory layer, daphne",
     ),
+    System(
+        "nexios_compat_saved_pg",
+        _COMPAT_CMD,
+        env={**_COMPAT_ENV, "DATABASE_URL": "{postgres_url}"},
+        setup=_COMPAT_SETUP,
+        path="/ws/bench-saved/{room}/",
+        description="nexios_compat, save_history=True on PostgreSQL, in-memory layer, daphne",
+    ),
+    System(
+        "nexios_compat_2proc",
+        _COMPAT_CMD,
+        env={**_COMPAT_ENV, "DATABASE_URL": "{postgres_url}", "REDIS_URL": "{redis_url}"},
+        setup=_COMPAT_SETUP,
+        processes=2,
+        description="nexios_compat, two daphne processes on one channels_redis and one PostgreSQL;"
+        " members split evenly, the publisher on the first",
+    ),
 ]
 # ==================================================================================
 
 # Ratios in the report are computed against these, when they ran successfully.
 BASELINES = ("plain_channels", "nexios_daphne")
+
+# "Variant ratios" in the report: (label, system, reference, aim or None). delivered/s of
+# the system / delivered/s of the reference, per room size, plus memory per idle connection.
+VARIANTS: tuple[tuple[str, str, str, float | None], ...] = (
+    ("save ratio, SQLite (save_history on / off)", "nexios_compat_saved", "nexios_compat", 0.8),
+    ("save ratio, PostgreSQL (save_history on / off)", "nexios_compat_saved_pg", "nexios_compat", 0.8),
+    ("Redis layer / in-memory layer", "nexios_compat_redis", "nexios_compat", None),
+    ("2 processes / 1 process (both Redis)", "nexios_compat_2proc", "nexios_compat_redis", None),
+)
+
+# The targets of issue #5, evaluated for this system on every run.
+TARGET_SYSTEM = "nexios_compat_redis"
+TARGET_VS_PLAIN = 6.0  # delivered/s >= 6x plain_channels (the faster, in-memory Channels peer)
+TARGET_VS_NEXIOS = 0.9  # delivered/s >= 0.9x nexios_daphne
+TARGET_P99_MS = 50.0  # p99 < 50 ms at half load...
+TARGET_P99_ROOM = 100  # ...in a room of 100
+TARGET_SAVE_RATIO = 0.8  # issue #3: save_history on costs at most 20% of delivered/s
 
 # Variables of the calling environment that must not leak into a server.
 _SCRUBBED_ENV = ("DJANGO_SETTINGS_MODULE", "REDIS_URL", "DATABASE_URL")
@@ -171,9 +215,17 @@ def _fmt(template: str, values: dict[str, str]) -> str:
     return template.format(**values)
 
 
-def _needs_redis(system: System) -> bool:
+def _mentions(system: System, placeholder: str) -> bool:
     texts = [system.cmd, *system.env.values(), *system.setup]
-    return any("{redis_url}" in t for t in texts)
+    return any(placeholder in t for t in texts)
+
+
+def _needs_redis(system: System) -> bool:
+    return _mentions(system, "{redis_url}")
+
+
+def _needs_postgres(system: System) -> bool:
+    return _mentions(system, "{postgres_url}")
 
 
 class Server:
@@ -253,6 +305,50 @@ class Server:
             self._log = None
 
 
+class ServerGroup:
+    """Several processes of one system (``System.processes``), measured as one server.
+
+    ``alive`` only while every process is; ``rss`` and ``cpu_seconds`` are sums.
+    """
+
+    def __init__(self, servers: list[Server]) -> None:
+        self.servers = servers
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.servers[0].proc
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.proc.pid for s in self.servers if s.proc is not None]
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.start()
+
+    def alive(self) -> bool:
+        return all(s.alive() for s in self.servers)
+
+    def rss(self) -> int:
+        return sum(s.rss() for s in self.servers)
+
+    def cpu_seconds(self) -> float:
+        return sum(s.cpu_seconds() for s in self.servers)
+
+    def tail(self, lines: int = 15) -> str:
+        if len(self.servers) == 1:
+            return self.servers[0].tail(lines)
+        return "\n".join(f"--- {s.log_path.name}:\n{s.tail(lines)}" for s in self.servers)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        for server in self.servers:  # SIGTERM them all first, so they shut down together
+            if server.proc is not None and server.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.proc.pid, signal.SIGTERM)
+        for server in self.servers:
+            server.stop(timeout)
+
+
 def run_setup(commands: list[str], env: dict[str, str], log_path: Path) -> None:
     with open(log_path, "ab") as log:
         for cmd in commands:
@@ -272,7 +368,7 @@ def run_setup(commands: list[str], env: dict[str, str], log_path: Path) -> None:
                 raise RuntimeError(f"setup command failed ({done.returncode}): {cmd}")
 
 
-async def settle(server: Server, max_wait: float = 10.0, idle_pct: float = 15.0) -> None:
+async def settle(server: Server | ServerGroup, max_wait: float = 10.0, idle_pct: float = 15.0) -> None:
     """Wait until the server uses < ``idle_pct`` % of a core (leftover work from the last run)."""
     deadline = time.monotonic() + max_wait
     await asyncio.sleep(0.2)
@@ -285,7 +381,7 @@ async def settle(server: Server, max_wait: float = 10.0, idle_pct: float = 15.0)
 
 
 async def measure_memory(
-    server: Server, url: str, levels: tuple[int, ...], origin: str | None = None
+    server: Server | ServerGroup, url: Urls, levels: tuple[int, ...], origin: Origins = None
 ) -> dict[str, Any]:
     """Server RSS growth per idle socket, at each cumulative level of open sockets."""
     warm, _ = await open_idle(url, 20, origin=origin)
@@ -349,7 +445,7 @@ RETRIES_IF_DISTURBED = 2
 
 
 async def _least_disturbed(
-    server: Server, make_run: Callable[[], Awaitable[dict[str, Any]]], quiet_wait: float
+    server: Server | ServerGroup, make_run: Callable[[], Awaitable[dict[str, Any]]], quiet_wait: float
 ) -> dict[str, Any]:
     """Run ``make_run`` until other processes stay below DISTURBED_PCT (at most 3 times).
 
@@ -363,7 +459,12 @@ async def _least_disturbed(
                 await asyncio.to_thread(wait_quiet, quiet_wait)
         result = await make_run()
         if result.get("machine_cpu_pct") is not None:
-            ours = sum(result.get(f"{k}_cpu_pct", 0.0) for k in ("server", "client", "redis"))
+            # ours: server, client and the services of the run (redis, postgres)
+            ours = sum(
+                v
+                for k, v in result.items()
+                if k.endswith("_cpu_pct") and k not in ("machine_cpu_pct", "irq_cpu_pct")
+            )
             result["other_cpu_pct"] = round(result["machine_cpu_pct"] - ours, 1)
         attempts.append(result)
         other = result.get("other_cpu_pct")
@@ -376,11 +477,11 @@ async def _least_disturbed(
 
 
 async def measure_room(
-    server: Server,
+    server: Server | ServerGroup,
     url_for: Any,
     members: int,
     plan: Plan,
-    origin: str | None = None,
+    origin: Origins = None,
     extra_probes: dict[str, Callable[[], float]] | None = None,
     quiet_wait: float = 0.0,
 ) -> dict[str, Any]:
@@ -488,8 +589,63 @@ class Redis:
         self.server.stop()
 
 
+class Postgres:
+    """A throwaway PostgreSQL cluster for the ``{postgres_url}`` systems.
+
+    The test suite's ``tests.servers.PostgresServer``: initdb into a temp dir under /tmp,
+    trust auth, fsync off, run as the ``postgres`` user when we are root. Each system gets
+    a fresh database, dropped when the system is done.
+    """
+
+    def __init__(self) -> None:
+        from tests.servers import PostgresServer, find_pg_binary
+
+        # bench rooms: 2 processes x (hub + history writer + request threads) fit in 200
+        self.server = PostgresServer(default_db="postgres").start()
+        exe = find_pg_binary("postgres")
+        out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=False)
+        self.version = out.stdout.strip()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.port)
+
+    def create(self, name: str) -> str:
+        return str(self.server.create_database(name))
+
+    def drop(self, name: str) -> None:
+        with contextlib.suppress(Exception):
+            self.server.drop_database(name)
+
+    def cpu_seconds(self) -> float:
+        """The postmaster, its live backends, and the backends that already exited."""
+        pid = self.server.pid
+        if pid is None:
+            return 0.0
+        total = 0.0
+        try:
+            root = psutil.Process(pid)
+            t = root.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+            for child in root.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    c = child.cpu_times()
+                    total += c.user + c.system
+        except psutil.Error:
+            pass
+        return total
+
+    def stop(self) -> None:
+        self.server.close()
+
+
 async def bench_system(
-    system: System, plan: Plan, redis: Redis | None, work: Path, quiet_wait: float = 0.0
+    system: System,
+    plan: Plan,
+    redis: Redis | None,
+    work: Path,
+    quiet_wait: float = 0.0,
+    postgres: Postgres | None = None,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {
         "name": system.name,
@@ -497,15 +653,30 @@ async def bench_system(
         "status": "ok",
         "rooms": {},
     }
+    if system.processes > 1:
+        result["processes"] = system.processes
     uses_redis = _needs_redis(system)
     if uses_redis and redis is None:
         result.update(status="error", error="needs {redis_url} but redis-server is unavailable")
         return result
+    uses_postgres = _needs_postgres(system)
+    if uses_postgres and postgres is None:
+        result.update(status="error", error="needs {postgres_url} but PostgreSQL is unavailable")
+        return result
+    postgres_db = f"bench_{system.name}_{uuid.uuid4().hex[:8]}" if uses_postgres else ""
+    postgres_url = ""
+    if postgres is not None and postgres_db:
+        try:
+            postgres_url = postgres.create(postgres_db)
+        except Exception as exc:
+            result.update(status="error", error=f"could not create database: {exc}")
+            return result
     tmpdir = Path(tempfile.mkdtemp(prefix=f"{system.name}-", dir=work))
     values = {
         "python": PY,
         "bin": BIN,
         "redis_url": redis.url if redis is not None else "",
+        "postgres_url": postgres_url,
         "tmpdir": str(tmpdir),
         "root": str(ROOT),
         "port": "0",
@@ -514,48 +685,73 @@ async def bench_system(
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: _fmt(v, values) for k, v in system.env.items()})
-    extra_probes = {"redis": redis.server.cpu_seconds} if uses_redis and redis else None
-    log_path = work / f"{system.name}.log"
-    result["log"] = os.path.relpath(log_path, ROOT)
+    extra_probes: dict[str, Callable[[], float]] = {}
+    if uses_redis and redis is not None:
+        extra_probes["redis"] = redis.server.cpu_seconds
+    if uses_postgres and postgres is not None:
+        extra_probes["postgres"] = postgres.cpu_seconds
+    log_path = work / f"{system.name}.log"  # setup output, and the server's if only one
+    n_procs = max(1, system.processes)
 
-    async def start() -> tuple[Server, int]:
-        port = free_port()
-        vals = {**values, "port": str(port)}
-        if system.setup:
+    def proc_log(i: int) -> Path:
+        return log_path if n_procs == 1 else work / f"{system.name}.{i}.log"
+
+    logs = sorted({os.path.relpath(p, ROOT) for p in [log_path, *map(proc_log, range(n_procs))]})
+    result["log"] = logs[0] if len(logs) == 1 else logs
+
+    async def start() -> tuple[ServerGroup, list[int]]:
+        ports = [free_port() for _ in range(n_procs)]
+        vals = {**values, "port": str(ports[0])}
+        if system.setup:  # once per start, not per process: the processes share everything
             run_setup([_fmt(c, vals) for c in system.setup], env, log_path)
-        argv = shlex.split(_fmt(system.cmd, vals))
-        result["cmd"] = shlex.join(argv)
-        server = Server(system.name, argv, env, log_path)
-        server.start()
-        ok = await asyncio.to_thread(wait_port, port, "127.0.0.1", system.start_timeout, server.alive)
-        if not ok:
-            code = server.proc.poll() if server.proc is not None else None
-            server.stop()
-            why = (
-                f"exited with code {code} before opening port {port}"
-                if code is not None
-                else f"did not open port {port} within {system.start_timeout:g}s"
-            )
-            raise RuntimeError(f"{why}; log tail:\n{server.tail()}")
-        return server, port
+        servers = []
+        for i, port in enumerate(ports):
+            argv = shlex.split(_fmt(system.cmd, {**vals, "port": str(port)}))
+            if i == 0:
+                result["cmd"] = shlex.join(argv)
+            servers.append(Server(f"{system.name}.{i}", argv, env, proc_log(i)))
+        group = ServerGroup(servers)
+        group.start()
+        for server, port in zip(servers, ports, strict=True):
+            ok = await asyncio.to_thread(wait_port, port, "127.0.0.1", system.start_timeout, server.alive)
+            if not ok:
+                code = server.proc.poll() if server.proc is not None else None
+                group.stop()
+                why = (
+                    f"exited with code {code} before opening port {port}"
+                    if code is not None
+                    else f"did not open port {port} within {system.start_timeout:g}s"
+                )
+                raise RuntimeError(f"{why}; log tail:\n{server.tail()}")
+        return group, ports
 
-    def url_maker(port: int) -> Any:
-        return lambda room: f"ws://127.0.0.1:{port}" + system.path.format(room=room)
+    def url_maker(ports: list[int]) -> Callable[[str], Urls]:
+        def urls(room: str) -> Urls:
+            found = [f"ws://127.0.0.1:{port}" + system.path.format(room=room) for port in ports]
+            return found[0] if len(found) == 1 else found
 
-    def origin_for(port: int) -> str | None:
-        return None if system.origin is None else system.origin.format(port=port)
+        return urls
 
-    server: Server | None = None
+    def origin_for(ports: list[int]) -> Origins:
+        if system.origin is None:
+            return None
+        found = [system.origin.format(port=port) for port in ports]
+        return found[0] if len(found) == 1 else found
+
+    server: ServerGroup | None = None
     try:
         # 1. memory per idle connection, on a fresh process
-        server, port = await start()
-        print(f"  {system.name}: up on :{port}, pid {server.proc.pid}", flush=True)  # type: ignore[union-attr]
+        server, ports = await start()
+        print(
+            f"  {system.name}: up on :{', :'.join(map(str, ports))}, pid {', '.join(map(str, server.pids))}",
+            flush=True,
+        )
         try:
             result["memory"] = await measure_memory(
                 server,
-                url_maker(port)(f"idle-{uuid.uuid4().hex[:8]}"),
+                url_maker(ports)(f"idle-{uuid.uuid4().hex[:8]}"),
                 plan.idle_levels,
-                origin_for(port),
+                origin_for(ports),
             )
         except Exception as exc:
             result["memory"] = {"error": f"{type(exc).__name__}: {exc}", "levels": []}
@@ -563,7 +759,7 @@ async def bench_system(
             print(f"    idle: ERROR {result['memory']['error'][:200]}", flush=True)
         server.stop()
         # 2. throughput and latency per room size, on another fresh process
-        server, port = await start()
+        server, ports = await start()
         for members in plan.sizes:
             if not server.alive():
                 raise RuntimeError(f"server died; log tail:\n{server.tail()}")
@@ -572,10 +768,10 @@ async def bench_system(
                 await asyncio.to_thread(wait_quiet, quiet_wait)
             room = await measure_room(
                 server,
-                url_maker(port),
+                url_maker(ports),
                 members,
                 plan,
-                origin_for(port),
+                origin_for(ports),
                 extra_probes,
                 quiet_wait,
             )
@@ -599,6 +795,8 @@ async def bench_system(
     finally:
         if server is not None:
             server.stop()
+        if postgres is not None and postgres_db:
+            postgres.drop(postgres_db)
     return result
 
 
@@ -673,6 +871,102 @@ def compute_ratios(results: dict[str, Any], sizes: tuple[int, ...]) -> dict[str,
     return ratios
 
 
+def _mem_common(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, float, float] | None:
+    """(sockets, KiB/conn of a, KiB/conn of b) at the largest idle level both reached."""
+
+    def ok_levels(res: dict[str, Any]) -> dict[int, float]:
+        levels = res.get("memory", {}).get("levels") or []
+        return {lv["conns"]: lv["kib_per_conn"] for lv in levels if "error" not in lv}
+
+    la, lb = ok_levels(a), ok_levels(b)
+    common = sorted(set(la) & set(lb))
+    if not common:
+        return None
+    k = common[-1]
+    return k, la[k], lb[k]
+
+
+def _ratio(mine: float | None, theirs: float | None) -> float | None:
+    return round(mine / theirs, 3) if mine and theirs else None
+
+
+def compute_variants(results: dict[str, Any], sizes: tuple[int, ...]) -> list[dict[str, Any]]:
+    """The VARIANTS ratios, for the pairs where both systems ran."""
+    out = []
+    for label, name, ref, aim in VARIANTS:
+        a, b = results.get(name), results.get(ref)
+        if not a or not b:
+            continue
+        entry: dict[str, Any] = {"label": label, "system": name, "reference": ref, "aim": aim}
+        for size in sizes:
+            entry[f"delivered_{size}"] = _ratio(_delivered(a, size), _delivered(b, size))
+        mem = _mem_common(a, b)
+        entry["memory_per_conn"] = _ratio(mem[1], mem[2]) if mem else None
+        out.append(entry)
+    return out
+
+
+def compute_targets(results: dict[str, Any], sizes: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Issue #5's targets (and issue #3's save ratio) for this run: value, target, met."""
+    rows: list[dict[str, Any]] = []
+    me = results.get(TARGET_SYSTEM)
+    if not me:
+        return rows
+
+    def row(what: str, value: float | None, shown: str, target: str, met: bool | None) -> None:
+        rows.append({"what": what, "value": value, "shown": shown, "target": target, "met": met})
+
+    for base, aim in (("plain_channels", TARGET_VS_PLAIN), ("nexios_daphne", TARGET_VS_NEXIOS)):
+        other = results.get(base)
+        if not other:
+            continue
+        for size in sizes:
+            mine, theirs = _delivered(me, size), _delivered(other, size)
+            r = _ratio(mine, theirs)
+            row(
+                f"delivered/s, room {size}: {TARGET_SYSTEM} / {base}",
+                r,
+                f"{_x(r)} ({_n(mine)} / {_n(theirs)})",
+                f">= {aim:g}x",
+                None if r is None else r >= aim,
+            )
+    room = me.get("rooms", {}).get(str(TARGET_P99_ROOM))
+    if room is not None:
+        p99 = room.get("p99_ms")
+        row(
+            f"p99 at half load, room {TARGET_P99_ROOM}: {TARGET_SYSTEM}",
+            p99,
+            f"{_n(p99, 1)} ms @ {_n(room.get('latency_rate'))} msg/s",
+            f"< {TARGET_P99_MS:g} ms",
+            None if p99 is None else p99 < TARGET_P99_MS,
+        )
+    plain = results.get("plain_channels")
+    mem = _mem_common(me, plain) if plain else None
+    if plain:
+        row(
+            f"memory per idle connection: {TARGET_SYSTEM} / plain_channels"
+            + (f" at {mem[0]:,} sockets" if mem else ""),
+            _ratio(mem[1], mem[2]) if mem else None,
+            f"{_x(_ratio(mem[1], mem[2]))} ({mem[1]:.1f} / {mem[2]:.1f} KiB)" if mem else "—",
+            "<= 1.00x",
+            None if mem is None else mem[1] <= mem[2],
+        )
+    for saved in ("nexios_compat_saved", "nexios_compat_saved_pg"):
+        a, b = results.get(saved), results.get("nexios_compat")
+        if not a or not b:
+            continue
+        for size in sizes:
+            r = _ratio(_delivered(a, size), _delivered(b, size))
+            row(
+                f"save ratio (issue #3), room {size}: {saved} / nexios_compat",
+                r,
+                _x(r),
+                f">= {TARGET_SAVE_RATIO:g}x",
+                None if r is None else r >= TARGET_SAVE_RATIO,
+            )
+    return rows
+
+
 def _n(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "—"
@@ -694,7 +988,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"{meta['platform']}, Python {meta['python']}",
         "- versions: "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
-        + (f", {meta['redis_server']}" if meta.get("redis_server") else ""),
+        + (f", {meta['redis_server']}" if meta.get("redis_server") else "")
+        + (f", {meta['postgres_server']}" if meta.get("postgres_server") else ""),
         "- load: one asyncio client process; saturation = rate 0 for "
         f"{plan['sat_seconds']:g} s with at most "
         + ", ".join(f"{w} (room {n})" for n, w in plan["windows"].items())
@@ -758,14 +1053,44 @@ def render_markdown(doc: dict[str, Any]) -> str:
             cells = [_x(entry.get(f"delivered_{s}")) for s in sizes]
             cells.append(_x(entry.get("memory_per_conn")))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    variants = doc.get("variants") or []
+    if variants:
+        lines += [
+            "",
+            "## Variant ratios (same run): what history, Redis and a second process cost",
+            "",
+            "delivered/s of the system / delivered/s of the reference; memory per idle connection",
+            "likewise (at the largest level both reached). The save ratios aim at >= 0.8 (issue #3).",
+            "",
+            "| ratio | system / reference | "
+            + " | ".join(f"delivered/s room {s}" for s in sizes)
+            + " | memory/conn |",
+            "|---|---|" + "---:|" * (len(sizes) + 1),
+        ]
+        for v in variants:
+            cells = [_x(v.get(f"delivered_{s}")) for s in sizes] + [_x(v.get("memory_per_conn"))]
+            lines.append(f"| {v['label']} | {v['system']} / {v['reference']} | " + " | ".join(cells) + " |")
+    targets = doc.get("targets") or []
+    if targets:
+        lines += [
+            "",
+            f"## Targets ({TARGET_SYSTEM}: nexios_compat on the Redis layer under daphne; same run)",
+            "",
+            "| target | value | aim | met |",
+            "|---|---:|---|---|",
+        ]
+        for t in targets:
+            met = "—" if t["met"] is None else ("yes" if t["met"] else "**no**")
+            lines.append(f"| {t['what']} | {t['shown']} | {t['target']} | {met} |")
     lines += [
         "",
         "## CPU during the saturation runs, % of one core: server / client / other",
         "",
         "Client >= 90 means client-bound. *other* is every other process of the machine",
-        "(other users' jobs; redis-server is not counted in it). A run during which *other*",
-        f"exceeded {DISTURBED_PCT:g} % of a core was repeated (up to {RETRIES_IF_DISTURBED} times)",
-        "and the least disturbed attempt kept: a large value means every attempt was disturbed.",
+        "(other users' jobs; redis-server and PostgreSQL are not counted in it). A run during",
+        f"which *other* exceeded {DISTURBED_PCT:g} % of a core was repeated (up to"
+        f" {RETRIES_IF_DISTURBED} times) and the least disturbed attempt kept: a large value",
+        "means every attempt was disturbed.",
         "",
         "| system | " + " | ".join(f"room {s}" for s in sizes) + " |",
         "|---|" + "---:|" * len(sizes),
@@ -866,6 +1191,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     meta = machine_info()
     redis: Redis | None = None
+    postgres: Postgres | None = None
     if any(_needs_redis(s) for s in systems):
         try:
             redis = Redis(work)
@@ -873,6 +1199,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             print(f"redis-server on {redis.url}", flush=True)
         except Exception as exc:
             print(f"redis unavailable: {exc}", flush=True)
+    if any(_needs_postgres(s) for s in systems):
+        try:
+            postgres = await asyncio.to_thread(Postgres)
+            meta["postgres_server"] = postgres.version
+            print(f"PostgreSQL on port {postgres.port}", flush=True)
+        except Exception as exc:
+            print(f"PostgreSQL unavailable: {str(exc)[:500]}", flush=True)
     results: dict[str, Any] = {}
     t0 = time.monotonic()
     try:
@@ -882,12 +1215,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             print(f"== {system.name}", flush=True)
             if redis is not None and _needs_redis(system):
                 redis.flush()
-            results[system.name] = await bench_system(system, plan, redis, work, args.wait_quiet)
+            results[system.name] = await bench_system(system, plan, redis, work, args.wait_quiet, postgres)
     finally:
         if redis is not None:
             redis.stop()
+        if postgres is not None:
+            postgres.stop()
     meta["loadavg_end"] = round(os.getloadavg()[0], 2)
-    doc = {
+    doc: dict[str, Any] = {
         "meta": meta,
         "plan": {
             **plan.__dict__,
@@ -896,6 +1231,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         },
         "systems": results,
         "ratios": compute_ratios(results, plan.sizes),
+        "variants": compute_variants(results, plan.sizes),
+        "targets": compute_targets(results, plan.sizes),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
