@@ -1119,7 +1119,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
     lines += ["", "## Errors", ""] + (problems or ["none"])
     lines += ["", "## Systems", ""]
     for name, res in results.items():
-        lines.append(f"- **{name}**: {res.get('description', '')} — `{res.get('cmd', '')}`")
+        procs = f" (x{res['processes']} processes, one port each)" if res.get("processes") else ""
+        lines.append(f"- **{name}**: {res.get('description', '')} — `{res.get('cmd', '')}`{procs}")
     return "\n".join(lines) + "\n"
 
 
