@@ -1088,9 +1088,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "",
         "Client >= 90 means client-bound. *other* is every other process of the machine",
         "(other users' jobs; redis-server and PostgreSQL are not counted in it). A run during",
-        f"which *other* exceeded {DISTURBED_PCT:g} % of a core was repeated (up to"
-        f" {RETRIES_IF_DISTURBED} times) and the least disturbed attempt kept: a large value",
-        "means every attempt was disturbed.",
+        f"which *other* exceeded {DISTURBED_PCT:g} % of a core was repeated"
+        f" (up to {RETRIES_IF_DISTURBED} times)",
+        "and the least disturbed attempt kept: a large value means every attempt was disturbed.",
         "",
         "| system | " + " | ".join(f"room {s}" for s in sizes) + " |",
         "|---|" + "---:|" * len(sizes),
