@@ -23,6 +23,7 @@ lint: $(BIN)/activate
 	$(BIN)/ruff check nexios_compat chat project tests bench
 	$(BIN)/ruff format --check nexios_compat
 	$(BIN)/mypy nexios_compat
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest

@@ -12,7 +12,8 @@ T = typing.TypeVar("T")
 P = typing.ParamSpec("P")
 
 
-def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+def call_db(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Call ``fn`` on this thread, dropping a broken database connection first."""
     # Long-lived consumers never see request_finished, which is where Django
     # usually drops broken connections: do it here, but only after an error,
     # so a healthy connection is reused for every call (no reconnect per batch).
@@ -28,4 +29,4 @@ def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 
 async def run_db(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Await ``fn(*args, **kwargs)`` run in the thread Django's ORM calls share."""
-    return await sync_to_async(_call, thread_sensitive=True)(fn, *args, **kwargs)
+    return await sync_to_async(call_db, thread_sensitive=True)(fn, *args, **kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import typing
 
-from .websockets.utils import PayloadTypeEnum
+from .types import PayloadTypeEnum
 
 # A payload as it travels on the channel layer: its kind plus text or bytes.
 KIND_JSON = "json"

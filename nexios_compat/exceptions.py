@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .websockets.utils import (
+from .types import (
     WS_4403_FORBIDDEN,
     WS_4409_ROOM_FULL,
     WS_4413_TOO_MANY_ROOMS,

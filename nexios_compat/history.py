@@ -1,14 +1,12 @@
-"""Room history: pluggable stores, and the batched writer that saves before sending."""
+"""Room history: pluggable stores, and the async service the rest of the package reads them through."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime
 import logging
 import typing
 import uuid
-from collections.abc import Awaitable, Callable
 
 from django.db import transaction
 from django.db.models import F, Sum, Window
@@ -18,7 +16,7 @@ from django.utils.module_loading import import_string
 from .conf import get_config, history_size_bytes
 from .db import run_db
 from .encoding import KIND_BYTES, unpack
-from .websockets.utils import ChannelMessageDC
+from .types import ChannelMessageDC
 
 if typing.TYPE_CHECKING:
     from .models import Room
@@ -236,70 +234,34 @@ def get_history_store() -> BaseHistoryStore:
     return typing.cast(BaseHistoryStore, store_class())
 
 
-Publish = Callable[[PendingMessage, SavedMessage | None], Awaitable[None]]
+class HistoryService:
+    """Async access to the configured history store, run on Django's database thread."""
 
+    def __init__(self, store: BaseHistoryStore | None = None) -> None:
+        self.store = store if store is not None else get_history_store()
 
-class HistoryWriter:
-    """Batches saved messages per process: one transaction for all that arrive together.
+    async def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
+        """Store messages in order; return the sequence numbers assigned."""
+        return await run_db(self.store.append, messages)
 
-    Each message is stored, then published, in the order it was submitted, and
-    the sender's ``await`` returns once both are done: saved before sent.
-    """
+    async def fetch(
+        self, room: str, since: int | None = None, limit: int | None = None
+    ) -> list[ChannelMessageDC]:
+        """Return a room's messages after ``since``, oldest first (the newest ``limit``)."""
+        return await run_db(self.store.fetch, room, since, limit)
 
-    def __init__(self, store: BaseHistoryStore, publish: Publish) -> None:
-        self.store = store
-        self.publish = publish
-        self._queue: list[tuple[PendingMessage, asyncio.Future[SavedMessage]]] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
+    async def fetch_all(self) -> dict[str, list[ChannelMessageDC]]:
+        """Return every room's messages, oldest first."""
+        return await run_db(self.store.fetch_all)
 
-    def start(self) -> None:
-        """Start the background writer task."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="nexios_compat.history-writer")
+    async def last_seq(self, room: str) -> int:
+        """Return the highest sequence number handed out in a room."""
+        return await run_db(self.store.last_seq, room)
 
-    async def stop(self) -> None:
-        """Write and publish everything queued, then stop the task."""
-        self._closing = True
-        self._wakeup.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+    async def flush(self, room: str | None = None) -> int:
+        """Delete the messages of one room, or of every room."""
+        return await run_db(self.store.flush, room)
 
-    async def submit(self, message: PendingMessage) -> SavedMessage:
-        """Queue a message; return once it is stored and published."""
-        future: asyncio.Future[SavedMessage] = asyncio.get_running_loop().create_future()
-        self._queue.append((message, future))
-        self._wakeup.set()
-        return await future
-
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                await self._flush_batch()
-            if self._closing:
-                return
-
-    async def _flush_batch(self) -> None:
-        size = int(get_config()["HISTORY_BATCH_SIZE"])
-        batch, self._queue = self._queue[:size], self._queue[size:]
-        try:
-            saved = await run_db(self.store.append, [message for message, _ in batch])
-        except Exception as exc:
-            logger.exception("Saving %d message(s) to history failed", len(batch))
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (message, future), record in zip(batch, saved, strict=True):
-            try:
-                await self.publish(message, record)
-            except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
-                continue
-            if not future.done():
-                future.set_result(record)
+    async def prune(self) -> int:
+        """Apply retention now."""
+        return await run_db(self.store.prune)

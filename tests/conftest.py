@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from channels.layers import channel_layers
 
-from nexios_compat.hub import stop_hub
+from nexios_compat.engine import stop_hub
 
 pytest_plugins = ["tests.fixtures_services"]
 

@@ -15,7 +15,7 @@ from channels.routing import ProtocolTypeRouter
 
 from chat.sockets import app as chat_app
 from nexios_compat import WebSocket, get_application
-from nexios_compat.hub import get_hub
+from nexios_compat.engine import get_hub
 from nexios_compat.security import SecureWebSocketStack
 from nexios_compat.websockets.base import WebSocketDisconnect
 from nexios_compat.websockets.channels import Channel, ChannelBox, PayloadTypeEnum

@@ -21,7 +21,7 @@ import typing
 import psutil
 from channels.routing import ProtocolTypeRouter
 
-from nexios_compat.hub import current_hub
+from nexios_compat.engine import current_hub
 from nexios_compat.websockets.base import Receive, Scope, Send
 
 

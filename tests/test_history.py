@@ -20,8 +20,8 @@ from nexios_compat import WebSocket, get_application
 from nexios_compat.conf import CONFIG_DEFAULTS
 from nexios_compat.db import run_db
 from nexios_compat.encoding import dumps, pack
+from nexios_compat.engine import get_hub
 from nexios_compat.history import DatabaseHistoryStore, PendingMessage
-from nexios_compat.hub import get_hub
 from nexios_compat.models import Message, Room
 from nexios_compat.websockets import WebSocketDisconnect, WebSocketEndpoint
 from nexios_compat.websockets.channels import Channel, ChannelBox, GroupSendStatusEnum
@@ -538,14 +538,14 @@ class OtherProcessStore(DatabaseHistoryStore):
     def _elsewhere(self, room: str) -> None:
         from django.db import connection
 
-        from nexios_compat.hub import get_layer, publish
+        from nexios_compat.engine import publish_remote
 
         batch = [pending(room, {"elsewhere": i}) for i in range(len(self.publish_order))]
         saved = DatabaseHistoryStore().append(batch)
         connection.close()
         for index in self.publish_order:
             asyncio.run_coroutine_threadsafe(
-                publish(get_layer(), batch[index], saved[index]), self.loop
+                publish_remote(batch[index], saved[index]), self.loop
             ).result(5)
 
 

@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from nexios_compat import WebSocket, get_application
 from nexios_compat.encoding import FrameCache, pack
+from nexios_compat.engine import Hub, get_hub, get_layer, publish_remote
+from nexios_compat.engine.sequencer import RoomSequencer
 from nexios_compat.history import DatabaseHistoryStore, PendingMessage, SavedMessage
-from nexios_compat.hub import Hub, get_hub, get_layer, publish
 from nexios_compat.models import Member, Process, Room
-from nexios_compat.ordering import RoomSequencer
 from nexios_compat.rooms import control_group, layer_group
 from nexios_compat.websockets import WebSocketDisconnect
 from nexios_compat.websockets.channels import Channel, ChannelBox
@@ -133,7 +133,7 @@ async def test_saved_broadcasts_published_out_of_order_are_delivered_in_order() 
     client, _ = await join("r")
     saved = await save_elsewhere("r", 4)
     for index in (2, 0, 3, 1):  # as two processes racing to publish might
-        await publish(get_layer(), *saved[index])
+        await publish_remote(*saved[index])
     assert await receive_seqs(client, 4) == [1, 2, 3, 4]
     assert (await get_hub()).held_back == 2
     await client.disconnect()
@@ -144,7 +144,7 @@ async def test_a_gap_that_stays_open_is_filled_from_history(settings: typing.Any
     client, _ = await join("r")
     saved = await save_elsewhere("r", 3)
     # The process that saved 1 and 2 died before publishing them.
-    await publish(get_layer(), *saved[2])
+    await publish_remote(*saved[2])
     assert await receive_seqs(client, 3) == [1, 2, 3]
     assert (await get_hub()).gap_fills == 1
     await client.disconnect()
@@ -157,9 +157,9 @@ async def test_a_resume_that_read_a_message_still_on_its_way_gets_it_once() -> N
     assert (await communicator.connect())[0]
     assert (await communicator.receive_json_from(timeout=TIMEOUT))["seq"] == 1  # replayed
     await communicator.receive_json_from(timeout=TIMEOUT)  # {"joined": ...}
-    await publish(get_layer(), *message)
+    await publish_remote(*message)
     assert await receive_seqs(first, 1) == [1]
-    await publish(get_layer(), *(await save_elsewhere("r", 1))[0])
+    await publish_remote(*(await save_elsewhere("r", 1))[0])
     assert await receive_seqs(communicator, 1) == [2]  # not 1 again
     await first.disconnect()
     await communicator.disconnect()
@@ -168,14 +168,14 @@ async def test_a_resume_that_read_a_message_still_on_its_way_gets_it_once() -> N
 async def test_unsaved_broadcasts_are_not_held_back() -> None:
     client, _ = await join("r")
     saved = await save_elsewhere("r", 2)
-    await publish(get_layer(), *saved[1])
+    await publish_remote(*saved[1])
     await ChannelBox.group_send("r", {"live": True})
     assert await client.receive_json_from(timeout=TIMEOUT) == {
         "room": "r",
         "seq": None,
         "payload": {"live": True},
     }
-    await publish(get_layer(), *saved[0])
+    await publish_remote(*saved[0])
     assert await receive_seqs(client, 2) == [1, 2]
     await client.disconnect()
 
@@ -222,11 +222,11 @@ async def test_lost_subscriptions_are_noticed_by_the_probe_and_missed_messages_d
     for group in (layer_group("r"), control_group(), hub.probe_group):
         await layer.group_discard(group, hub.layer_channel)
     lost = await save_elsewhere("r", 1)
-    await publish(get_layer(), *lost[0])  # reaches nobody
+    await publish_remote(*lost[0])  # reaches nobody
     await until(lambda: hub.recoveries >= 1, "the probe to notice")
     # The message published while unsubscribed comes from history; later ones live.
     assert await receive_seqs(client, 1) == [1]
-    await publish(get_layer(), *(await save_elsewhere("r", 1))[0])
+    await publish_remote(*(await save_elsewhere("r", 1))[0])
     assert await receive_seqs(client, 1) == [2]
     await client.disconnect()
 
@@ -275,6 +275,6 @@ async def test_a_process_its_peers_removed_registers_again_with_its_members(sett
 
     await until(back, "the process to rejoin")
     await until(lambda: hub.recoveries >= 1, "its subscriptions to be re-added")
-    await publish(get_layer(), *(await save_elsewhere("r", 1))[0])
+    await publish_remote(*(await save_elsewhere("r", 1))[0])
     assert await receive_seqs(client, 1) == [1]
     await client.disconnect()

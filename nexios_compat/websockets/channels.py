@@ -7,17 +7,14 @@ import typing
 import uuid
 from collections.abc import Generator
 
-from asgiref.sync import AsyncToSync
-
+from .. import engine
 from ..conf import get_config
-from ..db import run_db
 from ..encoding import dumps, pack
 from ..exceptions import PayloadTooLarge, RoomFull, TooManyRooms
-from ..history import PendingMessage, get_history_store
-from ..hub import CLOSE, FLUSH_GROUPS, SEND_TO, current_hub, get_layer, publish
-from ..presence import MemberInfo, get_presence_store
-from ..rooms import check_group_name, control_group
-from .base import WebSocket
+from ..history import HistoryService, PendingMessage
+from ..presence import MemberInfo, PresenceService
+from ..rooms import check_group_name
+from .base import Message, WebSocket
 from .utils import (
     ChannelAddStatusEnum,
     ChannelMessageDC,
@@ -36,15 +33,6 @@ __all__ = [
     "PayloadTypeEnum",
     "RemoteChannel",
 ]
-
-
-def _sync_caller_waiting() -> bool:
-    """Whether sync code waits on this call in ``async_to_sync`` (it may hold the ORM thread).
-
-    Such a call must not wait for the hub's history writer: the writer's ORM
-    work would queue behind the very thread that is waiting, a deadlock.
-    """
-    return getattr(AsyncToSync.executors, "current", None) is not None
 
 
 def _query_flag(websocket: WebSocket, name: str) -> bool:
@@ -85,13 +73,10 @@ class Channel:
         self.groups: set[str] = set()
         # Opt-in: ?envelope=1 wraps JSON broadcasts as {"room", "seq", "payload"}.
         self.envelope = _query_flag(websocket, "envelope")
+        # Groups joined since the socket opened: ``?since=N`` applies to the first join only.
         self._resumed: set[str] = set()
-        # While a resume replays history, live broadcasts wait here.
-        self._buffer: list[typing.Any] | None = None
-        # Per group, the last seq a resume replayed ahead of the room's live stream.
-        self._replayed: dict[str, int] = {}
         websocket.channels.append(self)
-        hub = current_hub()
+        hub = engine.current_hub()
         if hub is not None:
             hub.register(self)
 
@@ -178,9 +163,17 @@ class Channel:
         self.touch()
         return data
 
+    async def send_frame(self, frame: Message) -> bool:
+        """Write a prepared ``websocket.send`` message (broadcasts; not counted as activity)."""
+        return await self.websocket.send_frame(frame)
+
+    async def drain(self) -> None:
+        """Wait while the client is far behind in reading."""
+        await self.websocket.drain()
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Leave every group and close the socket with ``code`` and ``reason``."""
-        hub = current_hub()
+        hub = engine.current_hub()
         if hub is not None:
             await hub.discard(self)
         await self.websocket.close(code=code, reason=reason)
@@ -224,12 +217,12 @@ Members = dict[Channel | RemoteChannel, typing.Any]
 
 
 async def _members(room: str | None) -> dict[str, Members]:
-    infos = await run_db(get_presence_store().members, room)
-    hub = current_hub()
-    local = hub.channels if hub is not None else {}
+    infos = await PresenceService().members(room)
+    hub = engine.current_hub()
     groups: dict[str, Members] = {}
     for info in infos:
-        channel = local.get(info.channel_id)
+        local = hub.registry.get(info.channel_id) if hub is not None else None
+        channel = local if isinstance(local, Channel) else None
         groups.setdefault(info.room, {})[channel if channel is not None else RemoteChannel(info)] = ...
     return groups
 
@@ -243,7 +236,7 @@ async def _check_room_limits(channel: Channel, group_name: str) -> None:
             raise TooManyRooms(f"This connection is already in {max_rooms} rooms")
     max_members = config["MAX_MEMBERS_PER_ROOM"]
     if max_members is not None:
-        count = await run_db(get_presence_store().count, group_name)
+        count = await PresenceService().count(group_name)
         if count >= max_members:
             raise RoomFull(f"Room is full ({max_members} members)")
 
@@ -268,11 +261,9 @@ class ChannelBox:
         cls, channel: Channel, group_name: str = "default", since: int | None = None
     ) -> ChannelAddStatusEnum:
         """Add a channel to a group; ``since`` (or the socket's ``?since=N``) replays history first."""
-        from ..hub import get_hub
-
         check_group_name(group_name)
-        hub = await get_hub()
-        if channel not in hub.groups.get(group_name, {}):
+        hub = await engine.get_hub()
+        if not hub.is_member(channel, group_name):
             await _check_room_limits(channel, group_name)
         if since is None and group_name not in channel._resumed:
             since = resume_point(channel.websocket)
@@ -282,7 +273,7 @@ class ChannelBox:
     @classmethod
     async def remove_channel_from_group(cls, channel: Channel, group_name: str) -> ChannelRemoveStatusEnum:
         """Remove a channel from a group."""
-        hub = current_hub()
+        hub = engine.current_hub()
         if hub is None:
             return ChannelRemoveStatusEnum.GROUP_DOES_NOT_EXIST
         return await hub.leave(channel, group_name)
@@ -301,29 +292,15 @@ class ChannelBox:
             payload = {}
         kind, text, data = pack(payload)
         message = PendingMessage(room=group_name, kind=kind, text=text, data=data, sender=sender)
-        hub = current_hub()
-        live = hub if hub is not None and hub.started and not hub.stopped else None
         if save_history:
             limit = get_config()["MAX_HISTORY_PAYLOAD"]
             size = len(data) if data is not None else len((text or "").encode("utf-8"))
             if limit is not None and size > limit:
                 raise PayloadTooLarge(f"Payload of {size} bytes exceeds MAX_HISTORY_PAYLOAD ({limit})")
-            if live is not None and not _sync_caller_waiting():
-                await live.writer.submit(message)
-            else:
-                saved = await run_db(get_history_store().append, [message])
-                if live is not None:
-                    await live.broadcast(message, saved[0])
-                else:
-                    await publish(get_layer(), message, saved[0])
-        elif live is not None:
-            await live.broadcast(message, None)
-        else:
-            await publish(get_layer(), message, None)
-        if hub is not None and hub.groups.get(group_name):
+        await engine.publish(message, save_history)
+        if await engine.room_has_members(group_name):
             return GroupSendStatusEnum.GROUP_SEND
-        count = await run_db(get_presence_store().count, group_name)
-        return GroupSendStatusEnum.GROUP_SEND if count else GroupSendStatusEnum.NO_SUCH_GROUP
+        return GroupSendStatusEnum.NO_SUCH_GROUP
 
     @classmethod
     def show_groups(cls) -> GroupsView:
@@ -338,55 +315,25 @@ class ChannelBox:
     @classmethod
     async def flush_groups(cls) -> None:
         """Take every channel out of every group, in every process; sockets stay open."""
-        hub = current_hub()
-        if hub is not None:
-            await hub.flush_local()
-        await get_layer().group_send(
-            control_group(), {"type": FLUSH_GROUPS, "origin": hub.process_id if hub else ""}
-        )
-        await run_db(get_presence_store().clear)
+        await engine.flush_groups()
 
     @classmethod
     async def send_to(cls, channel_id: uuid.UUID | str, payload: typing.Any) -> bool:
         """Send a payload to one channel, whichever process holds it; return whether it was found."""
         target = channel_id if isinstance(channel_id, uuid.UUID) else uuid.UUID(str(channel_id))
-        hub = current_hub()
-        if hub is not None and target in hub.channels:
-            await hub.channels[target].send(payload)
-            return True
-        layer_channel = await run_db(get_presence_store().locate, target)
-        if layer_channel is None:
-            return False
-        kind, text, data = pack(payload)
-        await get_layer().send(
-            layer_channel,
-            {"type": SEND_TO, "channel": str(target), "k": kind, "t": text, "b": data},
-        )
-        return True
+        return await engine.send_to(target, payload)
 
     @classmethod
     async def close_all_connections(
         cls, group_name: str | None = None, code: int = 1000, reason: str = ""
     ) -> None:
         """Close every connection (of one group, if named) in every process."""
-        hub = current_hub()
-        if hub is not None:
-            await hub.close_local(group_name, code, reason)
-        await get_layer().group_send(
-            control_group(),
-            {
-                "type": CLOSE,
-                "room": group_name,
-                "code": code,
-                "reason": reason,
-                "origin": hub.process_id if hub else "",
-            },
-        )
+        await engine.close_all(group_name, code, reason)
 
     @classmethod
     async def _clean_expired(cls) -> int:
         """Close this process's channels that have been idle for longer than ``expires``."""
-        hub = current_hub()
+        hub = engine.current_hub()
         return await hub.sweep() if hub is not None else 0
 
     @classmethod
@@ -394,24 +341,24 @@ class ChannelBox:
         cls, group_name: str = ""
     ) -> list[ChannelMessageDC] | dict[str, list[ChannelMessageDC]]:
         """Return one group's saved messages oldest first, or a dict of every group's."""
-        store = get_history_store()
+        history = HistoryService()
         if group_name:
-            return await run_db(store.fetch, group_name)
-        return await run_db(store.fetch_all)
+            return await history.fetch(group_name)
+        return await history.fetch_all()
 
     @classmethod
     async def history_since(
         cls, group_name: str, since: int = 0, limit: int | None = None
     ) -> list[ChannelMessageDC]:
         """Return a group's saved messages with ``seq > since`` (the newest ``limit``)."""
-        return await run_db(get_history_store().fetch, check_group_name(group_name), since, limit)
+        return await HistoryService().fetch(check_group_name(group_name), since, limit)
 
     @classmethod
     async def flush_history(cls, group_name: str | None = None) -> int:
         """Delete the saved messages of one group, or of every group."""
-        return await run_db(get_history_store().flush, group_name or None)
+        return await HistoryService().flush(group_name or None)
 
     @classmethod
     async def prune_history(cls) -> int:
         """Apply the retention settings now; return how many messages were deleted."""
-        return await run_db(get_history_store().prune)
+        return await HistoryService().prune()

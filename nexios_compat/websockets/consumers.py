@@ -11,11 +11,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 
 from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
 
-from ..db import run_db
 from ..encoding import loads
+from ..engine import Hub, current_hub, get_hub
 from ..exceptions import RoomAccessDenied, RoomRefused
-from ..hub import Hub, current_hub, get_hub
 from .base import Message, Receive, Scope, Send, WebSocket, WebSocketDisconnect, WebSocketState
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
 from .utils import (
@@ -40,7 +40,8 @@ class UnsupportedData(Exception):
 
 
 async def _finish(hub: Hub, websocket: WebSocket, close_code: int) -> None:
-    await hub.release(websocket)
+    for channel in list(websocket.channels):
+        await hub.discard(channel)
     if websocket.application_state == WebSocketState.CONNECTED:
         await websocket.close(close_code if close_code != 1006 else WS_1000_NORMAL_CLOSURE)
 
@@ -66,24 +67,25 @@ async def _serve(hub: Hub, websocket: WebSocket, handler: Coroutine[typing.Any, 
     """
     this = asyncio.current_task()
     task = asyncio.ensure_future(handler)
-    hub.connection_started(websocket, task)
+    shutdown = hub.shutdown
+    shutdown.connection_started(websocket, task)
     try:
         while True:
             try:
                 await asyncio.shield(task)
                 break
             except asyncio.CancelledError:
-                if task.done() or not hub.draining or this is None:
+                if task.done() or not shutdown.draining or this is None:
                     if not task.done():
                         task.cancel()
                         await asyncio.wait([task])
                     raise
                 this.uncancel()  # the server is stopping: the hub closes this socket instead
-        if hub.stopping:
+        if shutdown.stopping:
             # Let the 1001 close frame reach the client before daphne drops every connection.
-            await websocket.wait_closed(hub.shutdown_deadline - asyncio.get_running_loop().time())
+            await websocket.wait_closed(shutdown.deadline - asyncio.get_running_loop().time())
     finally:
-        hub.connection_finished(websocket)
+        shutdown.connection_finished(websocket)
 
 
 class WebSocketConsumer(AsyncConsumer):
@@ -233,7 +235,7 @@ class WebSocketConsumer(AsyncConsumer):
                 if isinstance(self.permission_required, str)
                 else tuple(self.permission_required)
             )
-            return bool(await run_db(user.has_perms, perms))
+            return bool(await database_sync_to_async(user.has_perms)(perms))
         if self.login_required:
             return bool(user is not None and user.is_authenticated)
         return True

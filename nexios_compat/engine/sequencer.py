@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .encoding import FrameCache
+from ..encoding import FrameCache
 
 
 class RoomSequencer:

@@ -1,0 +1,94 @@
+"""Cluster membership: this process's row and heartbeat, and removal of silent peers."""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import logging
+import os
+import typing
+import uuid
+from collections.abc import Callable
+
+from channels.layers import BaseChannelLayer
+from django.db import connections
+
+from ..presence import BasePresenceStore, PresenceService
+from ..rooms import control_group, layer_group
+
+logger = logging.getLogger("nexios_compat.engine")
+
+Memberships = Callable[[], list[tuple[str, uuid.UUID, dict[str, typing.Any]]]]
+
+
+class ClusterMembership:
+    """Registers this process, beats on its own database thread, and rejoins when peers drop it."""
+
+    def __init__(
+        self,
+        process_id: str,
+        store: BasePresenceStore,
+        layer: BaseChannelLayer,
+        memberships: Memberships,
+        on_rejoin: Callable[[], None],
+    ) -> None:
+        self.process_id = process_id
+        self.store = store
+        self.layer = layer
+        self.memberships = memberships
+        self.on_rejoin = on_rejoin
+        self.layer_channel = ""
+        # Heartbeats run on their own database thread, so that a backlog of ORM
+        # work on the shared one cannot make peers think this process is dead.
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nexios-heartbeat")
+        self.beats = PresenceService(store, executor=self._thread)
+        self._members_lost = False
+        # Silent processes this one removed (diagnostics).
+        self.removed_peers = 0
+
+    async def join(self, layer_channel: str) -> None:
+        """Record this process; at exit, have peers remove it at their next heartbeat."""
+        self.layer_channel = layer_channel
+        await PresenceService(self.store).register_process(self.process_id, layer_channel, os.getpid())
+        # daphne stops on SIGTERM without closing its applications: let the
+        # peers remove this process at their next heartbeat, not after PROCESS_TIMEOUT.
+        atexit.register(self._retire_at_exit)
+
+    async def heartbeat(self) -> None:
+        """Mark this process alive and remove the members of silent ones."""
+        beat = await self.beats.heartbeat(self.process_id)
+        for layer_channel, rooms in beat.removed:
+            self.removed_peers += 1
+            logger.warning(
+                "Removed the members of a silent process (%s) from %d rooms", layer_channel, len(rooms)
+            )
+            try:
+                for room in rooms:
+                    await self.layer.group_discard(layer_group(room), layer_channel)
+                await self.layer.group_discard(control_group(), layer_channel)
+            except Exception:  # its subscriptions expire with the layer's group expiry
+                logger.warning("Unsubscribing a silent process failed", exc_info=True)
+        if not beat.registered:
+            # Peers took this process for dead and deleted it with its members
+            # and subscriptions: register again and put all of them back.
+            logger.warning("Peers removed this process after PROCESS_TIMEOUT of silence; rejoining")
+            await self.beats.register_process(self.process_id, self.layer_channel, os.getpid())
+            self._members_lost = True
+            self.on_rejoin()
+        if self._members_lost:  # until it succeeds, at every heartbeat
+            await self.beats.add_many(self.process_id, self.memberships())
+            self._members_lost = False
+
+    async def leave(self) -> None:
+        """Remove this process and its members now."""
+        atexit.unregister(self._retire_at_exit)
+        await PresenceService(self.store).unregister_process(self.process_id)
+        await self.beats.close_connections()
+        self._thread.shutdown(wait=False)
+
+    def _retire_at_exit(self) -> None:
+        try:
+            self.store.retire_process(self.process_id)
+            connections.close_all()
+        except Exception:  # the interpreter is exiting: the peers' timeout still applies
+            logger.debug("Could not retire process %s at exit", self.process_id, exc_info=True)

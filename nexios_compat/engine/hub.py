@@ -1,0 +1,379 @@
+"""The per-process hub: composes the engine's parts for one event loop.
+
+Local-first fan-out: a broadcast is written to this process's members at once
+(encoded once per payload type) and queued in the outbox, which publishes what
+accumulated per room as one layer message; every other hub subscribed to the
+room receives it once and writes it to its own members. Saved broadcasts are
+stored by the writer before anyone receives them, and reach local members in
+sequence order. The parts: ``LocalRegistry`` (who is here), ``Outbox``,
+``RoomOrdering``, ``LayerRecovery``, ``ClusterMembership``, ``GracefulShutdown``
+and ``Scheduler``; ``wire`` builds and parses every layer message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import socket
+import typing
+import uuid
+
+from ..conf import get_config
+from ..encoding import FrameCache
+from ..history import HistoryService, PendingMessage, SavedMessage
+from ..presence import PresenceService, get_presence_store
+from ..rooms import check_group_name, control_group, layer_group
+from ..types import ChannelAddStatusEnum, ChannelRemoveStatusEnum
+from . import delivery, wire
+from .cluster import ClusterMembership
+from .layer import get_layer
+from .ordering import RoomOrdering
+from .outbox import Outbox
+from .protocols import LocalMember
+from .recovery import LayerRecovery
+from .registry import LocalRegistry
+from .scheduler import Scheduler
+from .shutdown import GracefulShutdown
+from .writer import HistoryWriter
+
+logger = logging.getLogger("nexios_compat.hub")
+
+# How often a hub re-adds its layer subscriptions, which layers expire after a day.
+GROUP_REFRESH_INTERVAL = 3600.0
+
+
+class Hub:
+    """Local members and rooms of one process (one event loop), and its part in the cluster."""
+
+    def __init__(self) -> None:
+        config = get_config()
+        self.layer = get_layer()
+        self.process_id = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.registry = LocalRegistry()
+        self.history = HistoryService()
+        store = get_presence_store()
+        self.presence = PresenceService(store)
+        self.writer = HistoryWriter(self.history, self.broadcast)
+        self.ordering = RoomOrdering(
+            lambda cache: delivery.deliver(self.registry, cache),
+            self._read_since,
+            float(config["REORDER_TIMEOUT"]),
+        )
+        probe_group = f"{config['GROUP_PREFIX']}.probe.{uuid.uuid4().hex}"
+        self.recovery = LayerRecovery(
+            self.layer, self.process_id, probe_group, self.registry.rooms.keys, self.ordering.fill_all
+        )
+        self.outbox = Outbox(self._publish_batch, self.recovery.publish_failed)
+        self.cluster = ClusterMembership(
+            self.process_id, store, self.layer, self._memberships, self.recovery.failed
+        )
+        self.shutdown = GracefulShutdown(float(config["SHUTDOWN_TIMEOUT"]), self.stop)
+        self.scheduler = Scheduler()
+        # Layer messages received, in total and by type (for tests and diagnostics).
+        self.received: collections.Counter[str] = collections.Counter()
+        self._subscribing: dict[str, asyncio.Future[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._start_lock = asyncio.Lock()
+        self.started = False
+        self.stopped = False
+
+    # Names tests and diagnostics read ------------------------------------------
+
+    @property
+    def layer_channel(self) -> str:
+        """The layer channel this hub receives on."""
+        return self.recovery.channel
+
+    @property
+    def probe_group(self) -> str:
+        """The layer group this hub probes its own subscriptions through."""
+        return self.recovery.probe_group
+
+    @property
+    def recoveries(self) -> int:
+        """How many times the layer subscriptions were re-added."""
+        return self.recovery.recoveries
+
+    @property
+    def held_back(self) -> int:
+        """Saved broadcasts held back behind a gap so far."""
+        return self.ordering.held_back
+
+    @property
+    def gap_fills(self) -> int:
+        """Gaps filled from history so far."""
+        return self.ordering.gap_fills
+
+    @property
+    def groups(self) -> dict[str, dict[LocalMember, typing.Any]]:
+        """Local rooms with their local members."""
+        return typing.cast(dict[str, dict[LocalMember, typing.Any]], self.registry.rooms)
+
+    @property
+    def channels(self) -> dict[uuid.UUID, LocalMember]:
+        """Local members by id."""
+        return self.registry.members
+
+    @property
+    def sockets(self) -> dict[typing.Any, asyncio.Task[None]]:
+        """Sockets served by this process, with their handler tasks."""
+        return self.shutdown.sockets
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a graceful shutdown has begun."""
+        return self.shutdown.stopping
+
+    # Lifecycle -----------------------------------------------------------------
+
+    async def ensure_started(self) -> None:
+        """Start the hub once: layer channel, process row, background tasks."""
+        if self.started:
+            return
+        async with self._start_lock:
+            if self.started:
+                return
+            # The layer's default prefix: channels_redis serves every process-local
+            # channel from one receive loop, which reads only the default prefix's
+            # queue; any other prefix starves the site's own consumers.
+            self.recovery.channel = await self.layer.new_channel()
+            await self.cluster.join(self.recovery.channel)
+            try:
+                await self.layer.group_add(control_group(), self.recovery.channel)
+                await self.layer.group_add(self.probe_group, self.recovery.channel)
+            except Exception:
+                logger.warning("Channel layer unreachable at start; retrying", exc_info=True)
+                self.recovery.failed()
+            self.shutdown.install()
+            self.writer.start()
+            self._schedule()
+            self._tasks = [
+                asyncio.create_task(self._read(), name="nexios_compat.hub-reader"),
+                asyncio.create_task(self.outbox.run(), name="nexios_compat.hub-outbox"),
+            ]
+            self.started = True
+
+    def _schedule(self) -> None:
+        config = get_config()
+        self.scheduler.every("heartbeat", float(config["HEARTBEAT_INTERVAL"]), self.cluster.heartbeat)
+        self.scheduler.every("probe", float(config["HEARTBEAT_INTERVAL"]), self.recovery.probe)
+        self.scheduler.every("sweep", float(config["EXPIRE_SWEEP_INTERVAL"]), self.sweep)
+        self.scheduler.every("refresh", GROUP_REFRESH_INTERVAL, self.recovery.resubscribe)
+        if config["HISTORY_PRUNE_INTERVAL"]:
+            self.scheduler.every("prune", float(config["HISTORY_PRUNE_INTERVAL"]), self.history.prune)
+        self.scheduler.start()
+
+    async def stop(self, close_code: int | None = None) -> None:
+        """Flush pending history, optionally close local sockets, and leave the cluster."""
+        if not self.started or self.stopped:
+            return
+        self.stopped = True
+        self.shutdown.uninstall()
+        await self.writer.stop()
+        await self.outbox.drain()
+        if close_code is not None:
+            for member in list(self.registry.members.values()):
+                await member.close(code=close_code, reason="Server shutting down")
+        tasks = [*self._tasks, *self.scheduler.tasks(), *self.ordering.timers()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # Bounded: a task stuck in a layer call must not keep the process alive.
+            await asyncio.wait(tasks, timeout=2.0)
+        await self.recovery.stop()
+        await self.cluster.leave()
+
+    # Membership ----------------------------------------------------------------
+
+    def register(self, member: LocalMember) -> None:
+        """Track a member created in this process (for expiry and ``send_to``)."""
+        self.registry.register(member)
+
+    def is_member(self, member: LocalMember, room: str) -> bool:
+        """Whether a local member is in a room."""
+        return self.registry.slot(member, room) is not None
+
+    def has_members(self, room: str) -> bool:
+        """Whether a room has members in this process."""
+        return bool(self.registry.rooms.get(room))
+
+    async def join(self, member: LocalMember, room: str, since: int | None = None) -> ChannelAddStatusEnum:
+        """Add a member to a room; with ``since``, first replay saved messages after it."""
+        check_group_name(room)
+        while True:
+            if self.is_member(member, room):
+                return ChannelAddStatusEnum.CHANNEL_EXIST
+            if self.registry.open_room(room):
+                await self._subscribe(room)
+                break
+            if room not in self._subscribing:
+                break
+            await asyncio.shield(self._subscribing[room])  # then look again: it may have failed
+        slot = self.registry.add(member, room)
+        if since is not None:
+            slot.buffer = []
+        try:
+            await self.presence.add(room, member.id, self.process_id, member.metadata)
+            if since is not None:
+                saved = [delivery.saved_frame(room, m) for m in await self.history.fetch(room, since)]
+                await delivery.replay(member, slot, saved, since, self.ordering.next_seq(room))
+        finally:
+            slot.buffer = None
+        return ChannelAddStatusEnum.CHANNEL_ADDED
+
+    async def _subscribe(self, room: str) -> None:
+        """Start receiving a room's broadcasts (its first local member is joining)."""
+        ready = self._subscribing[room] = asyncio.get_running_loop().create_future()
+        try:
+            # Read the room's last number *before* subscribing: whatever is saved
+            # later reaches this process, live or, if it was published before the
+            # subscription took effect, from history when the next one shows the gap.
+            self.ordering.start(room, await self.history.last_seq(room) + 1)
+            try:
+                await self.layer.group_add(layer_group(room), self.recovery.channel)
+            except Exception:
+                logger.warning("Subscribing to %r failed; retrying in the background", room, exc_info=True)
+                self.recovery.failed()
+        except BaseException:
+            if not self.registry.rooms.get(room):
+                self.registry.close_room(room)
+                self.ordering.forget(room)
+            raise
+        finally:
+            ready.set_result(None)
+            del self._subscribing[room]
+
+    async def leave(self, member: LocalMember, room: str) -> ChannelRemoveStatusEnum:
+        """Remove a member from a room; drop the layer subscription with the last one."""
+        if room not in self.registry.rooms:
+            return ChannelRemoveStatusEnum.GROUP_DOES_NOT_EXIST
+        if not self.is_member(member, room):
+            return ChannelRemoveStatusEnum.CHANNEL_DOES_NOT_EXIST
+        status = ChannelRemoveStatusEnum.CHANNEL_REMOVED
+        if self.registry.remove(member, room) and room not in self._subscribing:
+            self.registry.close_room(room)
+            self.ordering.forget(room)
+            status = ChannelRemoveStatusEnum.GROUP_REMOVED
+            try:
+                await self.layer.group_discard(layer_group(room), self.recovery.channel)
+            except Exception:  # a stale subscription only brings broadcasts nobody here wants
+                logger.warning("Unsubscribing from %r failed", room, exc_info=True)
+        await self.presence.remove(room, member.id)
+        return status
+
+    async def discard(self, member: LocalMember) -> None:
+        """Take a member out of all its rooms and stop tracking it."""
+        for room in list(member.groups):
+            await self.leave(member, room)
+        self.registry.unregister(member)
+
+    def _memberships(self) -> list[tuple[str, uuid.UUID, dict[str, typing.Any]]]:
+        return [(room, member.id, member.metadata) for room, member in self.registry.memberships()]
+
+    # Sending -------------------------------------------------------------------
+
+    async def broadcast(self, message: PendingMessage, saved: SavedMessage | None) -> None:
+        """Deliver a broadcast to this process's members now; queue it for the other processes."""
+        seq = saved.seq if saved is not None else None
+        cache = FrameCache(message.room, message.kind, message.text, message.data, seq)
+        self.outbox.put(message.room, wire.item(cache))
+        await self.ordering.offer(cache)
+
+    async def _publish_batch(self, room: str, items: list[wire.Item]) -> None:
+        await self.layer.group_send(layer_group(room), wire.fanout(room, items, self.process_id))
+
+    async def _read_since(self, room: str, since: int) -> list[FrameCache]:
+        return [delivery.saved_frame(room, message) for message in await self.history.fetch(room, since)]
+
+    # Receiving -----------------------------------------------------------------
+
+    async def _read(self) -> None:
+        """Receive layer messages for this process and act on them."""
+        failures = 0
+        while True:
+            try:
+                message = await self.layer.receive(self.recovery.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                if failures == 1:
+                    logger.warning("Channel layer receive failed; retrying", exc_info=True)
+                # Whatever broke may have taken our subscriptions with it (a
+                # restarted Redis has none): have them re-added once it answers.
+                self.recovery.failed()
+                await asyncio.sleep(min(0.05 * 2**failures, 1.0))
+                continue
+            failures = 0
+            self.received[str(message.get("type"))] += 1
+            try:
+                await self.handle(message)
+            except Exception:
+                logger.exception("Handling layer message %r failed", message.get("type"))
+
+    async def handle(self, message: wire.LayerMessage) -> None:
+        """Act on one layer message."""
+        parsed = wire.parse(message)
+        if isinstance(parsed, wire.Fanout):
+            if parsed.origin != self.process_id:  # our own were delivered when sent
+                for cache in parsed.frames:
+                    await self.ordering.offer(cache)
+        elif isinstance(parsed, wire.SendTo):
+            member = self.registry.get(parsed.channel_id)
+            if member is not None:
+                await member.send_frame(parsed.frame.frame(member.payload_type, False))
+        elif isinstance(parsed, wire.Close):
+            if parsed.origin != self.process_id:
+                await self.close_local(parsed.room, parsed.code, parsed.reason)
+        elif isinstance(parsed, wire.FlushGroups):
+            if parsed.origin != self.process_id:
+                await self.flush_local()
+        elif isinstance(parsed, wire.Probe):
+            self.recovery.probe_seen(parsed.number)
+        elif isinstance(parsed, wire.Resync):
+            if parsed.origin != self.process_id:
+                self._spawn(self.ordering.fill_all(), "catch-up")
+        else:
+            logger.warning("Ignoring unknown layer message type %r", message.get("type"))
+
+    async def close_local(self, room: str | None, code: int = 1000, reason: str = "") -> int:
+        """Close local members (of one room, or all); return how many."""
+        targets = list(self.registry.members.values() if room is None else self.registry.rooms.get(room, {}))
+        for member in targets:
+            await member.close(code=code, reason=reason)
+        return len(targets)
+
+    async def flush_local(self) -> None:
+        """Take every local member out of every room, keeping sockets open."""
+        for member in list(self.registry.members.values()):
+            for room in list(member.groups):
+                await self.leave(member, room)
+
+    async def sweep(self) -> int:
+        """Close members idle for longer than their ``expires``; return how many."""
+        expired = [member for member in list(self.registry.members.values()) if member.is_expired()]
+        for member in expired:
+            await member.close(code=1001, reason="Channel expired")
+        return len(expired)
+
+    def _spawn(self, coro: typing.Coroutine[typing.Any, typing.Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=f"nexios_compat.hub-{name}")
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    def stats(self) -> dict[str, typing.Any]:
+        """Return counters and state for tests and diagnostics."""
+        return {
+            "process_id": self.process_id,
+            "layer_channel": self.layer_channel,
+            "layer_messages_received": sum(self.received.values()),
+            "received": dict(self.received),
+            "held_back": self.ordering.held_back,
+            "gap_fills": self.ordering.gap_fills,
+            "recoveries": self.recovery.recoveries,
+            "removed_peers": self.cluster.removed_peers,
+            "groups": {room: len(members) for room, members in self.registry.rooms.items()},
+            "channels": len(self.registry.members),
+        }

@@ -1,0 +1,115 @@
+"""Saved broadcasts reach local members in sequence order, per room; gaps are filled from history."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..encoding import FrameCache
+from .sequencer import RoomSequencer
+
+logger = logging.getLogger("nexios_compat.engine")
+
+Deliver = Callable[[FrameCache], Awaitable[None]]
+# Read a room's saved messages after a sequence number, as frames, oldest first.
+ReadSince = Callable[[str, int], Awaitable[list[FrameCache]]]
+
+
+class RoomOrdering:
+    """One sequencer per local room, with the timers that fill gaps that stay open."""
+
+    def __init__(self, deliver: Deliver, read_since: ReadSince, reorder_timeout: float) -> None:
+        self.deliver = deliver
+        self.read_since = read_since
+        self.reorder_timeout = reorder_timeout
+        self.sequencers: dict[str, RoomSequencer] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._gap_timers: dict[str, asyncio.Task[None]] = {}
+        # Broadcasts held back behind a gap, and gaps filled from history (diagnostics).
+        self.held_back = 0
+        self.gap_fills = 0
+
+    def start(self, room: str, next_seq: int) -> None:
+        """Begin ordering a room whose local members are to receive ``next_seq`` next."""
+        self.sequencers[room] = RoomSequencer(next_seq)
+
+    def next_seq(self, room: str) -> int | None:
+        """The sequence number a room's local members receive next, if the room is ordered."""
+        sequencer = self.sequencers.get(room)
+        return sequencer.next_seq if sequencer is not None else None
+
+    def forget(self, room: str) -> None:
+        """Stop ordering a room (its last local member left)."""
+        self.sequencers.pop(room, None)
+        self._locks.pop(room, None)
+        timer = self._gap_timers.pop(room, None)
+        if timer is not None:
+            timer.cancel()
+
+    def timers(self) -> list[asyncio.Task[None]]:
+        """Return the running gap timers (to cancel them at shutdown)."""
+        return list(self._gap_timers.values())
+
+    def _lock(self, room: str) -> asyncio.Lock:
+        lock = self._locks.get(room)
+        if lock is None:
+            lock = self._locks[room] = asyncio.Lock()
+        return lock
+
+    async def offer(self, cache: FrameCache) -> None:
+        """Deliver a broadcast; saved ones in sequence order, holding back those ahead of a gap."""
+        sequencer = self.sequencers.get(cache.room)
+        if cache.seq is None or sequencer is None:
+            await self.deliver(cache)  # unsaved: as it comes; no local member: nothing to do
+            return
+        async with self._lock(cache.room):
+            if self.sequencers.get(cache.room) is not sequencer:
+                return
+            ready = sequencer.offer(cache)
+            if cache.seq in sequencer.held:
+                self.held_back += 1
+            for frame in ready:
+                await self.deliver(frame)
+            if ready or not sequencer.waiting:
+                self._cancel_gap_timer(cache.room)
+            if sequencer.waiting and cache.room not in self._gap_timers:
+                self._gap_timers[cache.room] = asyncio.create_task(
+                    self._fill_later(cache.room), name="nexios_compat.hub-gap"
+                )
+
+    def _cancel_gap_timer(self, room: str) -> None:
+        timer = self._gap_timers.pop(room, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+
+    async def _fill_later(self, room: str) -> None:
+        await asyncio.sleep(self.reorder_timeout)
+        if self._gap_timers.get(room) is asyncio.current_task():
+            del self._gap_timers[room]
+        await self.fill(room)
+
+    async def fill(self, room: str) -> None:
+        """Deliver a room's saved messages that never arrived live, in order."""
+        sequencer = self.sequencers.get(room)
+        if sequencer is None:
+            return
+        try:
+            saved = await self.read_since(room, sequencer.next_seq - 1)
+        except Exception:
+            # Better late and with a gap than never: deliver what was held back.
+            logger.exception("Reading %r's history to fill a gap failed", room)
+            saved = []
+        async with self._lock(room):
+            if self.sequencers.get(room) is not sequencer:
+                return
+            ready = sequencer.fill(saved)
+            if ready:
+                self.gap_fills += 1
+            for frame in ready:
+                await self.deliver(frame)
+
+    async def fill_all(self) -> None:
+        """Fill every local room from history (after the layer lost messages)."""
+        for room in list(self.sequencers):
+            await self.fill(room)

@@ -1,0 +1,50 @@
+"""What the engine needs from the sockets it serves: small protocols the API satisfies."""
+
+from __future__ import annotations
+
+import typing
+import uuid
+
+from ..types import PayloadTypeEnum
+
+Frame = typing.MutableMapping[str, typing.Any]
+
+
+class LocalMember(typing.Protocol):
+    """A member of rooms in this process (the API's ``Channel``)."""
+
+    id: uuid.UUID
+    metadata: dict[str, typing.Any]
+    payload_type: PayloadTypeEnum
+    # Whether JSON broadcasts reach it wrapped as {"room", "seq", "payload"}.
+    envelope: bool
+    # The rooms it is in; the engine keeps this up to date.
+    groups: set[str]
+
+    async def send_frame(self, frame: Frame) -> bool:
+        """Write a prepared ``websocket.send`` message; return whether the socket was open."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait while the client is far behind (for senders that can wait)."""
+        ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Leave every room and close the socket."""
+        ...
+
+    def is_expired(self) -> bool:
+        """Whether it has been idle for longer than its TTL."""
+        ...
+
+
+class Connection(typing.Protocol):
+    """A socket served by this process, as a graceful shutdown sees it."""
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Send a close frame."""
+        ...
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, for the client to acknowledge the close."""
+        ...

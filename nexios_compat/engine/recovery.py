@@ -1,0 +1,133 @@
+"""Layer recovery: notice lost subscriptions (a restarted Redis has none), re-add them, catch up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from channels.layers import BaseChannelLayer
+
+from ..rooms import control_group, layer_group
+from . import wire
+
+logger = logging.getLogger("nexios_compat.engine")
+
+# Longest pause between attempts to reach the layer again after it failed.
+MAX_RETRY_DELAY = 1.0
+
+
+class LayerRecovery:
+    """Keeps one layer channel subscribed to the control, probe and room groups."""
+
+    def __init__(
+        self,
+        layer: BaseChannelLayer,
+        process_id: str,
+        probe_group: str,
+        rooms: Callable[[], Iterable[str]],
+        catch_up: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.layer = layer
+        self.process_id = process_id
+        self.probe_group = probe_group
+        self.rooms = rooms
+        self.catch_up = catch_up
+        self.channel = ""  # set by the hub once the layer gave it one
+        # Saved messages could not be published: tell every hub to read history.
+        self.resync_needed = False
+        self.recoveries = 0
+        self.stopped = False
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+        self._probes_sent = 0
+        self._probes_seen = 0
+
+    @property
+    def recovering(self) -> bool:
+        """Whether a recovery is under way."""
+        return self._task is not None and not self._task.done()
+
+    def failed(self) -> None:
+        """Note that the layer failed; re-add subscriptions and catch up once it answers."""
+        if self.stopped:
+            return
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        self._task = asyncio.create_task(self._recover(), name="nexios_compat.hub-recovery")
+
+    def publish_failed(self, saved: bool) -> None:
+        """A batch could not be published; ``saved``: it held messages the others must read."""
+        if saved:
+            self.resync_needed = True
+        self.failed()
+
+    async def _recover(self) -> None:
+        delay = 0.1
+        while True:
+            self._again = False
+            try:
+                await self.resubscribe()
+                await self._send_resync()
+            except Exception:
+                logger.debug("Channel layer still unreachable", exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_DELAY)
+                continue
+            self.recoveries += 1
+            logger.warning("Channel layer subscriptions re-added")
+            await self.catch_up()
+            if not self._again:
+                return
+
+    async def _send_resync(self) -> None:
+        if not self.resync_needed:
+            return
+        # Cleared first: a publish failing while this is sent sets it again.
+        self.resync_needed = False
+        try:
+            await self.layer.group_send(control_group(), wire.resync(self.process_id))
+        except BaseException:
+            self.resync_needed = True
+            raise
+
+    def groups(self) -> list[str]:
+        """Every layer group this process's channel belongs in."""
+        return [control_group(), self.probe_group, *(layer_group(room) for room in self.rooms())]
+
+    async def resubscribe(self) -> None:
+        """Re-add layer subscriptions (after a layer outage or before they expire)."""
+        for group in self.groups():
+            await self.layer.group_add(group, self.channel)
+
+    async def probe(self) -> None:
+        """Send this hub a message through its probe group; recover if earlier ones never came."""
+        # The previous probe had a whole interval to come back: if it did not,
+        # the layer lost our subscriptions (a restarted Redis has none), or the
+        # reader is that far behind, when re-adding them and catching up is harmless.
+        if self._probes_seen < self._probes_sent:
+            logger.warning("Layer probes are not coming back; re-adding subscriptions")
+            self._probes_seen = self._probes_sent
+            self.failed()
+        self._probes_sent += 1
+        try:
+            await self.layer.group_send(self.probe_group, wire.probe(self._probes_sent))
+        except Exception:
+            self.failed()
+
+    def probe_seen(self, number: int) -> None:
+        """A probe came back."""
+        self._probes_seen = max(self._probes_seen, number)
+
+    async def stop(self) -> None:
+        """Stop recovering and drop every subscription (bounded: the layer may hang)."""
+        self.stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=2.0)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2.0):
+                for group in self.groups():
+                    await self.layer.group_discard(group, self.channel)

@@ -1,0 +1,127 @@
+"""The engine's entry points: this loop's hub, and cluster-wide sends that work with or without one."""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+import uuid
+import weakref
+
+from asgiref.sync import AsyncToSync
+
+from ..encoding import FrameCache, pack
+from ..history import HistoryService, PendingMessage, SavedMessage
+from ..presence import PresenceService
+from ..rooms import control_group, layer_group
+from . import wire
+from .hub import Hub
+from .layer import get_layer
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def current_hub() -> Hub | None:
+    """Return this event loop's hub if it has been created, else ``None``."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return _hubs.get(loop)
+
+
+def live_hub() -> Hub | None:
+    """Return this event loop's hub if it is running (started, not stopped)."""
+    hub = current_hub()
+    return hub if hub is not None and hub.started and not hub.stopped else None
+
+
+async def get_hub() -> Hub:
+    """Return this event loop's hub, creating and starting it on first use."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is not None and hub.shutdown.shut_down:
+        raise RuntimeError("nexios_compat: the server is shutting down")
+    if hub is None or hub.stopped:
+        hub = _hubs[loop] = Hub()
+    await hub.ensure_started()
+    return hub
+
+
+async def stop_hub(close_code: int | None = None) -> None:
+    """Stop this event loop's hub (tests and graceful shutdown)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.pop(loop, None)
+    if hub is not None:
+        await hub.stop(close_code)
+
+
+def _sync_caller_waiting() -> bool:
+    """Whether sync code waits on this call in ``async_to_sync`` (it may hold the ORM thread).
+
+    Such a call must not wait for the hub's history writer: the writer's ORM
+    work would queue behind the very thread that is waiting, a deadlock.
+    """
+    return getattr(AsyncToSync.executors, "current", None) is not None
+
+
+async def publish(message: PendingMessage, save: bool) -> None:
+    """Send a broadcast to its room in every process, storing it first when ``save``."""
+    hub = live_hub()
+    if save and hub is not None and not _sync_caller_waiting():
+        await hub.writer.submit(message)
+        return
+    saved: SavedMessage | None = None
+    if save:
+        saved = (await HistoryService().append([message]))[0]
+    if hub is not None:
+        await hub.broadcast(message, saved)
+    else:
+        await publish_remote(message, saved)
+
+
+async def publish_remote(message: PendingMessage, saved: SavedMessage | None) -> None:
+    """Publish a broadcast to every hub through the layer, as a process without a hub does."""
+    seq = saved.seq if saved is not None else None
+    item: wire.Item = (message.kind, message.text, message.data, seq)
+    await get_layer().group_send(layer_group(message.room), wire.fanout(message.room, [item], ""))
+
+
+async def room_has_members(room: str) -> bool:
+    """Whether a room has members in any process."""
+    hub = current_hub()
+    if hub is not None and hub.has_members(room):
+        return True
+    return await PresenceService().count(room) > 0
+
+
+async def send_to(channel_id: uuid.UUID, payload: typing.Any) -> bool:
+    """Send a payload to one member, whichever process holds it; return whether it was found."""
+    hub = current_hub()
+    member = hub.registry.get(channel_id) if hub is not None else None
+    if member is not None:
+        frame = FrameCache("", *pack(payload), None).frame(member.payload_type, False)
+        await member.send_frame(frame)
+        return True
+    layer_channel = await PresenceService().locate(channel_id)
+    if layer_channel is None:
+        return False
+    await get_layer().send(layer_channel, wire.send_to(channel_id, payload))
+    return True
+
+
+async def close_all(room: str | None, code: int, reason: str) -> None:
+    """Close every connection (of one room) in every process."""
+    hub = current_hub()
+    if hub is not None:
+        await hub.close_local(room, code, reason)
+    origin = hub.process_id if hub is not None else ""
+    await get_layer().group_send(control_group(), wire.close(room, code, reason, origin))
+
+
+async def flush_groups() -> None:
+    """Take every member out of every room in every process; sockets stay open."""
+    hub = current_hub()
+    if hub is not None:
+        await hub.flush_local()
+    await get_layer().group_send(control_group(), wire.flush_groups(hub.process_id if hub else ""))
+    await PresenceService().clear()

@@ -1,0 +1,90 @@
+"""Room ordering: saved broadcasts in seq order, gaps held back, then filled from history in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nexios_compat.encoding import FrameCache
+from nexios_compat.engine.ordering import RoomOrdering
+
+from .fakes import until
+
+
+def saved(seq: int, room: str = "r") -> FrameCache:
+    return FrameCache(room, "text", str(seq), None, seq)
+
+
+class Recorder:
+    def __init__(self, history: list[FrameCache] | None = None) -> None:
+        self.delivered: list[int | None] = []
+        self.history = history or []
+        self.reads: list[tuple[str, int]] = []
+
+    async def deliver(self, cache: FrameCache) -> None:
+        self.delivered.append(cache.seq)
+
+    async def read_since(self, room: str, since: int) -> list[FrameCache]:
+        self.reads.append((room, since))
+        # Newest first, as a careless store might return them: the fill must sort.
+        return sorted(
+            (c for c in self.history if c.seq is not None and c.seq > since), key=lambda c: -(c.seq or 0)
+        )
+
+
+async def test_out_of_order_broadcasts_are_delivered_in_order() -> None:
+    rec = Recorder()
+    ordering = RoomOrdering(rec.deliver, rec.read_since, reorder_timeout=60)
+    ordering.start("r", 1)
+    for seq in (3, 1, 4, 2):
+        await ordering.offer(saved(seq))
+    assert rec.delivered == [1, 2, 3, 4]
+    assert ordering.held_back == 2
+    assert ordering.next_seq("r") == 5
+    assert ordering.timers() == []  # the gap closed: no fill pending
+
+
+async def test_unsaved_broadcasts_pass_straight_through() -> None:
+    rec = Recorder()
+    ordering = RoomOrdering(rec.deliver, rec.read_since, reorder_timeout=60)
+    ordering.start("r", 1)
+    await ordering.offer(saved(2))
+    await ordering.offer(FrameCache("r", "text", "x", None, None))
+    assert rec.delivered == [None]
+
+
+async def test_a_gap_that_stays_open_is_filled_from_history_in_order() -> None:
+    rec = Recorder(history=[saved(n) for n in range(1, 6)])
+    ordering = RoomOrdering(rec.deliver, rec.read_since, reorder_timeout=0.05)
+    ordering.start("r", 1)
+    await ordering.offer(saved(4))  # 1-3 were lost on the layer
+    assert rec.delivered == []
+    await until(lambda: rec.delivered == [1, 2, 3, 4, 5], "the gap to be filled")
+    assert rec.reads == [("r", 0)]
+    assert ordering.gap_fills == 1
+    await ordering.offer(saved(5))  # arrives live after the fill: not twice
+    await ordering.offer(saved(6))
+    assert rec.delivered == [1, 2, 3, 4, 5, 6]
+
+
+async def test_a_failing_history_read_still_delivers_what_was_held() -> None:
+    rec = Recorder()
+
+    async def broken(room: str, since: int) -> list[FrameCache]:
+        raise OSError("database down")
+
+    ordering = RoomOrdering(rec.deliver, broken, reorder_timeout=0.01)
+    ordering.start("r", 1)
+    await ordering.offer(saved(3))
+    await until(lambda: rec.delivered == [3], "the held broadcast")
+
+
+async def test_forgetting_a_room_cancels_its_gap_timer() -> None:
+    rec = Recorder()
+    ordering = RoomOrdering(rec.deliver, rec.read_since, reorder_timeout=60)
+    ordering.start("r", 1)
+    await ordering.offer(saved(2))
+    (timer,) = ordering.timers()
+    ordering.forget("r")
+    await asyncio.sleep(0)
+    assert timer.cancelled()
+    assert ordering.next_seq("r") is None
