@@ -29,6 +29,12 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "HISTORY_PRUNE_INTERVAL": 60.0,
     # Largest number of saved messages written in one database transaction.
     "HISTORY_BATCH_SIZE": 500,
+    # group_send(save_history=True) returns once this process's writer has accepted
+    # the message (False), or only after its transaction committed (True).
+    "HISTORY_WAIT_FOR_COMMIT": False,
+    # Bound on what waits to be saved per process: past either, group_send waits.
+    "HISTORY_MAX_PENDING": 10000,
+    "HISTORY_MAX_PENDING_BYTES": 16 * 1024 * 1024,
     # Presence: seconds between a process's heartbeats, and silence after which
     # the survivors delete a process and its members.
     "HEARTBEAT_INTERVAL": 3.0,

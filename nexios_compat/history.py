@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import logging
 import typing
 import uuid
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Sum, Window
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -77,54 +78,48 @@ class DatabaseHistoryStore(BaseHistoryStore):
     """History in the ``Room`` and ``Message`` models."""
 
     def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
-        """Store messages in one transaction; sequence numbers come from the locked room rows."""
+        """Store messages in one transaction; each room's numbers come from one ``UPDATE … RETURNING``."""
         from .models import Room
 
-        names = list(dict.fromkeys(message.room for message in messages))
-        saved = self._append_locked(messages, names)
-        if saved is None:
-            # Rooms are created outside the locking transaction: inserting a row
+        try:
+            return self._append_numbered(messages)
+        except _RoomsMissing as missing:
+            # Rooms are created outside the numbering transaction: inserting a row
             # while holding other rooms' locks could deadlock with a batch that
             # inserted it first and now waits for ours.
-            Room.objects.bulk_create([Room(name=name) for name in names], ignore_conflicts=True)
-            saved = self._append_locked(messages, names)
-        if saved is None:
-            raise RuntimeError(f"Could not create the rooms {names!r} to save messages in")
-        return saved
+            Room.objects.bulk_create([Room(name=name) for name in missing.names], ignore_conflicts=True)
+        return self._append_numbered(messages)
 
-    def _append_locked(self, messages: list[PendingMessage], names: list[str]) -> list[SavedMessage] | None:
-        from .models import Message, Room
+    def _append_numbered(self, messages: list[PendingMessage]) -> list[SavedMessage]:
+        from .models import Message
 
+        counts = collections.Counter(message.room for message in messages)
         now = timezone.now()
         with transaction.atomic():
-            # Lock rooms in one global order so that concurrent batches never deadlock.
-            rooms = {
-                room.name: room
-                for room in Room.objects.select_for_update().filter(name__in=names).order_by("pk")
-            }
-            if len(rooms) < len(names):
-                return None
-            next_seq = {name: room.last_seq for name, room in rooms.items()}
+            # Rooms in one global order, so that concurrent batches never deadlock.
+            numbered = {name: _take_numbers(name, counts[name], now) for name in sorted(counts)}
+            missing = [name for name, row in numbered.items() if row is None]
+            if missing:
+                raise _RoomsMissing(missing)  # rolls back the numbers already taken
+            next_seq = {name: row[1] - counts[name] for name, row in numbered.items() if row is not None}
+            room_ids = {name: row[0] for name, row in numbered.items() if row is not None}
             rows = []
-            saved = []
             for message in messages:
                 next_seq[message.room] += 1
-                row = Message(
-                    room_id=rooms[message.room].pk,
-                    seq=next_seq[message.room],
-                    kind=message.kind,
-                    text=message.text,
-                    data=message.data,
-                    size=payload_size(message),
-                    sender=message.sender,
-                    created=now,
+                rows.append(
+                    Message(
+                        room_id=room_ids[message.room],
+                        seq=next_seq[message.room],
+                        kind=message.kind,
+                        text=message.text,
+                        data=message.data,
+                        size=payload_size(message),
+                        sender=message.sender,
+                        created=now,
+                    )
                 )
-                rows.append(row)
-                saved.append(SavedMessage(seq=row.seq, uuid=row.uuid, created=now))
-            for name, room in rooms.items():
-                Room.objects.filter(pk=room.pk).update(last_seq=next_seq[name], last_activity=now)
             Message.objects.bulk_create(rows)
-        return saved
+        return [SavedMessage(seq=row.seq, uuid=row.uuid, created=now) for row in rows]
 
     @staticmethod
     def _to_dc(room: str, row: typing.Any) -> ChannelMessageDC:
@@ -221,6 +216,27 @@ class DatabaseHistoryStore(BaseHistoryStore):
         return messages.filter(seq__lte=cutoff).delete()[0]
 
 
+class _RoomsMissing(Exception):
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(names)
+        self.names = names
+
+
+def _take_numbers(room: str, count: int, now: datetime.datetime) -> tuple[int, int] | None:
+    """Advance a room's counter by ``count`` (locking its row); return ``(room id, new last_seq)``."""
+    from .models import Room
+
+    table = connection.ops.quote_name(Room._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + %s, last_activity = %s WHERE name = %s "
+            "RETURNING id, last_seq",
+            [count, connection.ops.adapt_datetimefield_value(now), room],
+        )
+        row = cursor.fetchone()
+    return (int(row[0]), int(row[1])) if row is not None else None
+
+
 def payload_size(message: PendingMessage) -> int:
     """Return a payload's size in bytes: the bytes, or the UTF-8 of the text or JSON."""
     if message.kind == KIND_BYTES:
@@ -234,6 +250,9 @@ def get_history_store() -> BaseHistoryStore:
     return typing.cast(BaseHistoryStore, store_class())
 
 
+Deliver = typing.Callable[[PendingMessage, SavedMessage | None], None]
+
+
 class HistoryService:
     """Async access to the configured history store, run on Django's database thread."""
 
@@ -243,6 +262,29 @@ class HistoryService:
     async def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
         """Store messages in order; return the sequence numbers assigned."""
         return await run_db(self.store.append, messages)
+
+    async def append_for_caller(
+        self, message: PendingMessage, save: bool, deliver: Deliver
+    ) -> tuple[SavedMessage | None, bool]:
+        """From sync code waiting on this call: store in *its* transaction, deliver at its commit.
+
+        Runs on the caller's own thread (asgiref sends thread-sensitive work
+        there), so the row joins whatever ``transaction.atomic()`` the caller has
+        open; ``deliver`` is registered with ``transaction.on_commit`` and a
+        rollback (or a rolled-back savepoint) sends nothing. Return what was
+        saved and whether delivery was deferred (outside a transaction it is
+        the caller's to do now).
+        """
+        return await run_db(self._append_for_caller, message, save, deliver)
+
+    def _append_for_caller(
+        self, message: PendingMessage, save: bool, deliver: Deliver
+    ) -> tuple[SavedMessage | None, bool]:
+        saved = self.store.append([message])[0] if save else None
+        if connection.in_atomic_block:
+            transaction.on_commit(lambda: deliver(message, saved))
+            return saved, True
+        return saved, False
 
     async def fetch(
         self, room: str, since: int | None = None, limit: int | None = None

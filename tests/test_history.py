@@ -95,7 +95,10 @@ class GatedStore(DatabaseHistoryStore):
 
 
 async def test_group_send_saves_before_it_delivers(settings: typing.Any) -> None:
-    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.test_history.GatedStore"}
+    settings.NEXIOS_COMPAT = {
+        "HISTORY_STORE": "tests.test_history.GatedStore",
+        "HISTORY_WAIT_FOR_COMMIT": True,
+    }
     GatedStore.entered.clear()
     GatedStore.gate.clear()
     listener, _ = await join(room_app(), "/room/g")
@@ -108,6 +111,42 @@ async def test_group_send_saves_before_it_delivers(settings: typing.Any) -> None
     assert await sending is GroupSendStatusEnum.GROUP_SEND
     assert await listener.receive_json_from() == {"x": 1}
     assert [m.payload for m in await ChannelBox.show_history("g")] == [{"x": 1}]
+    await listener.disconnect()
+
+
+async def test_pipelined_group_send_returns_at_once_yet_delivers_only_after_the_commit(
+    settings: typing.Any,
+) -> None:
+    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.test_history.GatedStore"}
+    GatedStore.entered.clear()
+    GatedStore.gate.clear()
+    listener, _ = await join(room_app(), "/room/g")
+    # Accepted in order while the first write is held: the sender is not kept waiting.
+    for i in range(3):
+        assert await ChannelBox.group_send("g", {"x": i}, save_history=True) is GroupSendStatusEnum.GROUP_SEND
+    assert await asyncio.to_thread(GatedStore.entered.wait, 5)
+    assert await listener.receive_nothing(timeout=0.3)
+    GatedStore.gate.set()
+    assert [await listener.receive_json_from() for _ in range(3)] == [{"x": 0}, {"x": 1}, {"x": 2}]
+    # Read your writes: history read through ChannelBox waits for what was accepted.
+    assert [m.payload for m in await ChannelBox.show_history("g")] == [{"x": 0}, {"x": 1}, {"x": 2}]
+    await listener.disconnect()
+
+
+async def test_an_unsaved_send_does_not_overtake_saved_ones_waiting_to_be_stored(
+    settings: typing.Any,
+) -> None:
+    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.test_history.GatedStore"}
+    GatedStore.entered.clear()
+    GatedStore.gate.clear()
+    listener, _ = await join(room_app(), "/room/g")
+    await ChannelBox.group_send("g", {"saved": 1}, save_history=True)
+    await ChannelBox.group_send("g", {"unsaved": 2})
+    await ChannelBox.group_send("other", {"elsewhere": 3})  # another room is not held back
+    assert await asyncio.to_thread(GatedStore.entered.wait, 5)
+    assert await listener.receive_nothing(timeout=0.3)
+    GatedStore.gate.set()
+    assert [await listener.receive_json_from() for _ in range(2)] == [{"saved": 1}, {"unsaved": 2}]
     await listener.disconnect()
 
 
@@ -245,6 +284,8 @@ async def test_concurrent_saves_share_transactions_and_arrive_in_seq_order(
     settings.NEXIOS_COMPAT = {
         "HISTORY_STORE": "tests.test_history.CountingStore",
         "HISTORY_BATCH_SIZE": batch_size,
+        # Each sender waits for its commit, so that all 60 are stored when gather returns.
+        "HISTORY_WAIT_FOR_COMMIT": True,
     }
     CountingStore.batches.clear()
     listener, _ = await join(room_app(), "/room/busy?envelope=1")
@@ -544,9 +585,7 @@ class OtherProcessStore(DatabaseHistoryStore):
         saved = DatabaseHistoryStore().append(batch)
         connection.close()
         for index in self.publish_order:
-            asyncio.run_coroutine_threadsafe(
-                publish_remote(batch[index], saved[index]), self.loop
-            ).result(5)
+            asyncio.run_coroutine_threadsafe(publish_remote(batch[index], saved[index]), self.loop).result(5)
 
 
 @pytest.mark.parametrize(

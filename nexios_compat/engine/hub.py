@@ -55,7 +55,13 @@ class Hub:
         self.history = HistoryService()
         store = get_presence_store()
         self.presence = PresenceService(store)
-        self.writer = HistoryWriter(self.history, self.broadcast)
+        self.writer = HistoryWriter(
+            self.history,
+            self.broadcast,
+            batch_size=int(config["HISTORY_BATCH_SIZE"]),
+            max_pending=int(config["HISTORY_MAX_PENDING"]),
+            max_pending_bytes=int(config["HISTORY_MAX_PENDING_BYTES"]),
+        )
         self.ordering = RoomOrdering(
             lambda cache: delivery.deliver(self.registry, cache),
             self._read_since,
@@ -374,6 +380,13 @@ class Hub:
             "gap_fills": self.ordering.gap_fills,
             "recoveries": self.recovery.recoveries,
             "removed_peers": self.cluster.removed_peers,
+            "writer": {
+                "pending": self.writer.pending,
+                "transactions": self.writer.transactions,
+                "stored": self.writer.stored,
+                "failed": self.writer.failed,
+                "waits": self.writer.waits,
+            },
             "groups": {room: len(members) for room, members in self.registry.rooms.items()},
             "channels": len(self.registry.members),
         }

@@ -7,8 +7,9 @@ import typing
 import uuid
 import weakref
 
-from asgiref.sync import AsyncToSync
+from asgiref.sync import AsyncToSync, async_to_sync
 
+from ..conf import get_config
 from ..encoding import FrameCache, pack
 from ..history import HistoryService, PendingMessage, SavedMessage
 from ..presence import PresenceService
@@ -65,18 +66,48 @@ def _sync_caller_waiting() -> bool:
 
 
 async def publish(message: PendingMessage, save: bool) -> None:
-    """Send a broadcast to its room in every process, storing it first when ``save``."""
-    hub = live_hub()
-    if save and hub is not None and not _sync_caller_waiting():
-        await hub.writer.submit(message)
+    """Send a broadcast to its room in every process, storing it first when ``save``.
+
+    With a running hub, saved messages (and unsaved ones queued behind saved
+    ones of the same room) go through its writer: accepted in order, delivered
+    after their commit. Sync code waiting on this call (``async_to_sync``)
+    stores in its own transaction and is delivered at its commit.
+    """
+    if _sync_caller_waiting():
+        saved, deferred = await HistoryService().append_for_caller(message, save, _deliver_after_commit)
+        if not deferred:
+            await _deliver(message, saved)
         return
-    saved: SavedMessage | None = None
-    if save:
-        saved = (await HistoryService().append([message]))[0]
+    hub = live_hub()
+    if hub is None:
+        saved = (await HistoryService().append([message]))[0] if save else None
+        await publish_remote(message, saved)
+    elif save or hub.writer.pending_in(message.room):
+        wait = save and bool(get_config()["HISTORY_WAIT_FOR_COMMIT"])
+        await hub.writer.submit(message, save=save, wait=wait)
+    else:
+        await hub.broadcast(message, None)
+
+
+async def _deliver(message: PendingMessage, saved: SavedMessage | None) -> None:
+    hub = live_hub()
     if hub is not None:
         await hub.broadcast(message, saved)
     else:
         await publish_remote(message, saved)
+
+
+def _deliver_after_commit(message: PendingMessage, saved: SavedMessage | None) -> None:
+    # The caller's transaction committed: from its (sync) thread, hand the
+    # message to this process's hub, or to the layer where there is none.
+    async_to_sync(_deliver)(message, saved)
+
+
+async def flush_writes() -> None:
+    """Wait until what this process accepted for history is stored (read your own writes)."""
+    hub = live_hub()
+    if hub is not None and not _sync_caller_waiting():
+        await hub.writer.flush()
 
 
 async def publish_remote(message: PendingMessage, saved: SavedMessage | None) -> None:

@@ -1,33 +1,80 @@
-"""The history writer: batches a process's saved messages, stores them, then publishes them."""
+"""The history writer: stores a process's saved messages in batches, then delivers them in order.
+
+``submit`` returns once the message is accepted (queued, in order); the writer
+commits everything queued in one transaction and only then hands each message
+to ``publish``, so nothing reaches a member before it is stored. With
+``HISTORY_WAIT_FOR_COMMIT`` the sender waits for its commit instead. The queue
+is bounded (``HISTORY_MAX_PENDING`` messages, ``HISTORY_MAX_PENDING_BYTES``):
+past it ``submit`` waits, so a stalled database holds senders back instead of
+memory growing; nothing accepted is dropped for lack of room.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..conf import get_config
-from ..history import HistoryService, PendingMessage, SavedMessage
+from ..history import HistoryService, PendingMessage, SavedMessage, payload_size
 
 logger = logging.getLogger("nexios_compat.history")
 
 Publish = Callable[[PendingMessage, SavedMessage | None], Awaitable[None]]
 
 
+@dataclasses.dataclass
+class _Entry:
+    message: PendingMessage
+    save: bool
+    size: int
+    done: asyncio.Future[SavedMessage | None] | None
+
+
 class HistoryWriter:
-    """Batches saved messages per process: one transaction for all that arrive together.
+    """One per hub: the ordered, bounded queue of messages on their way to history and members."""
 
-    Each message is stored, then published, in the order it was submitted, and
-    the sender's ``await`` returns once both are done: saved before sent.
-    """
-
-    def __init__(self, history: HistoryService, publish: Publish) -> None:
+    def __init__(
+        self,
+        history: HistoryService,
+        publish: Publish,
+        *,
+        batch_size: int = 500,
+        max_pending: int = 10_000,
+        max_pending_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
         self.history = history
         self.publish = publish
-        self._queue: list[tuple[PendingMessage, asyncio.Future[SavedMessage]]] = []
+        self.batch_size = max(1, batch_size)
+        self.max_pending = max(1, max_pending)
+        self.max_pending_bytes = max(1, max_pending_bytes)
+        self._queue: collections.deque[_Entry] = collections.deque()
+        self._rooms: collections.Counter[str] = collections.Counter()
+        # Accepted and not yet delivered (queued or in the current batch): what the bounds count.
+        self._count = 0
+        self._bytes = 0
+        self._space = asyncio.Event()
+        self._space.set()
         self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # Diagnostics: transactions, messages stored, batches that failed, senders held back.
+        self.transactions = 0
+        self.stored = 0
+        self.failed = 0
+        self.waits = 0
+
+    @property
+    def pending(self) -> int:
+        """Messages accepted and not yet delivered."""
+        return self._count
+
+    def pending_in(self, room: str) -> bool:
+        """Whether messages for ``room`` wait to be stored (a later unsaved one must queue behind)."""
+        return self._rooms[room] > 0
 
     def start(self) -> None:
         """Start the background writer task."""
@@ -35,46 +82,105 @@ class HistoryWriter:
             self._task = asyncio.create_task(self._run(), name="nexios_compat.history-writer")
 
     async def stop(self) -> None:
-        """Write and publish everything queued, then stop the task."""
+        """Store and deliver everything queued, then stop the task."""
         self._closing = True
         self._wakeup.set()
         if self._task is not None:
             await self._task
             self._task = None
 
-    async def submit(self, message: PendingMessage) -> SavedMessage:
-        """Queue a message; return once it is stored and published."""
-        future: asyncio.Future[SavedMessage] = asyncio.get_running_loop().create_future()
-        self._queue.append((message, future))
+    async def submit(self, message: PendingMessage, save: bool = True, wait: bool = False) -> None:
+        """Queue a message behind those before it; with ``wait``, return once it is delivered.
+
+        Waits first while the queue is full. A failed save raises here only with ``wait``.
+        """
+        size = payload_size(message)
+        while self._full(size):
+            self.waits += 1
+            self._space.clear()
+            await self._space.wait()
+        done = asyncio.get_running_loop().create_future() if wait else None
+        self._queue.append(_Entry(message, save, size, done))
+        self._rooms[message.room] += 1
+        self._count += 1
+        self._bytes += size
+        self._idle.clear()
         self._wakeup.set()
-        return await future
+        if done is not None:
+            await done
+
+    def _full(self, size: int) -> bool:
+        if not self._count:
+            return False  # one message always fits, however large
+        return self._count >= self.max_pending or self._bytes + size > self.max_pending_bytes
+
+    async def flush(self) -> None:
+        """Wait until everything accepted so far is stored and delivered (read your writes)."""
+        if self._task is None or self._task.done():
+            return
+        await self._idle.wait()
 
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
-                await self._flush_batch()
+                await self._write_batch()
+            self._idle.set()
             if self._closing:
                 return
 
-    async def _flush_batch(self) -> None:
-        size = int(get_config()["HISTORY_BATCH_SIZE"])
-        batch, self._queue = self._queue[:size], self._queue[size:]
-        try:
-            saved = await self.history.append([message for message, _ in batch])
-        except Exception as exc:
-            logger.exception("Saving %d message(s) to history failed", len(batch))
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (message, future), record in zip(batch, saved, strict=True):
+    def _take(self) -> list[_Entry]:
+        batch: list[_Entry] = []
+        while self._queue and len(batch) < self.batch_size:
+            batch.append(self._queue.popleft())
+        return batch
+
+    async def _write_batch(self) -> None:
+        batch = self._take()
+        to_save = [entry for entry in batch if entry.save]
+        records: list[SavedMessage] = []
+        error: Exception | None = None
+        if to_save:
             try:
-                await self.publish(message, record)
+                records = await self.history.append([entry.message for entry in to_save])
+                self.transactions += 1
+                self.stored += len(records)
             except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
+                error = exc
+                self.failed += 1
+                logger.exception("Saving %d message(s) to history failed; they are not sent", len(to_save))
+        saved = iter(records)
+        for entry in batch:
+            self._release(entry)
+            if entry.save and error is not None:
+                _settle(entry.done, error=error)
                 continue
-            if not future.done():
-                future.set_result(record)
+            record = next(saved) if entry.save else None
+            try:
+                await self.publish(entry.message, record)
+            except Exception as exc:
+                _settle(entry.done, error=exc)
+                continue
+            _settle(entry.done, result=record)
+
+    def _release(self, entry: _Entry) -> None:
+        self._rooms[entry.message.room] -= 1
+        if self._rooms[entry.message.room] <= 0:
+            del self._rooms[entry.message.room]
+        self._count -= 1
+        self._bytes -= entry.size
+        self._space.set()
+
+
+def _settle(
+    future: asyncio.Future[SavedMessage | None] | None,
+    result: SavedMessage | None = None,
+    error: Exception | None = None,
+) -> None:
+    if future is None or future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -341,6 +341,7 @@ class ChannelBox:
         cls, group_name: str = ""
     ) -> list[ChannelMessageDC] | dict[str, list[ChannelMessageDC]]:
         """Return one group's saved messages oldest first, or a dict of every group's."""
+        await engine.flush_writes()
         history = HistoryService()
         if group_name:
             return await history.fetch(group_name)
@@ -351,11 +352,14 @@ class ChannelBox:
         cls, group_name: str, since: int = 0, limit: int | None = None
     ) -> list[ChannelMessageDC]:
         """Return a group's saved messages with ``seq > since`` (the newest ``limit``)."""
-        return await HistoryService().fetch(check_group_name(group_name), since, limit)
+        check_group_name(group_name)
+        await engine.flush_writes()
+        return await HistoryService().fetch(group_name, since, limit)
 
     @classmethod
     async def flush_history(cls, group_name: str | None = None) -> int:
         """Delete the saved messages of one group, or of every group."""
+        await engine.flush_writes()
         return await HistoryService().flush(group_name or None)
 
     @classmethod
