@@ -56,16 +56,6 @@ async def open_ws(server: DaphneServer, path: str, **kwargs: typing.Any) -> Clie
     return await connect(server.ws_url(path), **kwargs)
 
 
-async def until(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> float:
-    """Poll ``predicate`` until it holds; return the seconds it took, or fail after ``timeout``."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(poll)
-    return time.monotonic() - start
-
-
 class Member:
     """A client socket whose JSON frames are collected in the background."""
 

@@ -376,15 +376,3 @@ def history(db_path: Path, room: str) -> list[tuple[str, str | None]]:
         "ON r.id = m.room_id WHERE r.name = ? ORDER BY m.seq"
     )
     return [(kind, text) for kind, text in query(db_path, sql, room)]
-
-
-def wait_for(predicate: typing.Callable[[], typing.Any], timeout: float, what: str) -> typing.Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: typing.Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

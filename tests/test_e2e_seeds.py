@@ -24,6 +24,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.helpers import until
 from tests.servers import DaphneServer, run_manage
 
 TIMEOUT = 5.0
@@ -145,15 +146,6 @@ def member_count(db: Path, room: str) -> int:
     return int(count)
 
 
-async def eventually(condition: typing.Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    """Poll ``condition`` until it holds (for state with no message to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 # Origin check and routing ----------------------------------------------------
 
 
@@ -189,7 +181,9 @@ async def test_basic_echo(ws_connect: typing.Any, server: DaphneServer) -> None:
         for text in ("hello", "", "héllo wörld ✓", "x" * 3000):
             await ws.send(text)
             assert await recv(ws) == f"You said: {text}"
-    await eventually(lambda: "Received: hello" in server.log(), "the handler's print in the server log")
+    await until(
+        lambda: "Received: hello" in server.log(), "the handler's print in the server log", timeout=TIMEOUT
+    )
 
 
 async def test_basic_echo_closes_on_a_binary_frame(ws_connect: typing.Any) -> None:
@@ -228,7 +222,9 @@ async def test_connection_lifecycle_echoes_processed_json(
             await send_json(ws, data)
             assert await recv_json(ws) == {"received": data}
     # 5. the disconnect reaches the handler as WebSocketDisconnect.
-    await eventually(lambda: "Client disconnected" in server.log()[log_mark:], "'Client disconnected'")
+    await until(
+        lambda: "Client disconnected" in server.log()[log_mark:], "'Client disconnected'", timeout=TIMEOUT
+    )
 
 
 async def test_connection_details(ws_connect: typing.Any) -> None:
@@ -295,7 +291,7 @@ async def test_function_based_room_broadcasts_and_saves_history(
             assert [(seq, kind) for seq, kind, _ in saved] == [(1, "json"), (2, "json"), (3, "json")]
             assert [payload["message"] for _, _, payload in saved] == ["first", "second", "no user"]
             assert saved[1][2] == second
-    await eventually(lambda: member_count(db_path, room) == 0, "both members to leave the room")
+    await until(lambda: member_count(db_path, room) == 0, "both members to leave the room", timeout=TIMEOUT)
 
 
 async def test_function_based_room_closes_on_a_message_without_message_key(ws_connect: typing.Any) -> None:
