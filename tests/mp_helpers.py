@@ -173,3 +173,8 @@ class Database:
 
     def processes(self) -> list[str]:
         return [row[0] for row in self.conn.execute("SELECT id FROM nexios_compat_process").fetchall()]
+
+    def beats(self) -> dict[str, tuple[typing.Any, typing.Any]]:
+        """(started, last_heartbeat) of every registered process, by id."""
+        rows = self.conn.execute("SELECT id, started, last_heartbeat FROM nexios_compat_process").fetchall()
+        return {process: (started, beat) for process, started, beat in rows}
