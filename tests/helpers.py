@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sqlite3
 import time
 import typing
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from channels.testing import WebsocketCommunicator
+from websockets.asyncio.client import connect
 
 from nexios_compat import WebSocket, get_application
 from nexios_compat.encoding import pack
 from nexios_compat.history import PendingMessage
 from nexios_compat.websockets import WebSocketDisconnect
 from nexios_compat.websockets.channels import Channel, ChannelBox
+from tests.servers import DaphneServer, run_manage
 
 # How long a test waits for something that is going to happen, unless it says otherwise.
 TIMEOUT = 10.0
@@ -64,6 +68,64 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise _timed_out(what, timeout, last)
         time.sleep(poll)
+
+
+def server_env(db_path: Path, settings_module: str, *, debug: bool = False, **extra: str) -> dict[str, str]:
+    """The environment of a one-process daphne (or manage.py) on SQLite ``db_path``, in-memory layer."""
+    return {
+        "DATABASE_URL": f"sqlite:///{db_path}",
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "REDIS_URL": "",
+        "DEBUG": "1" if debug else "0",
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+        **extra,
+    }
+
+
+def migrated(db_path: Path, settings_module: str, *, debug: bool = False) -> dict[str, str]:
+    """Migrate a new SQLite file for a server; return the server's environment."""
+    env = server_env(db_path, settings_module, debug=debug)
+    run_manage("migrate", "--noinput", env=env)
+    return env
+
+
+def ws_connect(server: DaphneServer, path: str, **kwargs: typing.Any) -> typing.Any:
+    """A ``websockets`` client for ``path`` with the server's own Origin: await it or ``async with`` it."""
+    kwargs.setdefault("origin", server.url)
+    kwargs.setdefault("open_timeout", TIMEOUT)
+    return connect(server.ws_url(path), **kwargs)
+
+
+# The server's SQLite file, read directly (the test's own Django database is another one) ---
+
+
+def query(db_path: Path, sql: str, *params: typing.Any) -> list[tuple[typing.Any, ...]]:
+    """Run one read-only query on the server's SQLite file."""
+    db = sqlite3.connect(db_path, timeout=30)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+def member_count(db_path: Path, room: str | None = None) -> int:
+    """How many members one room (or every room) has, in every process."""
+    if room is None:
+        return int(query(db_path, "SELECT COUNT(*) FROM nexios_compat_member")[0][0])
+    sql = (
+        "SELECT COUNT(*) FROM nexios_compat_member m JOIN nexios_compat_room r ON r.id = m.room_id "
+        "WHERE r.name = ?"
+    )
+    return int(query(db_path, sql, room)[0][0])
+
+
+def history(db_path: Path, room: str) -> list[tuple[str, str | None]]:
+    """``(kind, text)`` of the room's saved messages, in order."""
+    sql = (
+        "SELECT m.kind, m.text FROM nexios_compat_message m JOIN nexios_compat_room r "
+        "ON r.id = m.room_id WHERE r.name = ? ORDER BY m.seq"
+    )
+    return [(kind, text) for kind, text in query(db_path, sql, room)]
 
 
 def room_name(prefix: str) -> str:

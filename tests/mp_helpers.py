@@ -10,12 +10,11 @@ import typing
 from collections.abc import Callable
 
 import psycopg
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from tests.helpers import TIMEOUT, ws_connect
 from tests.servers import DaphneServer, run_manage
-
-TIMEOUT = 10.0
 
 
 def cluster_env(
@@ -51,9 +50,9 @@ def raise_file_limit(wanted: int) -> None:
 
 
 async def open_ws(server: DaphneServer, path: str, **kwargs: typing.Any) -> ClientConnection:
-    kwargs.setdefault("origin", server.url)
-    kwargs.setdefault("open_timeout", TIMEOUT)
-    return await connect(server.ws_url(path), **kwargs)
+    """An open ``websockets`` client of ``path`` with the server's own Origin."""
+    connection: ClientConnection = await ws_connect(server, path, **kwargs)
+    return connection
 
 
 class Member:

@@ -31,14 +31,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import history, member_count, wait_for
 from tests.sec_support import (
     CLOSE,
     TEXT,
     RawSocket,
     encode_frame,
-    history,
-    member_count,
     migrated_database,
     open_ws,
     server_env,

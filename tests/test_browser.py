@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -21,7 +20,9 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from websockets.sync.client import connect
 
+from tests import helpers
 from tests.fixtures_services import DaphneFactory
+from tests.helpers import room_name
 from tests.servers import REPO_ROOT, DaphneServer, require_service, run_manage
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,24 +43,9 @@ DOCS = REPO_ROOT / "docs"
 SCREENSHOTS_ENV = "NEXIOS_SCREENSHOTS"
 
 
-def server_env(db: Path) -> dict[str, str]:
-    return {
-        "DATABASE_URL": f"sqlite:///{db}",
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "REDIS_URL": "",
-        "DEBUG": "1",
-        "ALLOWED_HOSTS": "localhost,127.0.0.1",
-    }
-
-
 def migrated(db: Path) -> dict[str, str]:
-    env = server_env(db)
-    run_manage("migrate", "--noinput", env=env)
-    return env
-
-
-def new_room() -> str:
-    return f"room-{uuid.uuid4().hex[:8]}"
+    """Migrate a SQLite file for the project's own settings; return the server's environment."""
+    return helpers.migrated(db, "project.settings", debug=True)
 
 
 # Fixtures --------------------------------------------------------------------------
@@ -186,7 +172,7 @@ def test_docs_screenshots(
 def test_index_lists_rooms_and_seed_endpoints(
     browser: Browser, pages: list[Page], server: DaphneServer
 ) -> None:
-    room = new_room()
+    room = room_name("room")
     open_room(browser, pages, server.url, room, "alice")
     index = browser.new_page()
     pages.append(index)
@@ -239,7 +225,7 @@ def test_try_page_talks_to_a_seed_endpoint(browser: Browser, pages: list[Page], 
 def test_two_pages_talk_both_ways_and_see_join_and_leave(
     browser: Browser, pages: list[Page], server: DaphneServer
 ) -> None:
-    room = new_room()
+    room = room_name("room")
     alice = open_room(browser, pages, server.url, room, "alice")
     bob = open_room(browser, pages, server.url, room, "bob")
     expect(log_line(alice, "bob joined")).to_have_count(1)
@@ -262,7 +248,7 @@ def test_two_pages_talk_both_ways_and_see_join_and_leave(
 def test_messages_and_names_are_text_never_html(
     browser: Browser, pages: list[Page], server: DaphneServer
 ) -> None:
-    room = new_room()
+    room = room_name("room")
     payload = "<img src=x onerror=alert(1)>"
     alice = open_room(browser, pages, server.url, room, "alice")
     mallory = open_room(browser, pages, server.url, room, "<i>mallory</i>")
@@ -286,7 +272,7 @@ def test_messages_and_names_are_text_never_html(
 def test_reload_and_new_visitors_see_history(
     browser: Browser, pages: list[Page], server: DaphneServer
 ) -> None:
-    room = new_room()
+    room = room_name("room")
     alice = open_room(browser, pages, server.url, room, "alice")
     for text in ("first", "second", "third"):
         send(alice, text)
@@ -307,7 +293,7 @@ def test_reload_and_new_visitors_see_history(
 def test_a_visitor_sees_the_last_50_saved_messages(
     browser: Browser, pages: list[Page], server: DaphneServer
 ) -> None:
-    room = new_room()
+    room = room_name("room")
     url = server.ws_url(f"/ws/chat/{room}/")
     with (
         connect(f"{url}?username=a&envelope=1", origin=server.url) as a,
@@ -338,7 +324,7 @@ def test_a_visitor_sees_the_last_50_saved_messages(
 def test_logged_in_users_post_as_their_username(
     browser: Browser, pages: list[Page], server: DaphneServer
 ) -> None:
-    room = new_room()
+    room = room_name("room")
     page = browser.new_page()
     pages.append(page)
     log_in(page, server.url)
@@ -355,7 +341,7 @@ def test_reconnects_after_a_server_restart_and_resumes_without_duplicates(
 ) -> None:
     env = migrated(tmp_path / "restart.sqlite3")
     first = daphne_factory(env)
-    room = new_room()
+    room = room_name("room")
     page = browser.new_page()
     pages.append(page)
     sockets: list[str] = []

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
-import sqlite3
 import time
 import typing
 import uuid
@@ -24,10 +24,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.helpers import until
-from tests.servers import DaphneServer, run_manage
+from tests import helpers
+from tests.helpers import member_count, migrated, query, room_name, server_env, until
+from tests.servers import DaphneServer
 
 TIMEOUT = 5.0
+SETTINGS = "tests.e2e_settings"
 # Long enough for a message that is going to arrive to arrive, when asserting that none does.
 QUIET = 0.5
 
@@ -39,24 +41,14 @@ QUIET = 0.5
 def db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite database file for this module's server."""
     path = tmp_path_factory.mktemp("e2e-seeds") / f"e2e-{uuid.uuid4().hex[:8]}.sqlite3"
-    run_manage("migrate", "--noinput", env=server_env(path))
+    migrated(path, SETTINGS, debug=True)
     return path
-
-
-def server_env(path: Path) -> dict[str, str]:
-    return {
-        "DATABASE_URL": f"sqlite:///{path}",
-        "DJANGO_SETTINGS_MODULE": "tests.e2e_settings",
-        "REDIS_URL": "",
-        "DEBUG": "1",
-        "ALLOWED_HOSTS": "localhost,127.0.0.1",
-    }
 
 
 @pytest.fixture(scope="module")
 def server(db_path: Path) -> Iterator[DaphneServer]:
     """One daphne for the module (daphne_factory is per test; this is the same server class)."""
-    daphne = DaphneServer(server_env(db_path), app="tests.e2e_asgi:application")
+    daphne = DaphneServer(server_env(db_path, SETTINGS, debug=True), app="tests.e2e_asgi:application")
     try:
         daphne.start()
         yield daphne
@@ -71,16 +63,7 @@ def server(db_path: Path) -> Iterator[DaphneServer]:
 def ws_connect(server: DaphneServer) -> typing.Callable[..., typing.Any]:
     """``async with ws_connect(path, **kw) as ws``: a client with the server's own Origin."""
 
-    def open_(path: str, **kwargs: typing.Any) -> typing.Any:
-        kwargs.setdefault("origin", server.url)
-        kwargs.setdefault("open_timeout", TIMEOUT)
-        return connect(server.ws_url(path), **kwargs)
-
-    return open_
-
-
-def room_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+    return functools.partial(helpers.ws_connect, server, open_timeout=TIMEOUT)
 
 
 # Helpers ---------------------------------------------------------------------
@@ -125,25 +108,15 @@ def assert_recent(timestamp: typing.Any) -> None:
 
 def saved_messages(db: Path, room: str) -> list[tuple[int, str, typing.Any]]:
     """(seq, kind, payload) of a room's saved messages, read from the server's SQLite file."""
-    with contextlib.closing(sqlite3.connect(db, timeout=20)) as conn:
-        rows = conn.execute(
-            "SELECT m.seq, m.kind, m.text, m.data FROM nexios_compat_message m "
-            "JOIN nexios_compat_room r ON m.room_id = r.id WHERE r.name = ? ORDER BY m.seq",
-            (room,),
-        ).fetchall()
+    rows = query(
+        db,
+        "SELECT m.seq, m.kind, m.text, m.data FROM nexios_compat_message m "
+        "JOIN nexios_compat_room r ON m.room_id = r.id WHERE r.name = ? ORDER BY m.seq",
+        room,
+    )
     return [
         (seq, kind, json.loads(text) if kind == "json" else text or data) for seq, kind, text, data in rows
     ]
-
-
-def member_count(db: Path, room: str) -> int:
-    with contextlib.closing(sqlite3.connect(db, timeout=20)) as conn:
-        (count,) = conn.execute(
-            "SELECT COUNT(*) FROM nexios_compat_member m "
-            "JOIN nexios_compat_room r ON m.room_id = r.id WHERE r.name = ?",
-            (room,),
-        ).fetchone()
-    return int(count)
 
 
 # Origin check and routing ----------------------------------------------------

@@ -36,7 +36,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import wait_for
+from tests.helpers import history, wait_for
 from tests.sec_support import (
     BINARY,
     CLOSE,
@@ -49,7 +49,6 @@ from tests.sec_support import (
     RawSocket,
     close_payload,
     encode_frame,
-    history,
     migrated_database,
     open_ws,
     start_server,

@@ -26,16 +26,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import history, member_count, query, wait_for
 from tests.sec_support import (
     TEXT,
     RawSocket,
     encode_frame,
-    history,
-    member_count,
     migrated_database,
     open_ws,
-    query,
     server_env,
     server_stats,
 )

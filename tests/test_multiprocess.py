@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.helpers import until
+from tests.helpers import room_name, until
 from tests.mp_helpers import (
     TIMEOUT,
     Control,
@@ -53,10 +53,6 @@ def db(postgres_url: str) -> Iterator[Database]:
     database = Database(postgres_url)
     yield database
     database.close()
-
-
-def room_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def chat_path(room: str, user: str, since: int | None = None) -> str:
