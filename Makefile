@@ -1,12 +1,13 @@
 # `make run`: set up and serve the chat example (daphne, SQLite, in-memory layer).
 # `make test`: set up and run lint, types and the whole test suite.
+# `make screenshots`: rewrite docs/*.png from the browser tests (other runs leave them alone).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench bench-quick clean
+.PHONY: run test lint screenshots bench bench-quick clean
 
 $(BIN)/activate: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,10 @@ lint: $(BIN)/activate
 
 test: lint
 	$(BIN)/pytest
+
+# Rewrite the tracked docs/*.png; ordinary test runs write them to a temporary directory.
+screenshots: $(BIN)/activate
+	NEXIOS_SCREENSHOTS=1 $(BIN)/pytest tests/test_browser.py -q -k test_docs_screenshots -p no:cacheprovider
 
 bench: $(BIN)/activate
 	$(BIN)/python -m bench.run

@@ -10,12 +10,11 @@ import typing
 from collections.abc import Callable
 
 import psycopg
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from tests.helpers import TIMEOUT, ws_connect
 from tests.servers import DaphneServer, run_manage
-
-TIMEOUT = 10.0
 
 
 def cluster_env(
@@ -51,19 +50,9 @@ def raise_file_limit(wanted: int) -> None:
 
 
 async def open_ws(server: DaphneServer, path: str, **kwargs: typing.Any) -> ClientConnection:
-    kwargs.setdefault("origin", server.url)
-    kwargs.setdefault("open_timeout", TIMEOUT)
-    return await connect(server.ws_url(path), **kwargs)
-
-
-async def until(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> float:
-    """Poll ``predicate`` until it holds; return the seconds it took, or fail after ``timeout``."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(poll)
-    return time.monotonic() - start
+    """An open ``websockets`` client of ``path`` with the server's own Origin."""
+    connection: ClientConnection = await ws_connect(server, path, **kwargs)
+    return connection
 
 
 class Member:
@@ -183,3 +172,8 @@ class Database:
 
     def processes(self) -> list[str]:
         return [row[0] for row in self.conn.execute("SELECT id FROM nexios_compat_process").fetchall()]
+
+    def beats(self) -> dict[str, tuple[typing.Any, typing.Any]]:
+        """(started, last_heartbeat) of every registered process, by id."""
+        rows = self.conn.execute("SELECT id, started, last_heartbeat FROM nexios_compat_process").fetchall()
+        return {process: (started, beat) for process, started, beat in rows}

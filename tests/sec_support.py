@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests import helpers
 from tests.servers import DaphneServer, run_manage
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -317,14 +318,8 @@ def migrated_database(directory: Path) -> Path:
 
 
 def server_env(db_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": f"sqlite:///{db_path}",
-        "DJANGO_SETTINGS_MODULE": "tests.sec_settings",
-        "REDIS_URL": "",
-        "DEBUG": "0",
-        "ALLOWED_HOSTS": "localhost,127.0.0.1",
-        **extra,
-    }
+    """The environment of a daphne serving ``tests.sec_asgi`` on ``db_path`` (DEBUG off)."""
+    return helpers.server_env(db_path, "tests.sec_settings", **extra)
 
 
 def start_server(db_path: Path, *, extra_args: Sequence[str] = (), **env: str) -> DaphneServer:
@@ -348,43 +343,3 @@ def server_stats(server: DaphneServer, *, collect: bool = False) -> dict[str, ty
     url = f"{server.url}/sec/stats" + ("?gc=1" if collect else "")
     with urllib.request.urlopen(url, timeout=30) as response:
         return typing.cast(dict[str, typing.Any], json.loads(response.read()))
-
-
-def query(db_path: Path, sql: str, *params: typing.Any) -> list[tuple[typing.Any, ...]]:
-    """Run one read-only query on the server's SQLite file."""
-    db = sqlite3.connect(db_path, timeout=30)
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
-
-
-def member_count(db_path: Path, room: str | None = None) -> int:
-    if room is None:
-        return int(query(db_path, "SELECT COUNT(*) FROM nexios_compat_member")[0][0])
-    sql = (
-        "SELECT COUNT(*) FROM nexios_compat_member m JOIN nexios_compat_room r ON r.id = m.room_id "
-        "WHERE r.name = ?"
-    )
-    return int(query(db_path, sql, room)[0][0])
-
-
-def history(db_path: Path, room: str) -> list[tuple[str, str | None]]:
-    """``(kind, text)`` of the room's saved messages, in order."""
-    sql = (
-        "SELECT m.kind, m.text FROM nexios_compat_message m JOIN nexios_compat_room r "
-        "ON r.id = m.room_id WHERE r.name = ? ORDER BY m.seq"
-    )
-    return [(kind, text) for kind, text in query(db_path, sql, room)]
-
-
-def wait_for(predicate: typing.Callable[[], typing.Any], timeout: float, what: str) -> typing.Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: typing.Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

@@ -14,12 +14,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from nexios_compat import WebSocket, get_application
 from nexios_compat.encoding import pack
 from nexios_compat.history import DatabaseHistoryStore, PendingMessage
 from nexios_compat.models import Member, Message, Process, Room
-from nexios_compat.websockets import WebSocketDisconnect
-from nexios_compat.websockets.channels import Channel, ChannelBox
+from nexios_compat.websockets.channels import ChannelBox
+from tests import helpers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 
@@ -252,28 +251,9 @@ def test_close_action_validates_the_reason(admin_client: Client) -> None:
 # Actions reach live sockets ---------------------------------------------------
 
 
-def room_app() -> typing.Any:
-    app = get_application()
-
-    @app.websocket("/room/{name}")
-    async def room(ws: WebSocket, name: str) -> None:
-        await ws.accept()
-        channel = Channel(ws, "json", metadata={"username": ws.query_params.get("username", "")})
-        await ChannelBox.add_channel_to_group(channel, name)
-        await ws.send_json({"joined": name})
-        try:
-            while True:
-                await ws.receive_json()
-        except WebSocketDisconnect:
-            pass
-
-    return app
-
-
 async def join(app: typing.Any, path: str) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(app, path)
-    assert (await communicator.connect())[0]
-    assert "joined" in await communicator.receive_json_from()
+    """A member of the room at ``path`` that only listens."""
+    communicator, _ = await helpers.join(app, path)
     return communicator
 
 
@@ -284,7 +264,7 @@ async def post_as_staff(client: Client, *args: typing.Any, **kwargs: typing.Any)
 
 
 async def test_announcement_reaches_connected_members(admin_client: Client) -> None:
-    app = room_app()
+    app = helpers.room_app(broadcast=False)
     ann = await join(app, "/room/lobby?username=ann")
     bob = await join(app, "/room/lobby?username=bob")
     other = await join(app, "/room/other")
@@ -315,7 +295,7 @@ async def test_announcement_reaches_connected_members(admin_client: Client) -> N
 
 
 async def test_close_action_closes_every_connection_of_the_room(admin_client: Client) -> None:
-    app = room_app()
+    app = helpers.room_app(broadcast=False)
     ann = await join(app, "/room/lobby")
     bob = await join(app, "/room/lobby")
     other = await join(app, "/room/other")

@@ -31,18 +31,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import history, member_count, wait_for
 from tests.sec_support import (
     CLOSE,
     TEXT,
     RawSocket,
     encode_frame,
-    history,
-    member_count,
     migrated_database,
     open_ws,
     server_env,
     server_stats,
-    wait_for,
 )
 from tests.servers import DaphneServer
 
@@ -198,7 +196,7 @@ def test_stalled_reader_is_disconnected_and_the_room_keeps_going(
         assert reader.error is None, reader.error
         assert reader.chats == list(range(COUNT)), "every message, once, in order"
     assert "stalled left" in healthy.notices
-    wait_for(lambda: member_count(db, ROOM) == 2, TIMEOUT, "the stalled member's row to go")
+    wait_for(lambda: member_count(db, ROOM) == 2, "the stalled member's row to go", timeout=TIMEOUT)
     received, ending = drain_until_closed(run["stalled"], TIMEOUT)
     print(f"the stalled client, reading at last: {received / 1024:.0f} KiB, then the connection {ending}")
     assert ending in {"reset", "closed"}
@@ -222,7 +220,7 @@ def test_without_the_bound_a_stalled_reader_holds_the_backlog(
     assert max_rss - run["before"]["rss"] > 12 * 2**20
     stalled: RawSocket = run["stalled"]
     stalled.drop()
-    wait_for(lambda: member_count(db, ROOM) == 2, TIMEOUT, "the dropped member's row to go")
+    wait_for(lambda: member_count(db, ROOM) == 2, "the dropped member's row to go", timeout=TIMEOUT)
 
 
 def test_a_long_replay_is_paced_by_a_reading_client_not_cut(
@@ -242,7 +240,7 @@ def test_a_long_replay_is_paced_by_a_reading_client_not_cut(
     echoed = 0
     while echoed < saved:  # the writer reads its own messages, or it would be cut itself
         echoed += '"chat"' in writer.read_message(TIMEOUT).text
-    wait_for(lambda: len(history(db, "replay")) == saved + 1, TIMEOUT, "the messages to be saved")
+    wait_for(lambda: len(history(db, "replay")) == saved + 1, "the messages to be saved", timeout=TIMEOUT)
     late = open_ws(server, "/ws/chat/replay/?username=late&since=0&envelope=1")
     seqs: list[int] = []
     while len(seqs) < saved + 1:

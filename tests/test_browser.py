@@ -3,14 +3,15 @@
 One daphne and one SQLite file for the module (tests use their own rooms),
 plus a second pair for the restart test. The browser is Debian's
 ``/usr/bin/chromium`` driven by Playwright's sync API; other clients use the
-``websockets`` package. The screenshots in ``docs/`` are written here too.
+``websockets`` package. The screenshots are written to a temporary directory,
+or to ``docs/`` with ``NEXIOS_SCREENSHOTS=1`` (``make screenshots``), so that an
+ordinary test run leaves the tracked images alone.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -19,7 +20,9 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from websockets.sync.client import connect
 
+from tests import helpers
 from tests.fixtures_services import DaphneFactory
+from tests.helpers import room_name
 from tests.servers import REPO_ROOT, DaphneServer, require_service, run_manage
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,29 +39,25 @@ CHROMIUM_ARGS = [
 ]
 SUPERUSER = ("ada", "correct-horse-battery-staple")
 DOCS = REPO_ROOT / "docs"
-
-
-def server_env(db: Path) -> dict[str, str]:
-    return {
-        "DATABASE_URL": f"sqlite:///{db}",
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "REDIS_URL": "",
-        "DEBUG": "1",
-        "ALLOWED_HOSTS": "localhost,127.0.0.1",
-    }
+# Set by `make screenshots`: only then are the tracked docs/*.png rewritten.
+SCREENSHOTS_ENV = "NEXIOS_SCREENSHOTS"
 
 
 def migrated(db: Path) -> dict[str, str]:
-    env = server_env(db)
-    run_manage("migrate", "--noinput", env=env)
-    return env
-
-
-def new_room() -> str:
-    return f"room-{uuid.uuid4().hex[:8]}"
+    """Migrate a SQLite file for the project's own settings; return the server's environment."""
+    return helpers.migrated(db, "project.settings", debug=True)
 
 
 # Fixtures --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where the screenshots go: ``docs/`` when asked for, else this test's temporary directory."""
+    if os.environ.get(SCREENSHOTS_ENV) == "1":
+        DOCS.mkdir(exist_ok=True)
+        return DOCS
+    return tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +128,10 @@ def log_in(page: Page, url: str) -> None:
 # Tests -----------------------------------------------------------------------------
 
 
-def test_docs_screenshots(browser: Browser, pages: list[Page], server: DaphneServer) -> None:
-    """docs/room.png (the room page) and docs/admin-messages.png (saved history in the admin).
+def test_docs_screenshots(
+    browser: Browser, pages: list[Page], server: DaphneServer, screenshot_dir: Path
+) -> None:
+    """room.png (the room page) and admin-messages.png (saved history in the admin).
 
     First in the module, so that the admin shows only this room.
     """
@@ -146,8 +147,7 @@ def test_docs_screenshots(browser: Browser, pages: list[Page], server: DaphneSer
     send(ada, "<b>Markup</b> is shown as text, never as HTML.")
     expect(log_line(ada, "never as HTML")).to_have_count(1)
     expect(ada.locator("#count")).to_have_text("2")
-    DOCS.mkdir(exist_ok=True)
-    ada.screenshot(path=str(DOCS / "room.png"))
+    ada.screenshot(path=str(screenshot_dir / "room.png"))
 
     admin = ada.context.new_page()  # same session; ada stays in the room
     response = admin.goto(f"{server.url}/admin/nexios_compat/message/")
@@ -165,13 +165,14 @@ def test_docs_screenshots(browser: Browser, pages: list[Page], server: DaphneSer
     admin.evaluate("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
     admin.reload()
     expect(admin.locator("#result_list")).to_contain_text("never as HTML")
-    admin.screenshot(path=str(DOCS / "admin-messages.png"))
+    admin.screenshot(path=str(screenshot_dir / "admin-messages.png"))
+    assert (screenshot_dir / "room.png").stat().st_size > 0
 
 
 def test_index_lists_rooms_and_seed_endpoints(
     browser: Browser, pages: list[Page], server: DaphneServer
 ) -> None:
-    room = new_room()
+    room = room_name("room")
     open_room(browser, pages, server.url, room, "alice")
     index = browser.new_page()
     pages.append(index)
@@ -224,7 +225,7 @@ def test_try_page_talks_to_a_seed_endpoint(browser: Browser, pages: list[Page], 
 def test_two_pages_talk_both_ways_and_see_join_and_leave(
     browser: Browser, pages: list[Page], server: DaphneServer
 ) -> None:
-    room = new_room()
+    room = room_name("room")
     alice = open_room(browser, pages, server.url, room, "alice")
     bob = open_room(browser, pages, server.url, room, "bob")
     expect(log_line(alice, "bob joined")).to_have_count(1)
@@ -247,7 +248,7 @@ def test_two_pages_talk_both_ways_and_see_join_and_leave(
 def test_messages_and_names_are_text_never_html(
     browser: Browser, pages: list[Page], server: DaphneServer
 ) -> None:
-    room = new_room()
+    room = room_name("room")
     payload = "<img src=x onerror=alert(1)>"
     alice = open_room(browser, pages, server.url, room, "alice")
     mallory = open_room(browser, pages, server.url, room, "<i>mallory</i>")
@@ -271,7 +272,7 @@ def test_messages_and_names_are_text_never_html(
 def test_reload_and_new_visitors_see_history(
     browser: Browser, pages: list[Page], server: DaphneServer
 ) -> None:
-    room = new_room()
+    room = room_name("room")
     alice = open_room(browser, pages, server.url, room, "alice")
     for text in ("first", "second", "third"):
         send(alice, text)
@@ -292,7 +293,7 @@ def test_reload_and_new_visitors_see_history(
 def test_a_visitor_sees_the_last_50_saved_messages(
     browser: Browser, pages: list[Page], server: DaphneServer
 ) -> None:
-    room = new_room()
+    room = room_name("room")
     url = server.ws_url(f"/ws/chat/{room}/")
     with (
         connect(f"{url}?username=a&envelope=1", origin=server.url) as a,
@@ -323,7 +324,7 @@ def test_a_visitor_sees_the_last_50_saved_messages(
 def test_logged_in_users_post_as_their_username(
     browser: Browser, pages: list[Page], server: DaphneServer
 ) -> None:
-    room = new_room()
+    room = room_name("room")
     page = browser.new_page()
     pages.append(page)
     log_in(page, server.url)
@@ -340,7 +341,7 @@ def test_reconnects_after_a_server_restart_and_resumes_without_duplicates(
 ) -> None:
     env = migrated(tmp_path / "restart.sqlite3")
     first = daphne_factory(env)
-    room = new_room()
+    room = room_name("room")
     page = browser.new_page()
     pages.append(page)
     sockets: list[str] = []

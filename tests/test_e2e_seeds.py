@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
-import sqlite3
 import time
 import typing
 import uuid
@@ -24,9 +24,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.servers import DaphneServer, run_manage
+from tests import helpers
+from tests.helpers import member_count, migrated, query, room_name, server_env, until
+from tests.servers import DaphneServer
 
 TIMEOUT = 5.0
+SETTINGS = "tests.e2e_settings"
 # Long enough for a message that is going to arrive to arrive, when asserting that none does.
 QUIET = 0.5
 
@@ -38,24 +41,14 @@ QUIET = 0.5
 def db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite database file for this module's server."""
     path = tmp_path_factory.mktemp("e2e-seeds") / f"e2e-{uuid.uuid4().hex[:8]}.sqlite3"
-    run_manage("migrate", "--noinput", env=server_env(path))
+    migrated(path, SETTINGS, debug=True)
     return path
-
-
-def server_env(path: Path) -> dict[str, str]:
-    return {
-        "DATABASE_URL": f"sqlite:///{path}",
-        "DJANGO_SETTINGS_MODULE": "tests.e2e_settings",
-        "REDIS_URL": "",
-        "DEBUG": "1",
-        "ALLOWED_HOSTS": "localhost,127.0.0.1",
-    }
 
 
 @pytest.fixture(scope="module")
 def server(db_path: Path) -> Iterator[DaphneServer]:
     """One daphne for the module (daphne_factory is per test; this is the same server class)."""
-    daphne = DaphneServer(server_env(db_path), app="tests.e2e_asgi:application")
+    daphne = DaphneServer(server_env(db_path, SETTINGS, debug=True), app="tests.e2e_asgi:application")
     try:
         daphne.start()
         yield daphne
@@ -70,16 +63,7 @@ def server(db_path: Path) -> Iterator[DaphneServer]:
 def ws_connect(server: DaphneServer) -> typing.Callable[..., typing.Any]:
     """``async with ws_connect(path, **kw) as ws``: a client with the server's own Origin."""
 
-    def open_(path: str, **kwargs: typing.Any) -> typing.Any:
-        kwargs.setdefault("origin", server.url)
-        kwargs.setdefault("open_timeout", TIMEOUT)
-        return connect(server.ws_url(path), **kwargs)
-
-    return open_
-
-
-def room_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+    return functools.partial(helpers.ws_connect, server, open_timeout=TIMEOUT)
 
 
 # Helpers ---------------------------------------------------------------------
@@ -124,34 +108,15 @@ def assert_recent(timestamp: typing.Any) -> None:
 
 def saved_messages(db: Path, room: str) -> list[tuple[int, str, typing.Any]]:
     """(seq, kind, payload) of a room's saved messages, read from the server's SQLite file."""
-    with contextlib.closing(sqlite3.connect(db, timeout=20)) as conn:
-        rows = conn.execute(
-            "SELECT m.seq, m.kind, m.text, m.data FROM nexios_compat_message m "
-            "JOIN nexios_compat_room r ON m.room_id = r.id WHERE r.name = ? ORDER BY m.seq",
-            (room,),
-        ).fetchall()
+    rows = query(
+        db,
+        "SELECT m.seq, m.kind, m.text, m.data FROM nexios_compat_message m "
+        "JOIN nexios_compat_room r ON m.room_id = r.id WHERE r.name = ? ORDER BY m.seq",
+        room,
+    )
     return [
         (seq, kind, json.loads(text) if kind == "json" else text or data) for seq, kind, text, data in rows
     ]
-
-
-def member_count(db: Path, room: str) -> int:
-    with contextlib.closing(sqlite3.connect(db, timeout=20)) as conn:
-        (count,) = conn.execute(
-            "SELECT COUNT(*) FROM nexios_compat_member m "
-            "JOIN nexios_compat_room r ON m.room_id = r.id WHERE r.name = ?",
-            (room,),
-        ).fetchone()
-    return int(count)
-
-
-async def eventually(condition: typing.Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    """Poll ``condition`` until it holds (for state with no message to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 # Origin check and routing ----------------------------------------------------
@@ -189,7 +154,9 @@ async def test_basic_echo(ws_connect: typing.Any, server: DaphneServer) -> None:
         for text in ("hello", "", "héllo wörld ✓", "x" * 3000):
             await ws.send(text)
             assert await recv(ws) == f"You said: {text}"
-    await eventually(lambda: "Received: hello" in server.log(), "the handler's print in the server log")
+    await until(
+        lambda: "Received: hello" in server.log(), "the handler's print in the server log", timeout=TIMEOUT
+    )
 
 
 async def test_basic_echo_closes_on_a_binary_frame(ws_connect: typing.Any) -> None:
@@ -228,7 +195,9 @@ async def test_connection_lifecycle_echoes_processed_json(
             await send_json(ws, data)
             assert await recv_json(ws) == {"received": data}
     # 5. the disconnect reaches the handler as WebSocketDisconnect.
-    await eventually(lambda: "Client disconnected" in server.log()[log_mark:], "'Client disconnected'")
+    await until(
+        lambda: "Client disconnected" in server.log()[log_mark:], "'Client disconnected'", timeout=TIMEOUT
+    )
 
 
 async def test_connection_details(ws_connect: typing.Any) -> None:
@@ -295,7 +264,7 @@ async def test_function_based_room_broadcasts_and_saves_history(
             assert [(seq, kind) for seq, kind, _ in saved] == [(1, "json"), (2, "json"), (3, "json")]
             assert [payload["message"] for _, _, payload in saved] == ["first", "second", "no user"]
             assert saved[1][2] == second
-    await eventually(lambda: member_count(db_path, room) == 0, "both members to leave the room")
+    await until(lambda: member_count(db_path, room) == 0, "both members to leave the room", timeout=TIMEOUT)
 
 
 async def test_function_based_room_closes_on_a_message_without_message_key(ws_connect: typing.Any) -> None:

@@ -36,6 +36,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import history, wait_for
 from tests.sec_support import (
     BINARY,
     CLOSE,
@@ -48,11 +49,9 @@ from tests.sec_support import (
     RawSocket,
     close_payload,
     encode_frame,
-    history,
     migrated_database,
     open_ws,
     start_server,
-    wait_for,
 )
 from tests.servers import DaphneServer
 
@@ -145,8 +144,8 @@ def module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Module]:
         try:
             wait_for(
                 lambda: stored <= bystander.chat_contents(),
-                TIMEOUT,
                 "the bystander to receive every saved chat message",
+                timeout=TIMEOUT,
             )
         except AssertionError:
             missing = stored - bystander.chat_contents()
@@ -199,7 +198,9 @@ def assert_server_healthy(state: Module) -> None:
     while token not in ws.read_message(TIMEOUT).text:
         pass
     assert ws.close().close_code == 1000
-    wait_for(lambda: token in state.bystander.chat_contents(), TIMEOUT, "the bystander to get the message")
+    wait_for(
+        lambda: token in state.bystander.chat_contents(), "the bystander to get the message", timeout=TIMEOUT
+    )
 
 
 # Hand-picked cases ------------------------------------------------------------------
@@ -346,7 +347,7 @@ def test_nan_does_not_reach_history(module: Module) -> None:
     room = f"nan-{uuid.uuid4().hex[:6]}"
     ws = open_ws(module.server, f"/seeds/room/{room}")
     ws.send_text('{"user": "u", "message": "before"}')
-    wait_for(lambda: len(history(module.db, room)) >= 1, TIMEOUT, "a saved message")
+    wait_for(lambda: len(history(module.db, room)) >= 1, "a saved message", timeout=TIMEOUT)
     # Strict parsing: receive_json raises JSONDecodeError, which the document's
     # handler treats as fatal, so the socket ends here.
     ws.send_text('{"user": NaN, "message": Infinity}')
@@ -364,7 +365,9 @@ def test_messages_received_before_a_close_are_all_handled(module: Module) -> Non
     ws.send_raw(m(TEXT, b"{}") + m(TEXT, chat(token)) + m(CLOSE, close_payload(1000)))
     assert ws.read_until_closed(TIMEOUT).close_code == 1000
     wait_for(
-        lambda: any(token in (t or "") for _, t in history(module.db, ROOM)), 3, "the chat message saved"
+        lambda: any(token in (t or "") for _, t in history(module.db, ROOM)),
+        "the chat message saved",
+        timeout=3,
     )
 
 

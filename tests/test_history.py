@@ -19,64 +19,21 @@ from django.utils import timezone
 from nexios_compat import WebSocket, get_application
 from nexios_compat.conf import CONFIG_DEFAULTS
 from nexios_compat.db import run_db
-from nexios_compat.encoding import dumps, pack
-from nexios_compat.engine import get_hub
+from nexios_compat.encoding import dumps
+from nexios_compat.engine import get_hub, get_layer, publish_remote
 from nexios_compat.history import DatabaseHistoryStore, PendingMessage
 from nexios_compat.models import Message, Room
-from nexios_compat.websockets import WebSocketDisconnect, WebSocketEndpoint
+from nexios_compat.websockets import WebSocketEndpoint
 from nexios_compat.websockets.channels import Channel, ChannelBox, GroupSendStatusEnum
 from nexios_compat.websockets.utils import ChannelMessageDC
+from tests.helpers import join, pending, room_app, until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
-
-
-def pending(room: str, payload: typing.Any, sender: uuid.UUID | None = None) -> PendingMessage:
-    kind, text, data = pack(payload)
-    return PendingMessage(room=room, kind=kind, text=text, data=data, sender=sender)
 
 
 def save(room: str, *payloads: typing.Any) -> list[int]:
     """Store payloads straight through the store (no hub); return their seqs."""
     return [saved.seq for saved in DatabaseHistoryStore().append([pending(room, p) for p in payloads])]
-
-
-def room_app() -> typing.Any:
-    """A room: join (resuming after ``?since=N``), say so, broadcast and save what arrives."""
-    app = get_application()
-
-    @app.websocket("/room/{name}")
-    async def room(ws: WebSocket, name: str) -> None:
-        await ws.accept()
-        channel = Channel(ws, "json")
-        await ChannelBox.add_channel_to_group(channel, name)
-        await ws.send_json({"joined": name})
-        try:
-            while True:
-                await ChannelBox.group_send(
-                    name, await ws.receive_json(), save_history=True, sender=channel.id
-                )
-        except WebSocketDisconnect:
-            pass
-
-    return app
-
-
-async def join(app: typing.Any, path: str) -> tuple[WebsocketCommunicator, list[typing.Any]]:
-    """Connect, wait until the handler has joined; return the client and what was replayed."""
-    communicator = WebsocketCommunicator(app, path)
-    connected, _ = await communicator.connect()
-    assert connected
-    replayed = []
-    while True:
-        frame = await communicator.receive_json_from(timeout=5)
-        if isinstance(frame, dict) and "joined" in frame:
-            # The handler says so after add_channel_to_group: replayed frames came first.
-            return communicator, replayed
-        replayed.append(frame)
-
-
-async def receive_seqs(communicator: WebsocketCommunicator, count: int) -> list[int]:
-    return [(await communicator.receive_json_from(timeout=5))["seq"] for _ in range(count)]
 
 
 # Saving ---------------------------------------------------------------------
@@ -443,10 +400,11 @@ async def test_server_processes_prune_periodically(settings: typing.Any) -> None
     }
     await sync_to_async(save)("r", *range(6))
     await get_hub()
-    for _ in range(100):
-        if await sync_to_async(remaining)("r") == [5, 6]:
-            break
-        await asyncio.sleep(0.05)
+
+    async def pruned() -> bool:
+        return await sync_to_async(remaining)("r") == [5, 6]
+
+    await until(pruned, "the periodic prune to leave seqs 5 and 6", timeout=5)
     assert await sync_to_async(remaining)("r") == [5, 6]
 
 
@@ -536,8 +494,11 @@ async def test_resume_while_messages_keep_arriving_has_no_gap_and_no_duplicate(s
             await asyncio.sleep(0.002)
 
     tasks = [asyncio.create_task(hammer(c)) for c in hammers]
-    while await sync_to_async(last_seq)("busy") < 20:
-        await asyncio.sleep(0.01)
+
+    async def twenty_saved() -> bool:
+        return await sync_to_async(last_seq)("busy") >= 20
+
+    await until(twenty_saved, "20 messages to be saved", poll=0.01)
     since = 10
     resumer, replayed = await join(app, f"/room/busy?since={since}&envelope=1")
     seqs = [frame["seq"] for frame in replayed]
@@ -622,14 +583,23 @@ def test_last_seq_survives_flush_and_prune(settings: typing.Any) -> None:
 
 
 class LaggingLayer(InMemoryChannelLayer):
-    """An in-memory layer whose broadcasts arrive 0.2 s late, as over a busy network."""
+    """An in-memory layer that holds broadcasts back until ``release()``, as a busy network would."""
+
+    def __init__(self, **kwargs: typing.Any) -> None:
+        super().__init__(**kwargs)
+        self.held: list[tuple[str, dict[str, typing.Any]]] = []
 
     async def group_send(self, group: str, message: dict[str, typing.Any]) -> None:
-        async def later() -> None:
-            await asyncio.sleep(0.2)
-            await InMemoryChannelLayer.group_send(self, group, message)
+        if message.get("type") != "nexios.fanout":  # probes and control messages pass
+            await super().group_send(group, message)
+            return
+        self.held.append((group, message))
 
-        self._lagging = asyncio.get_running_loop().create_task(later())
+    async def release(self) -> None:
+        """Let every broadcast held so far arrive."""
+        held, self.held = self.held, []
+        for group, message in held:
+            await super().group_send(group, message)
 
 
 async def test_resume_does_not_repeat_a_message_still_on_its_way(settings: typing.Any) -> None:
@@ -638,11 +608,15 @@ async def test_resume_does_not_repeat_a_message_still_on_its_way(settings: typin
     }
     app = room_app()
     speaker, _ = await join(app, "/room/lag")
-    await speaker.send_json_to({"n": 1})  # saved at once, broadcast 0.2 s later
-    while await sync_to_async(last_seq)("lag") < 1:
-        await asyncio.sleep(0.01)
+    # Another process saves seq 1 and publishes it; the layer has not brought it here yet.
+    message = pending("lag", {"n": 1})
+    (saved,) = await sync_to_async(DatabaseHistoryStore().append)([message])
+    await publish_remote(message, saved)
+    layer = typing.cast(LaggingLayer, get_layer())
+    assert len(layer.held) == 1
     resumer, replayed = await join(app, "/room/lag?since=0&envelope=1")
     assert [frame["seq"] for frame in replayed] == [1]
+    await layer.release()  # now it arrives, after the resumer read it from history
     assert await speaker.receive_json_from(timeout=2) == {"n": 1}
     assert await resumer.receive_nothing(timeout=0.5), "seq 1 was delivered twice"
     await speaker.disconnect()

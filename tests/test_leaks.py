@@ -26,18 +26,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import history, member_count, query, wait_for
 from tests.sec_support import (
     TEXT,
     RawSocket,
     encode_frame,
-    history,
-    member_count,
     migrated_database,
     open_ws,
-    query,
     server_env,
     server_stats,
-    wait_for,
 )
 from tests.servers import DaphneServer
 
@@ -96,8 +93,8 @@ def test_abrupt_closes_leave_nothing_behind(
 
     # Warm up (hub started, code paths and caches touched, allocator arenas grown), then settle.
     run_cycles(server, WARMUP, "warm")
-    wait_for(lambda: idle(server, db), TIMEOUT, "the warm-up connections to go")
-    before = wait_for(released, TIMEOUT, "daphne to reap the warm-up connections")
+    wait_for(lambda: idle(server, db), "the warm-up connections to go", timeout=TIMEOUT)
+    before = wait_for(released, "daphne to reap the warm-up connections", timeout=TIMEOUT)
 
     started = time.monotonic()
     run_cycles(server, CYCLES, "leak")
@@ -109,9 +106,9 @@ def test_abrupt_closes_leave_nothing_behind(
             return None
         return stats if stats["layer_groups"] == before["layer_groups"] else None
 
-    wait_for(back_to_baseline, 30, f"members, groups and tasks to return to {before}")
+    wait_for(back_to_baseline, f"members, groups and tasks to return to {before}", timeout=30)
     # daphne reaps finished connections once a second.
-    after = wait_for(released, TIMEOUT, "daphne to reap the connections")
+    after = wait_for(released, "daphne to reap the connections", timeout=TIMEOUT)
     growth = after["rss"] - before["rss"]
     print(
         f"\n{CYCLES} connect/join/abort cycles in {elapsed:.1f} s; tasks {before['tasks']} -> "
@@ -161,7 +158,7 @@ def test_half_open_client_is_dropped_by_ping_timeout(
     while "still here" not in alive.read_message(TIMEOUT).text:
         pass
     assert alive.close().close_code == 1000
-    wait_for(lambda: member_count(db) == 0, TIMEOUT, "no members")
+    wait_for(lambda: member_count(db) == 0, "no members", timeout=TIMEOUT)
 
 
 def test_server_that_is_never_pinged_keeps_silent_clients(
@@ -171,9 +168,9 @@ def test_server_that_is_never_pinged_keeps_silent_clients(
     server = daphne_factory(server_env(db), app="tests.sec_asgi:application")
     quiet = join(server, "silent", "quiet")  # keep the reference: a collected socket closes
     with pytest.raises(AssertionError):
-        wait_for(lambda: member_count(db, "silent") == 0, 3, "the silent member to go")
+        wait_for(lambda: member_count(db, "silent") == 0, "the silent member to go", timeout=3)
     quiet.drop()
-    wait_for(lambda: member_count(db) == 0, TIMEOUT, "no members")
+    wait_for(lambda: member_count(db) == 0, "no members", timeout=TIMEOUT)
 
 
 @pytest.mark.parametrize("window", ["handshake-just-before", "no-recent-handshake"])
@@ -192,7 +189,7 @@ def test_sigterm_closes_with_1001_and_loses_nothing(
     if window == "no-recent-handshake":
         # daphne reaps upgrade requests once a second; wait until it has (see sec_asgi.py).
         reaped = lambda: server_stats(server, collect=True)["connections_without_application"] == 0  # noqa: E731
-        wait_for(reaped, TIMEOUT, "daphne to reap the upgrade requests")
+        wait_for(reaped, "daphne to reap the upgrade requests", timeout=TIMEOUT)
     # A burst of chat messages, then SIGTERM while they are being handled and saved.
     sent = [f"m{i}" for i in range(30)]
     alice.send_raw(

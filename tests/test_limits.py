@@ -9,10 +9,11 @@ from channels.auth import AuthMiddlewareStack
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission, User
 
-from nexios_compat import WebSocket, get_application
+from nexios_compat import WebSocket, get_application, limits
 from nexios_compat.exceptions import PayloadTooLarge
 from nexios_compat.websockets.channels import ChannelBox
 from nexios_compat.websockets.consumers import WebSocketEndpoint
+from tests.helpers import until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 
@@ -72,6 +73,62 @@ async def test_frames_above_max_message_size_close_with_1009(settings: typing.An
     await sender.wait()
     assert await bystander.receive_nothing()
     assert len(await ChannelBox.show_history("r")) == 1
+
+
+async def test_a_frame_of_exactly_max_message_size_passes(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {"MAX_MESSAGE_SIZE": 1000}
+    app = app_for(Room)
+    sender = await ready(app)
+    exactly = '{"x": "' + "é" * 495 + 'a"}'  # 7 + 990 + 1 + 2 = 1000 bytes of UTF-8
+    assert len(exactly.encode()) == 1000
+    await sender.send_to(text_data=exactly)
+    assert (await sender.receive_json_from())["x"] == "é" * 495 + "a"
+    await sender.send_to(text_data=exactly.replace("a", "ab"))  # 1001 bytes
+    assert await closed_with(sender) == 1009
+    assert len(await ChannelBox.show_history("r")) == 1
+
+
+class FakeClock:
+    """Stands in for the ``time`` module of ``nexios_compat.limits``: time moves when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_token_bucket_refills_at_its_rate_up_to_its_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(limits, "time", clock)
+    bucket = limits.TokenBucket(rate=2.0, burst=3.0)
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    clock.now += 0.5  # one token at 2 per second
+    assert [bucket.take() for _ in range(2)] == [True, False]
+    clock.now += 60  # saved up, but never more than the burst
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+
+
+async def test_a_rate_limited_sender_is_let_through_again_once_tokens_refill(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {"RATE_LIMIT_MESSAGES": 20, "RATE_LIMIT_BURST": 2, "RATE_LIMIT_POLICY": "drop"}
+    app = app_for(Room)
+    sender = await ready(app)
+    for n in range(3):
+        await sender.send_json_to({"n": n})
+    replies = [await sender.receive_json_from() for _ in range(3)]
+    assert replies.count({"type": "error", "error": "rate_limited"}) == 1
+    attempts = 0
+
+    async def let_through() -> bool:
+        nonlocal attempts
+        attempts += 1
+        await sender.send_json_to({"n": "later"})
+        return await sender.receive_json_from() == {"n": "later"}
+
+    await until(let_through, "a token to refill (20 per second)", timeout=5)
+    saved = [m.payload["n"] for m in await ChannelBox.show_history("r")]
+    assert saved[-1] == "later" and len(saved) == 3, (saved, attempts)
+    await sender.disconnect()
 
 
 async def test_rate_limit_closes_with_1008_and_history_gets_only_what_it_allows(settings: typing.Any) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.helpers import room_name, until
 from tests.mp_helpers import (
     TIMEOUT,
     Control,
@@ -33,7 +34,6 @@ from tests.mp_helpers import (
     open_ws,
     raise_file_limit,
     start_cluster,
-    until,
 )
 from tests.servers import DaphneServer, RedisServer
 
@@ -53,10 +53,6 @@ def db(postgres_url: str) -> Iterator[Database]:
     database = Database(postgres_url)
     yield database
     database.close()
-
-
-def room_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def chat_path(room: str, user: str, since: int | None = None) -> str:
@@ -99,7 +95,7 @@ async def test_one_process_holds_500_sockets_in_one_room(
             *(open_ws(server, f"/seeds/room/{room}", ping_interval=None) for _ in range(start, start + 50))
         )
     try:
-        await until(lambda: len(db.members(room)) == count, 60, f"{count} members in the database")
+        await until(lambda: len(db.members(room)) == count, f"{count} members in the database", timeout=60)
         # Idle past redis-py's default 5 s socket timeout (the BZPOPMIN trap in DESIGN.md):
         # a hub whose pool kept that default would drop its reader connection here.
         await asyncio.sleep(6)
@@ -215,11 +211,11 @@ async def test_membership_send_to_and_close_all_span_processes(
     await control_a("close_all")
     for member in everyone:
         assert await member.wait_closed() == 1000, member.name
-    groups: dict[str, typing.Any] = {"pending": True}
-    deadline = time.monotonic() + TIMEOUT
-    while groups:
-        assert time.monotonic() < deadline, f"members left after close_all: {groups}"
-        groups = await control_b("groups")
+
+    async def no_groups() -> bool:
+        return not await control_b("groups")
+
+    await until(no_groups, "no members left after close_all", timeout=TIMEOUT)
 
 
 async def test_one_subscription_per_process_and_one_group_send_per_broadcast(
@@ -332,7 +328,9 @@ async def test_survivors_remove_a_killed_process_and_its_clients_resume_elsewher
         return [row for row in db.members(room) if row[1] == a_process]
 
     assert ghosts(), "the killed process's members vanished before anyone noticed"
-    await until(lambda: not ghosts(), 15 - (time.monotonic() - killed), "the killed process's members to go")
+    await until(
+        lambda: not ghosts(), "the killed process's members to go", timeout=15 - (time.monotonic() - killed)
+    )
     removed_after = time.monotonic() - killed
     print(f"members of the SIGKILLed process removed after {removed_after:.1f}s")
     assert removed_after < 15
@@ -368,7 +366,9 @@ async def test_a_stopped_process_is_removed_at_the_peers_next_heartbeat(
     stopped = time.monotonic()
     await asyncio.to_thread(a.stop)
     # Sooner than PROCESS_TIMEOUT (10 s), after which a crashed process's members go.
-    await until(lambda: len(db.members(room)) == 1, 8 - (time.monotonic() - stopped), "a's members to go")
+    await until(
+        lambda: len(db.members(room)) == 1, "a's members to go", timeout=8 - (time.monotonic() - stopped)
+    )
     print(f"members of the SIGTERMed process removed after {time.monotonic() - stopped:.1f}s")
     assert len(db.processes()) == 1
 
@@ -409,7 +409,9 @@ async def test_rooms_work_again_after_redis_restarts_during_traffic(
         def subscribed() -> set[str]:
             return {name.decode() for name in client.zrange(group_key, 0, -1)}
 
-        took = await until(lambda: subscribed() == hub_channels, 20, "both hubs to re-add their subscription")
+        took = await until(
+            lambda: subscribed() == hub_channels, "both hubs to re-add their subscription", timeout=20
+        )
         print(f"subscriptions re-added {took:.1f}s after Redis came back")
     finally:
         client.close()
@@ -444,10 +446,14 @@ async def test_a_process_taken_for_dead_rejoins(
     assert a.pid is not None
     os.kill(a.pid, signal.SIGSTOP)
     try:
-        await until(lambda: a_process not in db.processes(), 10, "the peers to remove the frozen process")
+        await until(
+            lambda: a_process not in db.processes(), "the peers to remove the frozen process", timeout=10
+        )
     finally:
         os.kill(a.pid, signal.SIGCONT)
-    await until(lambda: (on_a.frames[0]["id"], a_process) in db.members(room), 10, "its member to come back")
+    await until(
+        lambda: (on_a.frames[0]["id"], a_process) in db.members(room), "its member to come back", timeout=10
+    )
     control_b = await Control.open(b)
     await control_b("group_send", room=room, payload={"welcome": "back"})
     await on_a.wait(lambda frames: {"welcome": "back"} in frames, "a broadcast from the peer")

@@ -6,9 +6,7 @@ straight to the database; daphne-level tests are in ``test_multiprocess.py``.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
-import inspect
 import typing
 import uuid
 
@@ -17,15 +15,15 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
-from nexios_compat import WebSocket, get_application
-from nexios_compat.encoding import FrameCache, pack
+from nexios_compat.encoding import FrameCache
 from nexios_compat.engine import Hub, get_hub, get_layer, publish_remote
 from nexios_compat.engine.sequencer import RoomSequencer
 from nexios_compat.history import DatabaseHistoryStore, PendingMessage, SavedMessage
 from nexios_compat.models import Member, Process, Room
 from nexios_compat.rooms import control_group, layer_group
-from nexios_compat.websockets import WebSocketDisconnect
-from nexios_compat.websockets.channels import Channel, ChannelBox
+from nexios_compat.websockets.channels import ChannelBox
+from tests import helpers
+from tests.helpers import pending, receive_seqs, until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 
@@ -79,35 +77,12 @@ def test_sequencer_fills_gaps_from_history_skipping_what_history_lost() -> None:
 # The hub ----------------------------------------------------------------------
 
 
-def room_app() -> typing.Any:
-    app = get_application()
-
-    @app.websocket("/room/{name}")
-    async def room(ws: WebSocket, name: str) -> None:
-        await ws.accept()
-        channel = Channel(ws, "json")
-        await ChannelBox.add_channel_to_group(channel, name)
-        await ws.send_json({"joined": str(channel.id)})
-        try:
-            while True:
-                await ChannelBox.group_send(name, await ws.receive_json(), save_history=True)
-        except WebSocketDisconnect:
-            pass
-
-    return app
-
-
 async def join(name: str) -> tuple[WebsocketCommunicator, str]:
-    communicator = WebsocketCommunicator(room_app(), f"/room/{name}?envelope=1")
-    connected, _ = await communicator.connect()
-    assert connected
-    joined = await communicator.receive_json_from(timeout=TIMEOUT)
-    return communicator, joined["joined"]
-
-
-def pending(room: str, payload: typing.Any) -> PendingMessage:
-    kind, text, data = pack(payload)
-    return PendingMessage(room=room, kind=kind, text=text, data=data)
+    """Join room ``name`` (enveloped frames); return the client and its channel id."""
+    before = {member.id for member in await ChannelBox.group(name)}
+    communicator, _ = await helpers.join(helpers.room_app(), f"/room/{name}?envelope=1")
+    (channel_id,) = [str(member.id) for member in await ChannelBox.group(name) if member.id not in before]
+    return communicator, channel_id
 
 
 async def save_elsewhere(room: str, count: int) -> list[tuple[PendingMessage, SavedMessage]]:
@@ -115,18 +90,6 @@ async def save_elsewhere(room: str, count: int) -> list[tuple[PendingMessage, Sa
     messages = [pending(room, {"n": i}) for i in range(count)]
     saved = await sync_to_async(DatabaseHistoryStore().append)(messages)
     return list(zip(messages, saved, strict=True))
-
-
-async def receive_seqs(communicator: WebsocketCommunicator, count: int) -> list[int]:
-    return [(await communicator.receive_json_from(timeout=TIMEOUT))["seq"] for _ in range(count)]
-
-
-async def until(predicate: typing.Callable[[], typing.Any], what: str, timeout: float = TIMEOUT) -> None:
-    """Poll ``predicate`` (plain or async) until it holds, or fail after ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (await result if inspect.isawaitable(result := predicate()) else result):
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def test_saved_broadcasts_published_out_of_order_are_delivered_in_order() -> None:
@@ -153,7 +116,7 @@ async def test_a_gap_that_stays_open_is_filled_from_history(settings: typing.Any
 async def test_a_resume_that_read_a_message_still_on_its_way_gets_it_once() -> None:
     first, _ = await join("r")
     (message,) = await save_elsewhere("r", 1)  # saved, not yet published
-    communicator = WebsocketCommunicator(room_app(), "/room/r?envelope=1&since=0")
+    communicator = WebsocketCommunicator(helpers.room_app(), "/room/r?envelope=1&since=0")
     assert (await communicator.connect())[0]
     assert (await communicator.receive_json_from(timeout=TIMEOUT))["seq"] == 1  # replayed
     await communicator.receive_json_from(timeout=TIMEOUT)  # {"joined": ...}
@@ -163,6 +126,20 @@ async def test_a_resume_that_read_a_message_still_on_its_way_gets_it_once() -> N
     assert await receive_seqs(communicator, 1) == [2]  # not 1 again
     await first.disconnect()
     await communicator.disconnect()
+
+
+async def test_a_gap_filled_after_history_lost_what_was_held_delivers_it_in_order() -> None:
+    client, _ = await join("r")
+    saved = await save_elsewhere("r", 4)
+    # History loses the room (a flush) and seq 1 is never published: the held
+    # messages, received out of order, are all the gap fill has to deliver.
+    assert await ChannelBox.flush_history("r") == 4
+    for index in (3, 1, 2):
+        await publish_remote(*saved[index])
+    assert await receive_seqs(client, 3) == [2, 3, 4]
+    hub = await get_hub()
+    assert (hub.held_back, hub.gap_fills) == (3, 1)
+    await client.disconnect()
 
 
 async def test_unsaved_broadcasts_are_not_held_back() -> None:
@@ -259,6 +236,31 @@ async def test_a_silent_process_and_its_members_are_removed(settings: typing.Any
     await ChannelBox.group_send("r", {"after": "ghost"})
     await client.receive_json_from(timeout=TIMEOUT)
     assert get_layer().channels.get(ghost_channel) is None  # type: ignore[attr-defined]
+    await client.disconnect()
+
+
+async def test_heartbeats_leave_a_live_peer_and_its_members_alone(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {"HEARTBEAT_INTERVAL": 0.1, "PROCESS_TIMEOUT": 5.0}
+    client, _ = await join("r")
+    hub = await get_hub()
+    peer_channel = uuid.uuid4()
+
+    def add_peer() -> datetime.datetime:
+        now = timezone.now()
+        Process.objects.create(id="peer", layer_channel="peer-layer-channel", last_heartbeat=now)
+        Member.objects.create(room=Room.objects.get(name="r"), channel_id=peer_channel, process_id="peer")
+        return now
+
+    added = await sync_to_async(add_peer)()
+
+    async def beaten_since() -> bool:
+        # Ten of our beats after the peer's, far from its PROCESS_TIMEOUT.
+        row = await Process.objects.filter(id=hub.process_id).afirst()
+        return row is not None and row.last_heartbeat > added + datetime.timedelta(seconds=1)
+
+    await until(beaten_since, "this hub to beat for a second after the peer did")
+    assert await Process.objects.filter(id="peer").aexists(), "a live peer was taken for dead"
+    assert [str(m.id) for m in await ChannelBox.group("r") if str(m.id) == str(peer_channel)]
     await client.disconnect()
 
 

@@ -25,6 +25,7 @@ from nexios_compat.websockets.channels import (
     PayloadTypeEnum,
 )
 from nexios_compat.websockets.consumers import WebSocketConsumer, WebSocketEndpoint
+from tests.helpers import until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 
@@ -371,10 +372,11 @@ async def test_any_group_name_works(name: str) -> None:
     from urllib.parse import quote
 
     communicator = await connect(app, f"/any?room={quote(name)}")
-    groups = await ChannelBox.show_groups()
-    while name not in groups:  # the handler joins after accepting
-        await asyncio.sleep(0.01)
-        groups = await ChannelBox.show_groups()
+
+    async def joined() -> bool:  # the handler joins after accepting
+        return name in await ChannelBox.show_groups()
+
+    await until(joined, f"the handler to join {name!r}")
     assert await ChannelBox.group_send(name, {"x": 1}) is GroupSendStatusEnum.GROUP_SEND
     assert await communicator.receive_json_from() == {"x": 1}
     await communicator.disconnect()
