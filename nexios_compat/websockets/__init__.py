@@ -3,10 +3,14 @@
 from .base import WebSocket, WebSocketDisconnect, WebSocketState
 from .channels import Channel, ChannelBox, PayloadTypeEnum
 from .consumers import WebSocketConsumer, WebSocketEndpoint
+from .history import BaseHistoryManager, InMemoryHistoryManager, NoOpHistoryManager
 
 __all__ = [
+    "BaseHistoryManager",
     "Channel",
     "ChannelBox",
+    "InMemoryHistoryManager",
+    "NoOpHistoryManager",
     "PayloadTypeEnum",
     "WebSocket",
     "WebSocketConsumer",

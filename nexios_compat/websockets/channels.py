@@ -17,6 +17,7 @@ from ..history import PendingMessage, get_history_store
 from ..hub import CLOSE, FLUSH_GROUPS, SEND_TO, current_hub, get_layer, publish
 from ..presence import MemberInfo, get_presence_store
 from ..rooms import check_group_name, control_group
+from . import history as managers
 from .base import WebSocket
 from .utils import (
     ChannelAddStatusEnum,
@@ -299,6 +300,8 @@ class ChannelBox:
         check_group_name(group_name)
         if payload is None:
             payload = {}
+        if save_history and await managers.save_to_manager(group_name, payload, sender):
+            save_history = False  # a plugged-in Nexios manager holds it instead of the database
         kind, text, data = pack(payload)
         message = PendingMessage(room=group_name, kind=kind, text=text, data=data, sender=sender)
         hub = current_hub()
@@ -394,10 +397,17 @@ class ChannelBox:
         cls, group_name: str = ""
     ) -> list[ChannelMessageDC] | dict[str, list[ChannelMessageDC]]:
         """Return one group's saved messages oldest first, or a dict of every group's."""
+        if (manager := managers.get_history_manager()) is not None:
+            return await manager.get_history(group_name or None)
         store = get_history_store()
         if group_name:
             return await run_db(store.fetch, group_name)
         return await run_db(store.fetch_all)
+
+    @classmethod
+    def set_history_manager(cls, manager: managers.BaseHistoryManager | None) -> None:
+        """Keep history in ``manager`` (Nexios's API) instead of the database; ``None`` undoes it."""
+        managers.set_history_manager(manager)
 
     @classmethod
     async def history_since(
@@ -409,6 +419,9 @@ class ChannelBox:
     @classmethod
     async def flush_history(cls, group_name: str | None = None) -> int:
         """Delete the saved messages of one group, or of every group."""
+        if (manager := managers.get_history_manager()) is not None:
+            await manager.flush_history(group_name or None)
+            return 0
         return await run_db(get_history_store().flush, group_name or None)
 
     @classmethod
