@@ -14,7 +14,7 @@ from channels.consumer import AsyncConsumer
 
 from ..db import run_db
 from ..encoding import loads
-from ..exceptions import RoomAccessDenied, RoomRefused
+from ..exceptions import RoomAccessDenied, WebSocketException
 from ..hub import Hub, current_hub, get_hub
 from .base import Message, Receive, Scope, Send, WebSocket, WebSocketDisconnect, WebSocketState
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
@@ -158,9 +158,9 @@ class WebSocketConsumer(AsyncConsumer):
                     close_code = WS_1001_GOING_AWAY
         except WebSocketDisconnect as exc:
             close_code = exc.code
-        except RoomRefused as exc:
+        except WebSocketException as exc:
             close_code = exc.code
-            await websocket.close(exc.code, exc.reason)
+            await websocket.close(exc.code, str(exc))
         except Exception:
             close_code = WS_1011_INTERNAL_ERROR
             logger.exception("%s failed; closing the socket with 1011", type(self).__name__)
@@ -308,9 +308,9 @@ class FunctionConsumer(AsyncConsumer):
             await self.handler(websocket, **params)
         except WebSocketDisconnect as exc:
             close_code = exc.code
-        except RoomRefused as exc:
+        except WebSocketException as exc:
             close_code = exc.code
-            await websocket.close(exc.code, exc.reason)
+            await websocket.close(exc.code, str(exc))
         except Exception:
             close_code = WS_1011_INTERNAL_ERROR
             logger.exception(
