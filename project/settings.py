@@ -146,4 +146,11 @@ LOGGING = {
     },
 }
 
-NEXIOS_COMPAT: dict = {}
+# The example site opts into strict limits (the defaults have none, as Nexios):
+# frames over 64 KiB close with 1009, more than 20/s (bursts of 40) with 1008.
+NEXIOS_COMPAT: dict = {
+    "MAX_MESSAGE_SIZE": 64 * 1024,
+    "RATE_LIMIT_MESSAGES": 20,
+    "RATE_LIMIT_BURST": 40,
+    "RATE_LIMIT_POLICY": "close",
+}
