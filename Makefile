@@ -1,12 +1,13 @@
 # `make run`: set up and serve the chat example (daphne, SQLite, in-memory layer).
-# `make test`: set up and run lint, types and the whole test suite.
+# `make test`: install missing system packages when it can (`make deps`), then run lint,
+# types and the whole test suite.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench bench-quick clean
+.PHONY: run deps test lint bench bench-quick clean
 
 $(BIN)/activate: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,13 @@ lint: $(BIN)/activate
 	$(BIN)/ruff format --check nexios_compat
 	$(BIN)/mypy nexios_compat
 
-test: lint
+# System packages the suite needs (redis-server, PostgreSQL, chromium, nginx, python3.11-venv);
+# the list lives in .ci/deps.
+deps:
+	bash .ci/deps
+
+test: deps
+	$(MAKE) lint
 	$(BIN)/pytest
 
 bench: $(BIN)/activate
