@@ -26,6 +26,24 @@ async def websocket_exception_handler(websocket: WebSocket, exc: WebSocketExcept
     await websocket.close(code=exc.code, reason=str(exc))
 
 
+class _SendTracker:
+    """Records what the app sends, so that the middleware's close matches the socket's state.
+
+    ``real_send`` is the name Channels' session wrapper uses: ``unwrap_session_send``
+    sees through this wrapper too, so close codes daphne refuses through ASGI (1008,
+    1011, ...) still reach the client (see ``base._daphne_close``).
+    """
+
+    def __init__(self, send: Send) -> None:
+        self.real_send = send
+        self.sent: set[str] = set()
+
+    async def send(self, message: Message) -> None:
+        """Record the message type and pass the message on."""
+        self.sent.add(message["type"])
+        await self.real_send(message)
+
+
 class WebSocketErrorMiddleware:
     """Close the socket when the app raises: a ``WebSocketException``'s code, else 1011."""
 
@@ -37,21 +55,15 @@ class WebSocketErrorMiddleware:
         if scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
-        # Track what the app has sent, so the close matches the socket's real state.
-        sent: set[str] = set()
-
-        async def tracking_send(message: Message) -> None:
-            sent.add(message["type"])
-            await send(message)
-
+        tracker = _SendTracker(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracker.send)
         except Exception as exc:
-            if "websocket.close" in sent:
+            if "websocket.close" in tracker.sent:
                 logger.exception("WebSocket app failed after closing its socket")
                 return
             websocket = WebSocket(scope, receive, send)
-            if "websocket.accept" in sent:
+            if "websocket.accept" in tracker.sent:
                 websocket.client_state = WebSocketState.CONNECTED
                 websocket.application_state = WebSocketState.CONNECTED
             if isinstance(exc, WebSocketException):
