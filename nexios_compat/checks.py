@@ -133,7 +133,8 @@ def check_rate_limit(app_configs: typing.Any = None, **kwargs: typing.Any) -> li
             "WebSocket clients may send frames as fast as they like: NEXIOS_COMPAT sets no rate limit.",
             hint="The default keeps Nexios's behaviour (no limit). In production set e.g. "
             "NEXIOS_COMPAT = {'RATE_LIMIT_MESSAGES': 20, 'RATE_LIMIT_BURST': 40} "
-            "(over it: close with 1008, or RATE_LIMIT_POLICY='drop'), and a MAX_MESSAGE_SIZE your app needs.",
+            "(over it: close with 1008, or RATE_LIMIT_POLICY='drop'), a MAX_MESSAGE_SIZE your app needs, "
+            "and MAX_MEMBERS_PER_ROOM / MAX_ROOMS_PER_CONNECTION.",
             id="nexios_compat.W006",
         )
     ]

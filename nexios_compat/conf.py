@@ -47,10 +47,12 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_MESSAGES": None,
     "RATE_LIMIT_BURST": 40,
     "RATE_LIMIT_POLICY": "close",
-    "MAX_MEMBERS_PER_ROOM": 10000,
-    "MAX_ROOMS_PER_CONNECTION": 100,
-    # Largest payload, in bytes, that group_send(save_history=True) accepts.
-    "MAX_HISTORY_PAYLOAD": 64 * 1024,
+    # Joins over these close with 4409 / 4413 (None: no limit, as in Nexios).
+    "MAX_MEMBERS_PER_ROOM": None,
+    "MAX_ROOMS_PER_CONNECTION": None,
+    # Largest payload, in bytes, that group_send(save_history=True) accepts: by
+    # default whatever one frame can carry, so saving what a client sent never fails.
+    "MAX_HISTORY_PAYLOAD": 1024 * 1024,
     # Bytes that may wait in daphne's buffer for one client to read them. A client
     # that stops reading is closed with 1008 "Send backlog exceeded" (and its TCP
     # connection dropped) once its backlog passes this, instead of holding memory

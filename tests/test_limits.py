@@ -124,6 +124,14 @@ async def test_defaults_never_close_what_nexios_keeps_open(settings: typing.Any)
     assert await closed_with(communicator) == 1009
 
 
+async def test_defaults_save_what_one_frame_carries_and_bound_no_rooms(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {}
+    await ChannelBox.group_send("big", {"x": "a" * (512 * 1024)}, save_history=True)
+    assert len(await ChannelBox.show_history("big")) == 1
+    communicator = await ready(app_for(Room), "?" + "&".join(f"room=r{n}" for n in range(150)))
+    await communicator.disconnect()
+
+
 async def test_room_full_closes_with_4409(settings: typing.Any) -> None:
     settings.NEXIOS_COMPAT = {"MAX_MEMBERS_PER_ROOM": 2}
     app = app_for(Room)
