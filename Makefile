@@ -1,5 +1,6 @@
 # `make run`: set up and serve the chat example (daphne, SQLite, in-memory layer).
-# `make test`: set up and run lint, types and the whole test suite.
+# `make test`: install missing system packages when it can (`make deps`), then run lint,
+# types, import contracts and the whole test suite.
 # `make screenshots`: rewrite docs/*.png from the browser tests (other runs leave them alone).
 PYTHON ?= python3.11
 VENV := .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint screenshots bench bench-quick clean
+.PHONY: run deps test lint screenshots bench bench-quick clean
 
 $(BIN)/activate: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +27,13 @@ lint: $(BIN)/activate
 	$(BIN)/mypy nexios_compat
 	$(BIN)/lint-imports
 
-test: lint
+# System packages the suite needs (redis-server, PostgreSQL, chromium, nginx, python3.11-venv);
+# the list lives in .ci/deps.
+deps:
+	bash .ci/deps
+
+test: deps
+	$(MAKE) lint
 	$(BIN)/pytest
 
 # Rewrite the tracked docs/*.png; ordinary test runs write them to a temporary directory.

@@ -1,10 +1,10 @@
 """The Nexios WebSocket room API for Django, on Channels and daphne.
 
-Code written against the Nexios documents runs with ``nexios`` replaced by
-``nexios_compat`` in its imports.
+Code written against the Nexios documents or Nexios 3.x runs with ``nexios``
+replaced by ``nexios_compat`` in its imports.
 """
 
-from .routing import WSRouter, get_application
+from .routing import NexiosApp, Router, WSRouter, get_application
 from .websockets import (
     Channel,
     ChannelBox,
@@ -18,7 +18,9 @@ from .websockets import (
 __all__ = [
     "Channel",
     "ChannelBox",
+    "NexiosApp",
     "PayloadTypeEnum",
+    "Router",
     "WSRouter",
     "WebSocket",
     "WebSocketConsumer",

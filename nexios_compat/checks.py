@@ -6,6 +6,7 @@
 - W003: a Redis host whose socket timeout is not above channels_redis's 5 s BZPOPMIN.
 - W004: a Redis host without ``max_connections`` (redis-py caps a pool at 100).
 - W005: ``PROCESS_TIMEOUT`` under twice ``HEARTBEAT_INTERVAL`` (live processes get reaped).
+- W006 (``check --deploy``): no incoming rate limit (the default, as in Nexios).
 """
 
 from __future__ import annotations
@@ -120,3 +121,20 @@ def check_presence_timing(app_configs: typing.Any = None, **kwargs: typing.Any) 
             )
         ]
     return []
+
+
+@register(Tags.security, deploy=True)
+def check_rate_limit(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[CheckMessage]:
+    """Warn a deployment that runs without a rate limit on incoming frames."""
+    if get_config()["RATE_LIMIT_MESSAGES"]:
+        return []
+    return [
+        Warning(
+            "WebSocket clients may send frames as fast as they like: NEXIOS_COMPAT sets no rate limit.",
+            hint="The default keeps Nexios's behaviour (no limit). In production set e.g. "
+            "NEXIOS_COMPAT = {'RATE_LIMIT_MESSAGES': 20, 'RATE_LIMIT_BURST': 40} "
+            "(over it: close with 1008, or RATE_LIMIT_POLICY='drop'), a MAX_MESSAGE_SIZE your app needs, "
+            "and MAX_MEMBERS_PER_ROOM / MAX_ROOMS_PER_CONNECTION.",
+            id="nexios_compat.W006",
+        )
+    ]

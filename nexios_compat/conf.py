@@ -42,18 +42,23 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # Seconds a hub holds back a saved broadcast that arrived ahead of a missing
     # one before it fills the gap from history.
     "REORDER_TIMEOUT": 1.0,
-    # Limits. Frames larger than MAX_MESSAGE_SIZE bytes close the socket with 1009
-    # (daphne's own limit, --websocket_max_message_size, is 1 MiB).
-    "MAX_MESSAGE_SIZE": 64 * 1024,
+    # Limits. The defaults never close a socket that Nexios would keep open, so a
+    # ported app works unchanged; sites opt into stricter ones (check --deploy warns).
+    # Frames larger than MAX_MESSAGE_SIZE bytes close the socket with 1009; the
+    # default is daphne's own limit (--websocket_max_message_size, 1 MiB).
+    "MAX_MESSAGE_SIZE": 1024 * 1024,
     # Incoming frames per connection: RATE_LIMIT_MESSAGES per second sustained,
     # bursts of RATE_LIMIT_BURST; over it, "close" (1008) or "drop" (an error frame).
-    "RATE_LIMIT_MESSAGES": 20,
+    # None: no rate limit (Nexios has none).
+    "RATE_LIMIT_MESSAGES": None,
     "RATE_LIMIT_BURST": 40,
     "RATE_LIMIT_POLICY": "close",
-    "MAX_MEMBERS_PER_ROOM": 10000,
-    "MAX_ROOMS_PER_CONNECTION": 100,
-    # Largest payload, in bytes, that group_send(save_history=True) accepts.
-    "MAX_HISTORY_PAYLOAD": 64 * 1024,
+    # Joins over these close with 4409 / 4413 (None: no limit, as in Nexios).
+    "MAX_MEMBERS_PER_ROOM": None,
+    "MAX_ROOMS_PER_CONNECTION": None,
+    # Largest payload, in bytes, that group_send(save_history=True) accepts: by
+    # default whatever one frame can carry, so saving what a client sent never fails.
+    "MAX_HISTORY_PAYLOAD": 1024 * 1024,
     # Bytes that may wait in daphne's buffer for one client to read them. A client
     # that stops reading is closed with 1008 "Send backlog exceeded" (and its TCP
     # connection dropped) once its backlog passes this, instead of holding memory

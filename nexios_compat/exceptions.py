@@ -9,14 +9,31 @@ from .types import (
 )
 
 
-class RoomRefused(Exception):
+class WebSocketException(Exception):
+    """Raise in a handler to close its socket with ``code`` (Nexios's ``nexios.exceptions`` name)."""
+
+    def __init__(self, code: int, reason: str | None = None) -> None:
+        super().__init__(reason or "")
+        self.code = code
+        self.reason: str = self.args[0]
+
+    def __str__(self) -> str:
+        return f"WebSocket {self.code}: {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code}, {self.reason!r})"
+
+
+class RoomRefused(WebSocketException):
     """A join was refused; endpoints close the socket with ``code`` and ``reason``."""
 
     code = WS_4403_FORBIDDEN
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+        super().__init__(type(self).code, reason)
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 class RoomAccessDenied(RoomRefused):

@@ -1,19 +1,52 @@
-"""``WSRouter`` and ``get_application()``: Nexios-style routes served as Channels consumers."""
+"""Mirrors ``nexios.routing``: ``Router``/``WSRouter``, ``WebsocketRoute``, ``NexiosApp``.
+
+Routes are served as Channels consumers. A router's ``prefix`` applies where it
+is mounted (``app.mount_router(router)``, ``parent.mount_router(child)``), so
+routers nest as in Nexios; routes are resolved per connection, so routes added
+after mounting are served too.
+"""
 
 from __future__ import annotations
 
 import re
 import typing
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 
 from channels.routing import URLRouter
 from django.urls import path as django_path
+from django.urls import register_converter
 from django.urls.resolvers import RoutePattern, URLPattern
 
 from .websockets.base import Receive, Scope, Send
 from .websockets.consumers import FunctionConsumer, Handler, WebSocketConsumer
 
-__all__ = ["NexiosCompatApplication", "WSRouter", "WebsocketRoute", "get_application"]
+__all__ = [
+    "NexiosApp",
+    "NexiosCompatApplication",
+    "Router",
+    "WSRouter",
+    "WebsocketRoute",
+    "WebsocketRoutes",
+    "get_application",
+]
+
+
+class FloatConverter:
+    """Nexios's ``{name:float}``: digits with an optional fraction."""
+
+    regex = r"[0-9]+(?:\.[0-9]+)?"
+
+    def to_python(self, value: str) -> float:
+        """Convert the matched text."""
+        return float(value)
+
+    def to_url(self, value: float) -> str:
+        """Format a value for a path."""
+        return repr(float(value))
+
+
+register_converter(FloatConverter, "nexios_float")
 
 _PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?}")
 _CONVERTERS = {
@@ -23,6 +56,7 @@ _CONVERTERS = {
     "path": "path",
     "uuid": "uuid",
     "slug": "slug",
+    "float": "nexios_float",
 }
 
 
@@ -49,7 +83,7 @@ class WebsocketRoute:
     def __init__(
         self, path: str, handler: Handler | type[WebSocketConsumer], name: str | None = None
     ) -> None:
-        self.path = path
+        self.path = self.raw_path = path
         self.handler = handler
         self.name = name
         self.route = to_django_route(path)
@@ -67,6 +101,16 @@ class WebsocketRoute:
         """Return this route mounted under ``prefix``."""
         return WebsocketRoute(prefix.rstrip("/") + self.path, self.handler, self.name)
 
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one connection with this route's handler."""
+        await self.app(scope, receive, send)
+
+    def url_path_for(self, name: str, **path_params: typing.Any) -> str:
+        """Return this route's path with ``path_params`` filled in (``name`` must be the route's)."""
+        if name != self.name:
+            raise ValueError(f"Route name {name!r} does not match this route's name {self.name!r}")
+        return _PARAM.sub(lambda m: str(path_params.get(m.group(1), m.group(0))), self.path)
+
     def as_urlpattern(self) -> URLPattern:
         """Return a Channels-compatible URL pattern for a site's own ``URLRouter``."""
         return typing.cast(URLPattern, django_path(self.route, self.app, name=self.name or ""))
@@ -75,82 +119,74 @@ class WebsocketRoute:
         return f"<WebsocketRoute {self.path} -> {getattr(self.handler, '__qualname__', self.handler)}>"
 
 
+# Nexios's older name for the class.
+WebsocketRoutes = WebsocketRoute
+
+
+def _check_prefix(prefix: str | None, kind: str) -> str:
+    """Return ``prefix`` without a trailing slash; warn and add the leading one, as Nexios does."""
+    prefix = (prefix or "").rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        warnings.warn(f"{kind} prefix should start with '/'", stacklevel=3)
+        prefix = f"/{prefix}"
+    return prefix
+
+
 class _RouteCollection:
-    """Routes added with ``ws_route``/``add_ws_route`` (shared by router and app)."""
+    """Routes and mounted routers, resolved per connection; an ASGI application itself."""
 
-    prefix = ""
-
-    def __init__(self) -> None:
+    def __init__(self, prefix: str | None = None, routes: Iterable[WebsocketRoute] = ()) -> None:
+        self.prefix = _check_prefix(prefix, type(self).__name__)
         self.routes: list[WebsocketRoute] = []
+        self.mounts: list[tuple[str, _RouteCollection]] = []
+        self._prefixed: dict[tuple[str, int], WebsocketRoute] = {}
+        self._asgi: Callable[[Scope, Receive, Send], typing.Awaitable[None]] = self._dispatch
+        for route in routes:
+            self.add_ws_route(route)
 
     def add_ws_route(
-        self, route: WebsocketRoute | str, handler: Handler | type[WebSocketConsumer] | None = None
+        self,
+        route: WebsocketRoute | str | None = None,
+        path: str | Handler | type[WebSocketConsumer] | None = None,
+        handler: Handler | type[WebSocketConsumer] | None = None,
     ) -> WebsocketRoute:
-        """Add a ``WebsocketRoute`` (or a path and a handler)."""
-        if isinstance(route, str):
-            if handler is None:
-                raise TypeError("add_ws_route(path, handler) needs a handler")
-            route = WebsocketRoute(route, handler)
-        if self.prefix:
-            route = route.with_prefix(self.prefix)
+        """Add a ``WebsocketRoute``, or ``path=`` and ``handler=`` (``add_ws_route(path, handler)`` too)."""
+        if isinstance(route, str):  # the documents' add_ws_route(path, handler)
+            route, path, handler = None, route, handler or typing.cast(Handler, path)
+        if route is None:
+            if not isinstance(path, str) or handler is None:
+                raise ValueError("Either route or both path and handler must be provided")
+            route = WebsocketRoute(path, handler)
+        if not isinstance(route, WebsocketRoute):
+            raise TypeError(f"Not a WebsocketRoute: {route!r} (HTTP routes belong to Django's urls)")
         self.routes.append(route)
         return route
 
-    def ws_route(self, path: str) -> Callable[[Handler], Handler]:
-        """Decorator: serve ``path`` with the decorated function or endpoint class."""
+    def ws_route(self, path: str, handler: Handler | None = None) -> typing.Any:
+        """Serve ``path`` with ``handler``, or decorate the function or endpoint class that serves it."""
+        if handler is not None:
+            return self.add_ws_route(path=path, handler=handler)
 
         def decorator(handler: Handler) -> Handler:
-            self.add_ws_route(path, handler)
+            self.add_ws_route(path=path, handler=handler)
             return handler
 
         return decorator
 
-    def get_routes(self) -> list[WebsocketRoute]:
-        """Return every route, in the order added."""
-        return list(self.routes)
+    def mount_router(self, router: _RouteCollection, name: str | None = None) -> None:
+        """Serve ``router``'s routes (and its own mounts) under ``router.prefix``."""
+        self.mounts.append((router.prefix, router))
 
+    def wrap_asgi(self, middleware_cls: Callable[..., typing.Any], **kwargs: typing.Any) -> None:
+        """Wrap this router's dispatch in an ASGI middleware (the last wrapped runs first)."""
+        self._asgi = middleware_cls(self._asgi, **kwargs)
 
-class WSRouter(_RouteCollection):
-    """A group of WebSocket routes, optionally under a path prefix."""
-
-    def __init__(self, prefix: str = "") -> None:
-        super().__init__()
-        if prefix and not prefix.startswith("/"):
-            raise ValueError(f"Router prefixes start with '/': {prefix!r}")
-        self.prefix = prefix.rstrip("/")
-
-
-class NexiosCompatApplication(_RouteCollection):
-    """An ASGI application for WebSocket scopes, with Nexios's route-registration API.
-
-    Routes are resolved when a connection arrives, so they may be added after the
-    application (or a router) is mounted. ``urlpatterns`` exposes the same routes
-    to a site's own Channels ``URLRouter``.
-    """
-
-    def __init__(self, **options: typing.Any) -> None:
-        super().__init__()
-        self.options = options
-        self.routers: list[tuple[str, _RouteCollection]] = []
-        self._prefixed: dict[tuple[str, int], WebsocketRoute] = {}
-
-    def mount_ws_router(self, router: _RouteCollection, prefix: str = "") -> None:
-        """Serve every route of ``router`` (or of another app), under ``prefix`` if given.
-
-        Routes added to the router later are served too.
-        """
-        if prefix and not prefix.startswith("/"):
-            raise ValueError(f"Mount prefixes start with '/': {prefix!r}")
-        self.routers.append((prefix.rstrip("/"), router))
-
-    def websocket(self, path: str) -> Callable[[Handler], Handler]:
-        """Decorator: serve ``path`` with the decorated function (``app.websocket``)."""
-        return self.ws_route(path)
+    add_ws_middleware = wrap_asgi
 
     def get_routes(self) -> list[WebsocketRoute]:
-        """Return the app's routes and those of its mounted routers."""
+        """Return every route with its path below this router (mounted ones prefixed), in order."""
         routes = list(self.routes)
-        for prefix, router in self.routers:
+        for prefix, router in self.mounts:
             for route in router.get_routes():
                 if prefix:
                     key = (prefix, id(route))
@@ -159,6 +195,81 @@ class NexiosCompatApplication(_RouteCollection):
                     route = self._prefixed[key]
                 routes.append(route)
         return routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a WebSocket connection (through any middleware added with ``wrap_asgi``)."""
+        if scope["type"] == "lifespan":
+            return
+        if scope["type"] != "websocket":
+            raise ValueError(f"nexios_compat applications serve WebSocket scopes, not {scope['type']!r}")
+        await self._asgi(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path_remaining", scope.get("path", "")).lstrip("/")
+        for route in self.get_routes():
+            match = route.pattern.match(path)
+            if match is not None:
+                _, _, kwargs = match
+                params = {**scope.get("url_route", {}).get("kwargs", {}), **kwargs}
+                inner = dict(scope, url_route={"args": (), "kwargs": params}, route_params=params)
+                inner.pop("path_params", None)
+                inner.setdefault("app", self)
+                await route.handle(inner, receive, send)
+                return
+        # Unknown path: refuse the handshake (daphne answers 403), with Nexios's code.
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.close", "code": 4404})
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} prefix={self.prefix!r} routes={len(self.routes)}>"
+
+
+class Router(_RouteCollection):
+    """Nexios 3.12's router: WebSocket routes and nested routers under a prefix."""
+
+    def __init__(
+        self,
+        prefix: str | None = None,
+        routes: Iterable[WebsocketRoute] = (),
+        name: str | None = None,
+        **options: typing.Any,
+    ) -> None:
+        super().__init__(prefix, routes)
+        self.name = name
+        # HTTP-only options (tags, dependencies, route_class, ...) do not apply here.
+        self.options = options
+
+
+class WSRouter(_RouteCollection):
+    """The documents' (and Nexios 3.0's) WebSocket router; the same as ``Router``."""
+
+
+class NexiosApp(_RouteCollection):
+    """An ASGI application for WebSocket scopes, with Nexios's route-registration API.
+
+    It takes ``NexiosApp``'s keyword arguments (``title``, ``debug``, ...);
+    those about HTTP or OpenAPI have no effect. ``urlpatterns`` exposes the
+    routes to a site's own Channels ``URLRouter``.
+    """
+
+    def __init__(self, routes: Iterable[WebsocketRoute] = (), **options: typing.Any) -> None:
+        super().__init__(None, routes)
+        self.options = options
+        self.state: dict[str, typing.Any] = {}
+
+    @property
+    def router(self) -> NexiosApp:
+        """The app itself (Nexios's ``app.router``, where routes and mounts live)."""
+        return self
+
+    def mount_ws_router(self, router: _RouteCollection, prefix: str = "") -> None:
+        """Serve every route of ``router`` (or of another app) under ``prefix`` + ``router.prefix``."""
+        self.mounts.append((_check_prefix(prefix, "Mount") + router.prefix, router))
+
+    def websocket(self, path: str) -> Callable[[Handler], Handler]:
+        """Decorator: serve ``path`` with the decorated function (``app.websocket``)."""
+        return typing.cast(Callable[[Handler], Handler], self.ws_route(path))
 
     @property
     def urlpatterns(self) -> list[URLPattern]:
@@ -169,27 +280,11 @@ class NexiosCompatApplication(_RouteCollection):
         """Return a Channels ``URLRouter`` over the current routes."""
         return URLRouter(self.urlpatterns)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Dispatch a WebSocket connection to its route; reject unknown paths."""
-        if scope["type"] == "lifespan":
-            return
-        if scope["type"] != "websocket":
-            raise ValueError(f"nexios_compat applications serve WebSocket scopes, not {scope['type']!r}")
-        path = scope.get("path_remaining", scope.get("path", "")).lstrip("/")
-        for route in self.get_routes():
-            match = route.pattern.match(path)
-            if match is not None:
-                _, _, kwargs = match
-                outer = scope.get("url_route", {})
-                url_route = {"args": (), "kwargs": {**outer.get("kwargs", {}), **kwargs}}
-                await route.app(dict(scope, url_route=url_route), receive, send)
-                return
-        # Unknown path: refuse the handshake (daphne answers 403).
-        message = await receive()
-        if message["type"] == "websocket.connect":
-            await send({"type": "websocket.close", "code": 1000})
+
+# The name this package first gave the application class.
+NexiosCompatApplication = NexiosApp
 
 
-def get_application(**options: typing.Any) -> NexiosCompatApplication:
+def get_application(**options: typing.Any) -> NexiosApp:
     """Return a new application (for ``ProtocolTypeRouter``'s ``"websocket"`` slot)."""
-    return NexiosCompatApplication(**options)
+    return NexiosApp(**options)

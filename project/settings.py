@@ -146,4 +146,15 @@ LOGGING = {
     },
 }
 
-NEXIOS_COMPAT: dict = {}
+# The example site opts into strict limits (the defaults have none, as Nexios):
+# frames over 64 KiB close with 1009, more than 20/s (bursts of 40) with 1008,
+# joins past 10000 members or 100 rooms with 4409 / 4413.
+NEXIOS_COMPAT: dict = {
+    "MAX_MESSAGE_SIZE": 64 * 1024,
+    "RATE_LIMIT_MESSAGES": 20,
+    "RATE_LIMIT_BURST": 40,
+    "RATE_LIMIT_POLICY": "close",
+    "MAX_MEMBERS_PER_ROOM": 10000,
+    "MAX_ROOMS_PER_CONNECTION": 100,
+    "MAX_HISTORY_PAYLOAD": 64 * 1024,
+}

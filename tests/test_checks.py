@@ -99,3 +99,23 @@ def test_w005_process_timeout_too_close_to_the_heartbeat() -> None:
     messages = ours(NEXIOS_COMPAT={"HEARTBEAT_INTERVAL": 3, "PROCESS_TIMEOUT": 5})
     assert list(messages) == ["nexios_compat.W005"]
     assert ours(NEXIOS_COMPAT={"HEARTBEAT_INTERVAL": 3, "PROCESS_TIMEOUT": 10}) == {}
+
+
+def deploy_ids(**settings: typing.Any) -> set[str]:
+    """Ids of our messages from ``manage.py check --deploy`` under ``settings``."""
+    settings.setdefault("DEBUG", True)
+    with override_settings(**settings):
+        return {
+            m.id for m in run_checks(include_deployment_checks=True) if m.id and m.id.startswith("nexios_")
+        }
+
+
+def test_w006_deploy_check_warns_without_a_rate_limit_only() -> None:
+    assert "nexios_compat.W006" not in ours(NEXIOS_COMPAT={})  # not a plain ``check``
+    assert "nexios_compat.W006" in deploy_ids(NEXIOS_COMPAT={})
+    assert "nexios_compat.W006" in deploy_ids(NEXIOS_COMPAT={"RATE_LIMIT_MESSAGES": None})
+    assert "nexios_compat.W006" not in deploy_ids(NEXIOS_COMPAT={"RATE_LIMIT_MESSAGES": 20})
+    assert "nexios_compat.W006" not in deploy_ids()  # the example project opts into limits
+    with override_settings(NEXIOS_COMPAT={}):
+        [warning] = [m for m in run_checks(include_deployment_checks=True) if m.id == "nexios_compat.W006"]
+    assert "RATE_LIMIT_MESSAGES" in (warning.hint or "")

@@ -159,6 +159,36 @@ async def test_rate_limit_drop_policy_answers_with_an_error_frame(settings: typi
     assert [m.payload["n"] for m in await ChannelBox.show_history("r")] == [0, 1]
 
 
+async def test_defaults_never_close_what_nexios_keeps_open(settings: typing.Any) -> None:
+    """No NEXIOS_COMPAT: a burst far over the example site's limits and a 1 MiB frame both pass."""
+    settings.NEXIOS_COMPAT = {}  # as if unset (get_config merges it over the defaults)
+
+    class Echo(WebSocketEndpoint):
+        encoding = "text"
+
+        async def on_receive(self, ws: WebSocket, data: typing.Any) -> None:
+            await ws.send_text(str(len(data)))
+
+    app = app_for(Echo)
+    communicator = WebsocketCommunicator(app, "/r")
+    assert (await communicator.connect())[0]
+    for _ in range(500):  # 25 times the burst the example site allows
+        await communicator.send_to(text_data="x")
+    assert [await communicator.receive_from() for _ in range(500)] == ["1"] * 500
+    await communicator.send_to(text_data="y" * (1024 * 1024))  # daphne's own limit, exactly
+    assert await communicator.receive_from() == str(1024 * 1024)
+    await communicator.send_to(text_data="z" * (1024 * 1024 + 1))
+    assert await closed_with(communicator) == 1009
+
+
+async def test_defaults_save_what_one_frame_carries_and_bound_no_rooms(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {}
+    await ChannelBox.group_send("big", {"x": "a" * (512 * 1024)}, save_history=True)
+    assert len(await ChannelBox.show_history("big")) == 1
+    communicator = await ready(app_for(Room), "?" + "&".join(f"room=r{n}" for n in range(150)))
+    await communicator.disconnect()
+
+
 async def test_room_full_closes_with_4409(settings: typing.Any) -> None:
     settings.NEXIOS_COMPAT = {"MAX_MEMBERS_PER_ROOM": 2}
     app = app_for(Room)

@@ -10,11 +10,10 @@ import time
 import typing
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 
-from django.http import QueryDict
-
 from ..conf import get_config
 from ..encoding import dumps, loads
 from ..limits import FrameLimiter
+from ..objects import URL, Address, Headers, QueryParams, State
 
 logger = logging.getLogger("nexios_compat.websockets")
 
@@ -45,35 +44,20 @@ class WebSocketDisconnect(Exception):
         self.reason = reason or ""
 
 
-class Address(typing.NamedTuple):
-    """The client's address, as ``ws.client.host`` and ``ws.client.port``."""
-
-    host: str
-    port: int
-
-
-class Headers(dict[str, str]):
-    """Request headers with lower-case names; repeated headers are joined by commas."""
-
-    @classmethod
-    def from_scope(cls, scope: Scope) -> Headers:
-        """Build the mapping from the scope's byte pairs."""
-        headers = cls()
-        for raw_name, raw_value in scope.get("headers", []):
-            name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
-        return headers
-
-
 def fill_scope(scope: Scope) -> Scope:
-    """Add the keys Nexios handlers read (path_params, query_params, ...) to a scope."""
+    """Add the keys Nexios handlers read (path_params, query_params, ...) to a scope.
+
+    Nothing is parsed here: ``query_params`` parses on first read, so any scope
+    a server or a test builds (``query_string`` as ``str`` included) is accepted.
+    """
     scope.setdefault("headers", [])
     scope.setdefault("query_string", b"")
     if "path_params" not in scope:
-        scope["path_params"] = dict(scope.get("url_route", {}).get("kwargs", {}))
+        # Nexios's router stores them as "route_params"; Channels' as url_route kwargs.
+        params = scope.get("route_params") or scope.get("url_route", {}).get("kwargs", {})
+        scope["path_params"] = dict(params)
     if "query_params" not in scope:
-        scope["query_params"] = QueryDict(scope["query_string"].decode("latin-1"))
+        scope["query_params"] = QueryParams(scope["query_string"])
     return scope
 
 
@@ -188,11 +172,15 @@ class WebSocket:
 
     # Connection details -------------------------------------------------
 
+    def __getitem__(self, key: str) -> typing.Any:
+        """Return a scope key (``ws["path"]``), as Nexios's connections allow."""
+        return self.scope[key]
+
     @property
     def client(self) -> Address:
-        """The client's host and port."""
+        """The client's host and port (``("", 0)`` when the server gives none)."""
         host, port = self.scope.get("client") or ("", 0)
-        return Address(str(host), int(port))
+        return Address(str(host), int(port or 0))
 
     @property
     def headers(self) -> Headers:
@@ -207,15 +195,40 @@ class WebSocket:
         return typing.cast(dict[str, typing.Any], self.scope["path_params"])
 
     @property
-    def query_params(self) -> QueryDict:
-        """Query-string parameters (a Django ``QueryDict``)."""
-        return typing.cast(QueryDict, self.scope["query_params"])
+    def query_params(self) -> QueryParams:
+        """Query-string parameters: ``get`` gives the last value, ``getlist`` every one."""
+        params = self.scope["query_params"]
+        return params if isinstance(params, QueryParams) else QueryParams(self.scope["query_string"])
 
     @property
-    def url(self) -> str:
-        """The request path with its query string."""
-        query = self.scope["query_string"].decode("latin-1")
-        return self.scope.get("path", "") + (f"?{query}" if query else "")
+    def url(self) -> URL:
+        """The full URL the client connected to (a ``str`` with ``.path``, ``.query``, ...)."""
+        return URL.from_scope(self.scope)
+
+    @property
+    def path(self) -> str:
+        """The request path."""
+        return str(self.scope.get("path", ""))
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """Cookies sent with the handshake."""
+        cookies: dict[str, str] = {}
+        for chunk in self.headers.get("cookie", "").split(";"):
+            key, _, value = chunk.partition("=")
+            if key.strip() or value.strip():
+                cookies[key.strip()] = value.strip()
+        return cookies
+
+    @property
+    def state(self) -> State:
+        """Per-connection state over the scope's ``"state"`` dict (``ws.state.user = ...``)."""
+        return State(self.scope.setdefault("state", {}))
+
+    @property
+    def app(self) -> typing.Any:
+        """The application serving this connection (``None`` outside one)."""
+        return self.scope.get("app")
 
     @property
     def user(self) -> typing.Any:

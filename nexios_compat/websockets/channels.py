@@ -14,6 +14,7 @@ from ..exceptions import PayloadTooLarge, RoomFull, TooManyRooms
 from ..history import HistoryService, PendingMessage
 from ..presence import MemberInfo, PresenceService
 from ..rooms import check_group_name
+from . import history as managers
 from .base import Message, WebSocket
 from .utils import (
     ChannelAddStatusEnum,
@@ -290,6 +291,8 @@ class ChannelBox:
         check_group_name(group_name)
         if payload is None:
             payload = {}
+        if save_history and await managers.save_to_manager(group_name, payload, sender):
+            save_history = False  # a plugged-in Nexios manager holds it instead of the database
         kind, text, data = pack(payload)
         message = PendingMessage(room=group_name, kind=kind, text=text, data=data, sender=sender)
         if save_history:
@@ -341,11 +344,18 @@ class ChannelBox:
         cls, group_name: str = ""
     ) -> list[ChannelMessageDC] | dict[str, list[ChannelMessageDC]]:
         """Return one group's saved messages oldest first, or a dict of every group's."""
+        if (manager := managers.get_history_manager()) is not None:
+            return await manager.get_history(group_name or None)
         await engine.flush_writes()
         history = HistoryService()
         if group_name:
             return await history.fetch(group_name)
         return await history.fetch_all()
+
+    @classmethod
+    def set_history_manager(cls, manager: managers.BaseHistoryManager | None) -> None:
+        """Keep history in ``manager`` (Nexios's API) instead of the database; ``None`` undoes it."""
+        managers.set_history_manager(manager)
 
     @classmethod
     async def history_since(
@@ -359,6 +369,9 @@ class ChannelBox:
     @classmethod
     async def flush_history(cls, group_name: str | None = None) -> int:
         """Delete the saved messages of one group, or of every group."""
+        if (manager := managers.get_history_manager()) is not None:
+            await manager.flush_history(group_name or None)
+            return 0
         await engine.flush_writes()
         return await HistoryService().flush(group_name or None)
 

@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 
 from ..encoding import loads
 from ..engine import Hub, current_hub, get_hub
-from ..exceptions import RoomAccessDenied, RoomRefused
+from ..exceptions import RoomAccessDenied, WebSocketException
 from .base import Message, Receive, Scope, Send, WebSocket, WebSocketDisconnect, WebSocketState
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
 from .utils import (
@@ -160,9 +160,9 @@ class WebSocketConsumer(AsyncConsumer):
                     close_code = WS_1001_GOING_AWAY
         except WebSocketDisconnect as exc:
             close_code = exc.code
-        except RoomRefused as exc:
+        except WebSocketException as exc:
             close_code = exc.code
-            await websocket.close(exc.code, exc.reason)
+            await websocket.close(exc.code, str(exc))
         except Exception:
             close_code = WS_1011_INTERNAL_ERROR
             logger.exception("%s failed; closing the socket with 1011", type(self).__name__)
@@ -310,9 +310,9 @@ class FunctionConsumer(AsyncConsumer):
             await self.handler(websocket, **params)
         except WebSocketDisconnect as exc:
             close_code = exc.code
-        except RoomRefused as exc:
+        except WebSocketException as exc:
             close_code = exc.code
-            await websocket.close(exc.code, exc.reason)
+            await websocket.close(exc.code, str(exc))
         except Exception:
             close_code = WS_1011_INTERNAL_ERROR
             logger.exception(
