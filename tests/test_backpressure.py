@@ -231,15 +231,18 @@ def test_a_long_replay_is_paced_by_a_reading_client_not_cut(
     )
     saved = 1000  # about 1 MiB: four times the bound
     writer = open_ws(server, "/ws/chat/replay/?username=writer")
-    writer.send_raw(
-        b"".join(
-            encode_frame(TEXT, json.dumps({"type": "message", "content": f"r{i} {FILLER}"}).encode())
-            for i in range(saved)
-        )
-    )
+    # In bursts of 50 (50 KiB): saves are pipelined, so a whole burst comes back at
+    # once, and the writer reads its own messages, or it would be cut itself.
     echoed = 0
-    while echoed < saved:  # the writer reads its own messages, or it would be cut itself
-        echoed += '"chat"' in writer.read_message(TIMEOUT).text
+    for start in range(0, saved, 50):
+        writer.send_raw(
+            b"".join(
+                encode_frame(TEXT, json.dumps({"type": "message", "content": f"r{i} {FILLER}"}).encode())
+                for i in range(start, start + 50)
+            )
+        )
+        while echoed < start + 50:
+            echoed += '"chat"' in writer.read_message(TIMEOUT).text
     wait_for(lambda: len(history(db, "replay")) == saved + 1, "the messages to be saved", timeout=TIMEOUT)
     late = open_ws(server, "/ws/chat/replay/?username=late&since=0&envelope=1")
     seqs: list[int] = []

@@ -300,6 +300,9 @@ def test_a_visitor_sees_the_last_50_saved_messages(
         # b never reads: an unbounded queue lets it see the closing handshake behind the frames.
         connect(f"{url}?username=b", origin=server.url, max_queue=None) as b,
     ):
+        # Both joins are saved first: b's notice, seen by a, is the newest of them.
+        while json.loads(a.recv(20))["payload"].get("message") != "b joined":
+            pass
         for client, name in ((a, "a"), (b, "b")):  # 30 each stays under the rate limit's burst
             for i in range(30):
                 client.send(json.dumps({"type": "message", "content": f"{name}{i:02}"}))

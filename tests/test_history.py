@@ -107,6 +107,35 @@ async def test_an_unsaved_send_does_not_overtake_saved_ones_waiting_to_be_stored
     await listener.disconnect()
 
 
+async def test_a_handler_s_reply_and_close_never_overtake_its_own_saved_broadcast(
+    settings: typing.Any,
+) -> None:
+    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.test_history.GatedStore"}
+    GatedStore.entered.clear()
+    GatedStore.gate.clear()
+    app = get_application()
+
+    @app.websocket("/echo/{name}")
+    async def echo(ws: WebSocket, name: str) -> None:
+        await ws.accept()
+        channel = Channel(ws, "json")
+        await ChannelBox.add_channel_to_group(channel, name)
+        await ws.send_json({"joined": str(channel.id)})
+        data = await ws.receive_json()
+        await ChannelBox.group_send(name, data, save_history=True)  # accepted, not yet stored
+        await ws.send_json({"reply": True})  # waits for the broadcast to reach this socket
+        await ws.close(4000)
+
+    client, _ = await join(app, "/echo/o")
+    await client.send_json_to({"said": 1})
+    assert await asyncio.to_thread(GatedStore.entered.wait, 5)
+    assert await client.receive_nothing(timeout=0.3)  # the reply waits behind the unsaved broadcast
+    GatedStore.gate.set()
+    assert await client.receive_json_from() == {"said": 1}
+    assert await client.receive_json_from() == {"reply": True}
+    assert (await client.receive_output())["type"] == "websocket.close"
+
+
 async def test_each_saved_message_gets_the_next_seq_of_its_room() -> None:
     app = room_app()
     speaker, _ = await join(app, "/room/a")

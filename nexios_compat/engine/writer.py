@@ -15,6 +15,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import typing
 from collections.abc import Awaitable, Callable
 
 from ..history import HistoryService, PendingMessage, SavedMessage, payload_size
@@ -30,6 +31,7 @@ class _Entry:
     save: bool
     size: int
     done: asyncio.Future[SavedMessage | None] | None
+    ticket: int
 
 
 class HistoryWriter:
@@ -57,8 +59,12 @@ class HistoryWriter:
         self._space = asyncio.Event()
         self._space.set()
         self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # Entries are numbered as accepted; ``_delivered`` is the last number handled
+        # (in order), and ``_last_in`` the last number accepted per room.
+        self._tickets = 0
+        self._delivered = 0
+        self._last_in: dict[str, int] = {}
+        self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         # Diagnostics: transactions, messages stored, batches that failed, senders held back.
@@ -100,11 +106,12 @@ class HistoryWriter:
             self._space.clear()
             await self._space.wait()
         done = asyncio.get_running_loop().create_future() if wait else None
-        self._queue.append(_Entry(message, save, size, done))
+        self._tickets += 1
+        self._queue.append(_Entry(message, save, size, done, self._tickets))
+        self._last_in[message.room] = self._tickets
         self._rooms[message.room] += 1
         self._count += 1
         self._bytes += size
-        self._idle.clear()
         self._wakeup.set()
         if done is not None:
             await done
@@ -116,9 +123,23 @@ class HistoryWriter:
 
     async def flush(self) -> None:
         """Wait until everything accepted so far is stored and delivered (read your writes)."""
-        if self._task is None or self._task.done():
+        await self._wait_for(self._tickets)
+
+    async def flush_rooms(self, rooms: typing.Iterable[str]) -> None:
+        """Wait until what was accepted so far for ``rooms`` is delivered.
+
+        A socket's own frames wait here behind the saved broadcasts of its rooms,
+        so a handler's direct send or close never overtakes a broadcast it made.
+        """
+        if not self._rooms:
             return
-        await self._idle.wait()
+        await self._wait_for(max((self._last_in.get(room, 0) for room in rooms), default=0))
+
+    async def _wait_for(self, ticket: int) -> None:
+        if ticket <= self._delivered or self._task is None or self._task.done():
+            return
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._delivered >= ticket or self._task is None)
 
     async def _run(self) -> None:
         while True:
@@ -126,7 +147,6 @@ class HistoryWriter:
             self._wakeup.clear()
             while self._queue:
                 await self._write_batch()
-            self._idle.set()
             if self._closing:
                 return
 
@@ -152,22 +172,33 @@ class HistoryWriter:
                 logger.exception("Saving %d message(s) to history failed; they are not sent", len(to_save))
         saved = iter(records)
         for entry in batch:
-            self._release(entry)
-            if entry.save and error is not None:
-                _settle(entry.done, error=error)
-                continue
-            record = next(saved) if entry.save else None
+            record = next(saved) if entry.save and error is None else None
             try:
+                if entry.save and error is not None:
+                    _settle(entry.done, error=error)
+                    continue
                 await self.publish(entry.message, record)
             except Exception as exc:
                 _settle(entry.done, error=exc)
                 continue
+            finally:
+                # Only now: an unsaved send to this room must not overtake it.
+                self._release(entry)
             _settle(entry.done, result=record)
+        await self._advance(batch[-1].ticket)
+
+    async def _advance(self, ticket: int) -> None:
+        self._delivered = ticket
+        async with self._progress:
+            self._progress.notify_all()
 
     def _release(self, entry: _Entry) -> None:
-        self._rooms[entry.message.room] -= 1
-        if self._rooms[entry.message.room] <= 0:
-            del self._rooms[entry.message.room]
+        room = entry.message.room
+        self._rooms[room] -= 1
+        if self._rooms[room] <= 0:
+            del self._rooms[room]
+            if self._last_in.get(room) == entry.ticket:
+                del self._last_in[room]
         self._count -= 1
         self._bytes -= entry.size
         self._space.set()

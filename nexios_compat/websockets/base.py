@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 
 from ..conf import get_config
 from ..encoding import dumps, loads
+from ..engine import current_hub
 from ..limits import FrameLimiter
 from ..objects import URL, Address, Headers, QueryParams, State
 
@@ -280,6 +281,7 @@ class WebSocket:
             )
             await self._send(message)
         elif self.application_state == WebSocketState.CONNECTED:
+            await self._after_own_broadcasts()
             if message_type not in {"websocket.send", "websocket.close"}:
                 raise RuntimeError(f'Expected "websocket.send" or "websocket.close", got {message_type!r}')
             if message_type == "websocket.close":
@@ -409,10 +411,21 @@ class WebSocket:
         """Close the connection; closing twice is a no-op."""
         if self.application_state == WebSocketState.DISCONNECTED:
             return
+        await self._after_own_broadcasts()
         if self.application_state == WebSocketState.CONNECTED and _daphne_close(self._send, code, reason):
             self.application_state = WebSocketState.DISCONNECTED
             return
         await self.send({"type": "websocket.close", "code": code, "reason": reason or ""})
+
+    async def _after_own_broadcasts(self) -> None:
+        # Saved broadcasts to this socket's rooms that the writer accepted but has
+        # not stored yet reach the socket first: a handler that broadcasts, then
+        # replies or closes, is seen in that order, as with Nexios.
+        if not self.channels:
+            return
+        hub = current_hub()
+        if hub is not None and hub.writer.pending:
+            await hub.writer.flush_rooms({room for channel in self.channels for room in channel.groups})
 
     def is_connected(self) -> bool:
         """Whether both sides still consider the connection open."""

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import logging
 import typing
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 
 from ..encoding import loads
-from ..engine import Hub, current_hub, get_hub
+from ..engine import Hub
 from ..exceptions import RoomAccessDenied, WebSocketException
 from .base import Message, Receive, Scope, Send, WebSocket, WebSocketDisconnect, WebSocketState
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
+from .functions import FunctionConsumer, Handler
+from .serving import finish, open_socket, serve
 from .utils import (
     WS_1000_NORMAL_CLOSURE,
     WS_1001_GOING_AWAY,
@@ -28,64 +27,15 @@ from .utils import (
 )
 
 if typing.TYPE_CHECKING:
-    from ..routing import WebsocketRoute
+    from .routes import WebsocketRoute
+
+__all__ = ["FunctionConsumer", "Handler", "WebSocketConsumer", "WebSocketEndpoint"]
 
 logger = logging.getLogger("nexios_compat.consumers")
-
-Handler = Callable[..., Awaitable[None]]
 
 
 class UnsupportedData(Exception):
     """A frame did not match the endpoint's ``encoding``."""
-
-
-async def _finish(hub: Hub, websocket: WebSocket, close_code: int) -> None:
-    for channel in list(websocket.channels):
-        await hub.discard(channel)
-    if websocket.application_state == WebSocketState.CONNECTED:
-        await websocket.close(close_code if close_code != 1006 else WS_1000_NORMAL_CLOSURE)
-
-
-async def _open(websocket: WebSocket) -> Hub | None:
-    """Return this loop's hub, or refuse the handshake (``None``) if the server is shutting down."""
-    hub = current_hub()
-    if hub is not None and hub.stopping:
-        await websocket.close(1001, "Server shutting down")
-        return None
-    return await get_hub()
-
-
-async def _serve(hub: Hub, websocket: WebSocket, handler: Coroutine[typing.Any, typing.Any, None]) -> None:
-    """Run a connection's handler in its own task, which daphne's shutdown does not cancel.
-
-    On SIGTERM daphne cancels every application, which would interrupt a
-    handler wherever it is: mid-broadcast, mid-query, with no close frame and no
-    ``on_disconnect``. Instead, while the hub drains (its shutdown closes every
-    socket with 1001), the cancellation is absorbed and the handler ends as on
-    any close. Every other cancellation (daphne's ``application_close_timeout``,
-    a test's communicator, the hub's own deadline) reaches the handler as before.
-    """
-    this = asyncio.current_task()
-    task = asyncio.ensure_future(handler)
-    shutdown = hub.shutdown
-    shutdown.connection_started(websocket, task)
-    try:
-        while True:
-            try:
-                await asyncio.shield(task)
-                break
-            except asyncio.CancelledError:
-                if task.done() or not shutdown.draining or this is None:
-                    if not task.done():
-                        task.cancel()
-                        await asyncio.wait([task])
-                    raise
-                this.uncancel()  # the server is stopping: the hub closes this socket instead
-        if shutdown.stopping:
-            # Let the 1001 close frame reach the client before daphne drops every connection.
-            await websocket.wait_closed(shutdown.deadline - asyncio.get_running_loop().time())
-    finally:
-        shutdown.connection_finished(websocket)
 
 
 class WebSocketConsumer(AsyncConsumer):
@@ -112,7 +62,7 @@ class WebSocketConsumer(AsyncConsumer):
     @classmethod
     def as_route(cls, path: str) -> WebsocketRoute:
         """Return a route for ``app.add_ws_route`` / ``router.add_ws_route``."""
-        from ..routing import WebsocketRoute
+        from .routes import WebsocketRoute
 
         return WebsocketRoute(path, cls)
 
@@ -131,12 +81,12 @@ class WebSocketConsumer(AsyncConsumer):
             raise ValueError(f"Unsupported encoding {self.encoding!r}: use None, 'text', 'bytes' or 'json'")
         self.scope = scope
         websocket = self.websocket = WebSocket(scope, receive, send)
-        hub = await _open(websocket)
+        hub = await open_socket(websocket)
         if hub is None:
             return
         self.channel_layer = hub.layer
         self.channel = Channel(websocket, self.payload_type, expires=self.expires)
-        await _serve(hub, websocket, self._handle_connection(hub, websocket, self.channel))
+        await serve(hub, websocket, self._handle_connection(hub, websocket, self.channel))
 
     async def _handle_connection(self, hub: Hub, websocket: WebSocket, channel: Channel) -> None:
         close_code = WS_1000_NORMAL_CLOSURE
@@ -173,7 +123,7 @@ class WebSocketConsumer(AsyncConsumer):
         except Exception:
             logger.exception("%s.on_disconnect failed", type(self).__name__)
         finally:
-            await _finish(hub, websocket, close_code)
+            await finish(hub, websocket, close_code)
 
     def _decode(self, message: Message) -> typing.Any:
         text, data = message.get("text"), message.get("bytes")
@@ -278,47 +228,3 @@ class WebSocketConsumer(AsyncConsumer):
 
 class WebSocketEndpoint(WebSocketConsumer):
     """The name the Nexios documents use for ``WebSocketConsumer``."""
-
-
-class FunctionConsumer(AsyncConsumer):
-    """Runs a function handler ``async def handler(ws, **path_params)`` as a consumer."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        parameters = inspect.signature(handler).parameters.values()
-        self._takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-        self._accepted = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the handler; a failure closes only this socket, with 1011."""
-        self.scope = scope
-        websocket = WebSocket(scope, receive, send)
-        hub = await _open(websocket)
-        if hub is None:
-            return
-        self.channel_layer = hub.layer
-        await _serve(hub, websocket, self._handle_connection(hub, websocket))
-
-    async def _handle_connection(self, hub: Hub, websocket: WebSocket) -> None:
-        params = {
-            name: value
-            for name, value in websocket.path_params.items()
-            if self._takes_all or name in self._accepted
-        }
-        close_code = WS_1000_NORMAL_CLOSURE
-        try:
-            await self.handler(websocket, **params)
-        except WebSocketDisconnect as exc:
-            close_code = exc.code
-        except WebSocketException as exc:
-            close_code = exc.code
-            await websocket.close(exc.code, str(exc))
-        except Exception:
-            close_code = WS_1011_INTERNAL_ERROR
-            logger.exception(
-                "WebSocket handler %s failed; closing the socket with 1011",
-                self.handler.__qualname__,
-            )
-            await websocket.close(WS_1011_INTERNAL_ERROR, "Internal error")
-        finally:
-            await _finish(hub, websocket, close_code)

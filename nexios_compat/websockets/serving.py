@@ -1,0 +1,61 @@
+"""Serving one socket: open it on this loop's hub, run its handler, clean up after it."""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+from collections.abc import Coroutine
+
+from ..engine import Hub, current_hub, get_hub
+from .base import WebSocket, WebSocketState
+from .utils import WS_1000_NORMAL_CLOSURE
+
+
+async def finish(hub: Hub, websocket: WebSocket, close_code: int) -> None:
+    """Leave every room of the socket's channels and close it if the handler did not."""
+    for channel in list(websocket.channels):
+        await hub.discard(channel)
+    if websocket.application_state == WebSocketState.CONNECTED:
+        await websocket.close(close_code if close_code != 1006 else WS_1000_NORMAL_CLOSURE)
+
+
+async def open_socket(websocket: WebSocket) -> Hub | None:
+    """Return this loop's hub, or refuse the handshake (``None``) if the server is shutting down."""
+    hub = current_hub()
+    if hub is not None and hub.stopping:
+        await websocket.close(1001, "Server shutting down")
+        return None
+    return await get_hub()
+
+
+async def serve(hub: Hub, websocket: WebSocket, handler: Coroutine[typing.Any, typing.Any, None]) -> None:
+    """Run a connection's handler in its own task, which daphne's shutdown does not cancel.
+
+    On SIGTERM daphne cancels every application, which would interrupt a
+    handler wherever it is: mid-broadcast, mid-query, with no close frame and no
+    ``on_disconnect``. Instead, while the hub drains (its shutdown closes every
+    socket with 1001), the cancellation is absorbed and the handler ends as on
+    any close. Every other cancellation (daphne's ``application_close_timeout``,
+    a test's communicator, the hub's own deadline) reaches the handler as before.
+    """
+    this = asyncio.current_task()
+    task = asyncio.ensure_future(handler)
+    shutdown = hub.shutdown
+    shutdown.connection_started(websocket, task)
+    try:
+        while True:
+            try:
+                await asyncio.shield(task)
+                break
+            except asyncio.CancelledError:
+                if task.done() or not shutdown.draining or this is None:
+                    if not task.done():
+                        task.cancel()
+                        await asyncio.wait([task])
+                    raise
+                this.uncancel()  # the server is stopping: the hub closes this socket instead
+        if shutdown.stopping:
+            # Let the 1001 close frame reach the client before daphne drops every connection.
+            await websocket.wait_closed(shutdown.deadline - asyncio.get_running_loop().time())
+    finally:
+        shutdown.connection_finished(websocket)
