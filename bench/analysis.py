@@ -123,7 +123,8 @@ def _mem_common(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, float, float
     return k, la[k], lb[k]
 
 
-def _ratio(mine: float | None, theirs: float | None) -> float | None:
+def ratio(mine: float | None, theirs: float | None) -> float | None:
+    """``mine / theirs`` to 3 decimals, or None when either is missing or zero."""
     return round(mine / theirs, 3) if mine and theirs else None
 
 
@@ -136,9 +137,9 @@ def compute_variants(results: dict[str, Any], sizes: tuple[int, ...]) -> list[di
             continue
         entry: dict[str, Any] = {"label": label, "system": name, "reference": ref, "aim": aim}
         for size in sizes:
-            entry[f"delivered_{size}"] = _ratio(delivered_per_s(a, size), delivered_per_s(b, size))
+            entry[f"delivered_{size}"] = ratio(delivered_per_s(a, size), delivered_per_s(b, size))
         mem = _mem_common(a, b)
-        entry["memory_per_conn"] = _ratio(mem[1], mem[2]) if mem else None
+        entry["memory_per_conn"] = ratio(mem[1], mem[2]) if mem else None
         out.append(entry)
     return out
 
@@ -159,7 +160,7 @@ def compute_targets(results: dict[str, Any], sizes: tuple[int, ...]) -> list[dic
             continue
         for size in sizes:
             mine, theirs = delivered_per_s(me, size), delivered_per_s(other, size)
-            r = _ratio(mine, theirs)
+            r = ratio(mine, theirs)
             row(
                 f"delivered/s, room {size}: {TARGET_SYSTEM} / {base}",
                 r,
@@ -183,8 +184,8 @@ def compute_targets(results: dict[str, Any], sizes: tuple[int, ...]) -> list[dic
         row(
             f"memory per idle connection: {TARGET_SYSTEM} / plain_channels"
             + (f" at {mem[0]:,} sockets" if mem else ""),
-            _ratio(mem[1], mem[2]) if mem else None,
-            f"{fmt_ratio(_ratio(mem[1], mem[2]))} ({mem[1]:.1f} / {mem[2]:.1f} KiB)" if mem else "—",
+            ratio(mem[1], mem[2]) if mem else None,
+            f"{fmt_ratio(ratio(mem[1], mem[2]))} ({mem[1]:.1f} / {mem[2]:.1f} KiB)" if mem else "—",
             "<= 1.00x",
             None if mem is None else mem[1] <= mem[2],
         )
@@ -193,7 +194,7 @@ def compute_targets(results: dict[str, Any], sizes: tuple[int, ...]) -> list[dic
         if not a or not b:
             continue
         for size in sizes:
-            r = _ratio(delivered_per_s(a, size), delivered_per_s(b, size))
+            r = ratio(delivered_per_s(a, size), delivered_per_s(b, size))
             row(
                 f"save ratio (issue #3), room {size}: {saved} / nexios_compat",
                 r,
@@ -214,3 +215,9 @@ def fmt_num(value: float | None, digits: int = 0) -> str:
 def fmt_ratio(value: float | None) -> str:
     """``value`` as a ratio (``1.23x``), or a dash."""
     return "—" if value is None else f"{value:.2f}x"
+
+
+def table(header: list[str], align: str, rows: list[list[str]]) -> list[str]:
+    """A markdown table: ``align`` is the separator row's cells after the first, e.g. ``---:``."""
+    out = ["| " + " | ".join(header) + " |", "|---|" + "".join(f"{align}|" for _ in header[1:])]
+    return out + ["| " + " | ".join(row) + " |" for row in rows]

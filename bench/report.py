@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.analysis import TARGET_SYSTEM, delivered_per_s, fmt_num, fmt_ratio
+from bench.analysis import TARGET_SYSTEM, delivered_per_s, fmt_num, fmt_ratio, table
 from bench.measurement import DISTURBED_PCT, RETRIES_IF_DISTURBED
-
-# Sections of other scenarios (history, chat site, stall), after the targets; each returns
-# [] when its part of the document is absent, so a run without them renders as before.
-EXTRA_SECTIONS: list[Callable[[dict[str, Any]], list[str]]] = []
-
+from bench.saved import render_saved
 
 Doc = dict[str, Any]
-
-
-def table(header: list[str], align: str, rows: list[list[str]]) -> list[str]:
-    """A markdown table: ``align`` is the separator row's cells after the first, e.g. ``---:``."""
-    out = ["| " + " | ".join(header) + " |", "|---|" + "".join(f"{align}|" for _ in header[1:])]
-    return out + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def _header(doc: Doc) -> list[str]:
@@ -217,7 +206,7 @@ def render_markdown(doc: Doc) -> str:
         _ratios(doc, sizes),
         _variants(doc, sizes),
         _targets(doc),
-        *(extra(doc) for extra in EXTRA_SECTIONS),
+        render_saved(doc),  # [] when the run measured no saved history: renders as before
         _cpu(doc, sizes),
         _errors(doc),
         _systems(doc),

@@ -29,12 +29,15 @@ from typing import Any
 
 from bench._util import raise_nofile_limit
 from bench.analysis import compute_ratios, compute_targets, compute_variants, machine_info
+from bench.chatsite import FULL_CHAT, QUICK_CHAT, run_chat_site
 from bench.launch import Launch, Unavailable
 from bench.measurement import measure_memory, measure_room, settle, wait_quiet, window_for
 from bench.procs import ROOT, ServerGroup
 from bench.report import plot, render_markdown
+from bench.saved import compute_saved
 from bench.services import Services
-from bench.systems import EXTRA_SYSTEMS, FULL, QUICK, SYSTEMS, Plan, System
+from bench.stall import run_stall, stall_systems
+from bench.systems import EXTRA_SYSTEMS, FULL, QUICK, SYSTEMS, Plan, System, chat_systems
 
 RESULTS = ROOT / "bench" / "results"
 # A quick run is a check, not a result to quote: it never overwrites the committed files.
@@ -121,18 +124,25 @@ async def bench_system(
     return result
 
 
-def _select(args: argparse.Namespace) -> tuple[Plan, list[System]]:
+SCENARIOS = ("rooms", "chat", "stall")
+
+
+def _select(args: argparse.Namespace) -> tuple[Plan, dict[str, list[System]]]:
+    """The plan, and the systems of each scenario that ``--scenarios`` and ``--only`` keep."""
     plan = QUICK if args.quick else FULL
     if args.sizes:
         plan = dataclasses.replace(plan, sizes=tuple(int(s) for s in args.sizes.split(",")))
-    systems = SYSTEMS + EXTRA_SYSTEMS
+    wanted_scenarios = args.scenarios.split(",")
+    if set(wanted_scenarios) - set(SCENARIOS):
+        raise SystemExit(f"unknown scenarios: {args.scenarios} (known: {', '.join(SCENARIOS)})")
+    chosen = {"rooms": SYSTEMS + EXTRA_SYSTEMS, "chat": chat_systems(), "stall": stall_systems()}
     if args.only:
         wanted = args.only.split(",")
-        unknown = set(wanted) - {s.name for s in systems}
+        unknown = set(wanted) - {s.name for systems in chosen.values() for s in systems}
         if unknown:
             raise SystemExit(f"unknown systems: {', '.join(sorted(unknown))}")
-        systems = [s for s in systems if s.name in wanted]
-    return plan, systems
+        chosen = {k: [s for s in v if s.name in wanted] for k, v in chosen.items()}
+    return plan, {k: (v if k in wanted_scenarios else []) for k, v in chosen.items()}
 
 
 async def _run_rooms(
@@ -162,16 +172,22 @@ def write_outputs(doc: dict[str, Any], out_dir: Path) -> None:
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     """Run the selected systems and scenarios; write and return the document."""
-    plan, systems = _select(args)
+    plan, chosen = _select(args)
     raise_nofile_limit()
     out_dir = Path(args.out or (QUICK_RESULTS if args.quick else RESULTS)).resolve()
     work = RESULTS / "tmp"
     work.mkdir(parents=True, exist_ok=True)
     meta = machine_info()
     t0 = time.monotonic()
-    services = await Services.start(systems, work, meta)
+    services = await Services.start([s for v in chosen.values() for s in v], work, meta)
+    extra: dict[str, Any] = {}
     try:
-        results = await _run_rooms(systems, plan, services, work, args.wait_quiet)
+        results = await _run_rooms(chosen["rooms"], plan, services, work, args.wait_quiet)
+        if chosen["chat"]:
+            chat_plan = QUICK_CHAT if args.quick else FULL_CHAT
+            extra["chat_site"] = await run_chat_site(chosen["chat"], chat_plan, services, work)
+        if chosen["stall"]:
+            extra["stall"] = await run_stall(chosen["stall"], args.quick, services, work)
     finally:
         services.stop()
     meta["loadavg_end"] = round(os.getloadavg()[0], 2)
@@ -186,7 +202,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "ratios": compute_ratios(results, plan.sizes),
         "variants": compute_variants(results, plan.sizes),
         "targets": compute_targets(results, plan.sizes),
+        **extra,
     }
+    doc["saved"] = compute_saved(doc)
     write_outputs(doc, out_dir)
     return doc
 
@@ -212,9 +230,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="S",
         help="before each system and room size, wait up to S s for the machine to be < 25%% busy",
     )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated: rooms (the room matrix), chat (chat site), stall (stalled database)",
+    )
     args = parser.parse_args(argv)
     doc = asyncio.run(main_async(args))
     failed = [n for n, r in doc["systems"].items() if r.get("status") != "ok"]
+    for part in ("chat_site", "stall"):
+        failed += [n for n, r in doc.get(part, {}).get("systems", {}).items() if r.get("status") != "ok"]
     return 1 if failed else 0
 
 

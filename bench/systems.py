@@ -86,6 +86,12 @@ _COMPAT_ENV = {
 }
 _COMPAT_CMD = f"{DAPHNE} bench.peers.nexios_compat_peer.asgi:application"
 _COMPAT_SETUP = ("{python} manage.py migrate --noinput",)
+_PLAIN_SAVED_ENV = {
+    "DJANGO_SETTINGS_MODULE": "bench.peers.plain_channels_saved.settings",
+    "DATABASE_URL": "sqlite:///{tmpdir}/bench.sqlite3",
+}
+_PLAIN_SAVED_CMD = f"{DAPHNE} bench.peers.plain_channels_saved.asgi:application"
+_PLAIN_SAVED_SETUP = ("{python} -m django migrate --noinput",)
 EXTRA_SYSTEMS: list[System] = [
     System(
         "nexios_compat",
@@ -108,6 +114,7 @@ EXTRA_SYSTEMS: list[System] = [
         setup=_COMPAT_SETUP,
         path="/ws/bench-saved/{room}/",
         description="nexios_compat, save_history=True on SQLite, in-memory layer, daphne",
+        idle_memory=False,
     ),
     System(
         "nexios_compat_saved_pg",
@@ -116,6 +123,33 @@ EXTRA_SYSTEMS: list[System] = [
         setup=_COMPAT_SETUP,
         path="/ws/bench-saved/{room}/",
         description="nexios_compat, save_history=True on PostgreSQL, in-memory layer, daphne",
+        idle_memory=False,
+    ),
+    System(
+        "plain_channels_saved",
+        _PLAIN_SAVED_CMD,
+        env=_PLAIN_SAVED_ENV,
+        setup=_PLAIN_SAVED_SETUP,
+        path="/ws/bench-saved/{room}/",
+        description="plain_channels + database_sync_to_async(ChatMessage.objects.create) per message"
+        " before its group_send, SQLite, in-memory layer, daphne",
+        idle_memory=False,
+    ),
+    System(
+        "plain_channels_saved_pg",
+        _PLAIN_SAVED_CMD,
+        env={**_PLAIN_SAVED_ENV, "DATABASE_URL": "{postgres_url}"},
+        setup=_PLAIN_SAVED_SETUP,
+        path="/ws/bench-saved/{room}/",
+        description="plain_channels_saved on PostgreSQL",
+        idle_memory=False,
+    ),
+    System(
+        "nexios_daphne_saved",
+        f"{DAPHNE} bench.peers.nexios_peer.app:app",
+        path="/ws/bench-saved/{room}/",
+        description="Nexios 3 with save_history=True (its in-process history), daphne",
+        idle_memory=False,
     ),
     System(
         "nexios_compat_2proc",
@@ -128,6 +162,38 @@ EXTRA_SYSTEMS: list[System] = [
     ),
 ]
 # ==================================================================================
+
+SAVED_PATH = "/ws/bench-saved/{room}/"
+
+
+def chat_systems() -> list[System]:
+    """The chat-site scenario's systems: ours and plain Channels, saving every message.
+
+    SQLite and PostgreSQL, one daphne process (in-memory layer) and two (one channels_redis):
+    eight systems, named ``<base>_<db>_<n>proc``.
+    """
+    bases = (
+        ("nexios_compat_saved", _COMPAT_CMD, _COMPAT_ENV, _COMPAT_SETUP),
+        ("plain_channels_saved", _PLAIN_SAVED_CMD, _PLAIN_SAVED_ENV, _PLAIN_SAVED_SETUP),
+    )
+    dbs = (("sqlite", "sqlite:///{tmpdir}/bench.sqlite3"), ("pg", "{postgres_url}"))
+    out = []
+    for base, cmd, env, setup in bases:
+        for db, url in dbs:
+            for procs in (1, 2):
+                layer = {"REDIS_URL": "{redis_url}"} if procs > 1 else {}
+                out.append(
+                    System(
+                        f"{base}_{db}_{procs}proc",
+                        cmd,
+                        env={**env, "DATABASE_URL": url, **layer},
+                        setup=setup,
+                        path=SAVED_PATH,
+                        processes=procs,
+                        description=f"{base} on {db}, {procs} daphne process(es)",
+                    )
+                )
+    return out
 
 
 @dataclass(frozen=True)
