@@ -74,7 +74,7 @@ class RateSearch:
         step = await self.load.step(rate, self.plan.step_seconds, self.plan.drain_timeout, self.probes)
         step["passed"], step["why"] = step_passes(step)
         self.steps.append(step)
-        print(f"      {rate:>9,.0f}/s offered: {step['why']}, p99 {step['p99_ms']} ms", flush=True)
+        print(f"      {rate:>9,.0f}/s offered: {step['why']} (p99 {step['p99_ms']} ms)", flush=True)
         if step["passed"]:
             self.best = max(self.best or 0.0, rate)
         else:
@@ -98,7 +98,7 @@ class RateSearch:
                 break
             if self.worst / self.best < 1.15:
                 break
-            await self._try(math.sqrt(self.best * self.worst))
+            await self._try(round(math.sqrt(self.best * self.worst)))
         limit = "budget" if not self._time_left() else ("max_rate" if self.worst is None else "p99/delivery")
         return {
             "sustained_per_s": self.best,

@@ -178,11 +178,21 @@ def _stall_section(stall: dict[str, Any]) -> list[str]:
             ),
             fmt_num(s.get("rss_after_mib"), 1),
             f"{fmt_num(s.get('delivered'))} / {fmt_num(s.get('expected'))}",
+            fmt_num(s.get("delivered_during_stall")),
             fmt_num(s.get("drain_s_after_release"), 1),
         ]
         for name, s in stall.get("systems", {}).items()
     ]
-    header = ["system", "RSS before", "peak during", "end of stall", "after", "delivered", "drain s"]
+    header = [
+        "system",
+        "RSS before",
+        "peak during",
+        "end of stall",
+        "after",
+        "delivered",
+        "delivered in stall",
+        "drain s",
+    ]
     return [
         "## Stalled database: server RSS (MiB) while the message table is locked"
         f" for {stall.get('stall_s', 0):g} s",

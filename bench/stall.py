@@ -43,7 +43,10 @@ def stall_systems() -> list[System]:
 async def locked(database_url: str, table: str) -> AsyncIterator[None]:
     """Hold a write lock on ``table`` (all of SQLite's file) on a connection of our own."""
     if database_url.startswith("sqlite:///"):
-        conn = sqlite3.connect(database_url.removeprefix("sqlite://"), timeout=30, isolation_level=None)
+        # used from worker threads (to_thread), one at a time
+        conn = sqlite3.connect(
+            database_url.removeprefix("sqlite://"), timeout=30, isolation_level=None, check_same_thread=False
+        )
         await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")
         try:
             yield
@@ -96,16 +99,23 @@ async def _stalled_run(load: ChatLoad, launch: Launch, server: ServerGroup, rate
     sampler = RssSampler(server)
     load.next_step()
     sending = asyncio.create_task(load.send_for(rate, BEFORE_S + STALL_S + AFTER_SEND_S))
-    await asyncio.sleep(BEFORE_S)
-    t_lock = sampler.now()
-    async with locked(launch.database_url, table):
-        await asyncio.sleep(STALL_S)
-    t_release = sampler.now()
-    sent = await sending
-    drained = await load.drain(sent * load.room_size, timeout=60.0)
-    t_drained = sampler.now()
-    await asyncio.sleep(1.0)
-    await sampler.stop()
+    try:
+        await asyncio.sleep(BEFORE_S)
+        t_lock = sampler.now()
+        async with locked(launch.database_url, table):
+            at_lock = load.received
+            await asyncio.sleep(STALL_S)
+            # saved messages cannot be delivered before their commit: near 0 if the lock held
+            during_stall = load.received - at_lock
+        t_release = sampler.now()
+        sent = await sending
+        drained = await load.drain(sent * load.room_size, timeout=60.0)
+        t_drained = sampler.now()
+        await asyncio.sleep(1.0)
+    finally:
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
+        await sampler.stop()
     before = statistics.median(sampler.between(0.5, t_lock) or [0.0])
     during = sampler.between(t_lock, t_release)
     peak = max(during or [0.0])
@@ -115,6 +125,7 @@ async def _stalled_run(load: ChatLoad, launch: Launch, server: ServerGroup, rate
         "sent": sent,
         "expected": sent * load.room_size,
         "delivered": load.received,
+        "delivered_during_stall": during_stall,
         "drained": drained,
         "drain_s_after_release": round(t_drained - t_release, 2),
         "rss_before_mib": round(before, 1),
