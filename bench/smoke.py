@@ -16,7 +16,7 @@ from typing import Any
 
 from bench._util import free_port, wait_port
 from bench.loadgen import run_load
-from bench.run import ROOT, Server
+from bench.procs import ROOT, Server
 
 
 def smoke(members: int = 5, messages: int = 20, timeout: float = 30.0) -> dict[str, Any]:

@@ -4,6 +4,7 @@ Served by uvicorn (``uvicorn bench.peers.nexios_peer.app:app``) and by daphne
 (``daphne bench.peers.nexios_peer.app:app``). Each socket of ``/ws/bench/{room}/`` is
 wrapped in a ``nexios.websockets.Channel`` and joins the ``ChannelBox`` group named after
 the room; every JSON message received is fanned out with ``ChannelBox.group_send``.
+``/ws/bench-saved/{room}/`` does the same with ``save_history=True``.
 
 nexios 3.12 has no ``WSRouter`` class any more (a ``Router`` carries WebSocket routes) and no
 ``get_application``: this module's ``get_application()`` builds the ``NexiosApp``.
@@ -20,9 +21,11 @@ from nexios.websockets import Channel, ChannelBox, WebSocket, WebSocketDisconnec
 from bench._util import raise_nofile_limit
 
 ROUTE = "/ws/bench/{room}/"
+SAVED_ROUTE = "/ws/bench-saved/{room}/"
 
 
-async def room_socket(websocket: WebSocket) -> None:
+async def room_socket(websocket: WebSocket, save_history: bool = False) -> None:
+    """Join the room's group and fan every JSON message out to it."""
     room = str(websocket.path_params["room"])
     await websocket.accept()
     channel = Channel(websocket=websocket, payload_type="json")
@@ -30,11 +33,16 @@ async def room_socket(websocket: WebSocket) -> None:
     try:
         while True:
             payload = await websocket.receive_json()
-            await ChannelBox.group_send(group_name=room, payload=payload)
+            await ChannelBox.group_send(group_name=room, payload=payload, save_history=save_history)
     except WebSocketDisconnect:
         pass
     finally:
         await ChannelBox.remove_channel_from_group(channel, group_name=room)
+
+
+async def saved_room_socket(websocket: WebSocket) -> None:
+    """``room_socket`` with ``save_history=True`` (Nexios keeps history in process memory)."""
+    await room_socket(websocket, save_history=True)
 
 
 def _quiet_logging() -> None:
@@ -49,6 +57,7 @@ def get_application() -> NexiosApp:
     application = NexiosApp(title="nexios bench peer", debug=False)
     router = Router()
     router.add_ws_route(WebsocketRoute(ROUTE, room_socket))
+    router.add_ws_route(WebsocketRoute(SAVED_ROUTE, saved_room_socket))
     application.mount_router(router)
     _quiet_logging()
     return application
