@@ -26,8 +26,7 @@ LayerMessage = dict[str, typing.Any]
 # One broadcast inside a fan-out batch: kind, text, data, seq (None when not saved),
 # then the room's epoch when there is one: unsaved broadcasts cost nothing more.
 Item = (
-    tuple[str, str | None, bytes | None, int | None]
-    | tuple[str, str | None, bytes | None, int | None, str]
+    tuple[str, str | None, bytes | None, int | None] | tuple[str, str | None, bytes | None, int | None, str]
 )
 
 
