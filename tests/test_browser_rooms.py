@@ -84,16 +84,16 @@ class CuttableProxy:
 
 
 @contextlib.contextmanager
-def proxy_to(server: DaphneServer) -> Iterator[CuttableProxy]:
-    proxy = CuttableProxy(server.port)
+def proxy_to(target: DaphneServer) -> Iterator[CuttableProxy]:
+    proxy = CuttableProxy(target.port)
     try:
         yield proxy
     finally:
         proxy.close()
 
 
-def shell(server: DaphneServer, code: str, **values: object) -> None:
-    run_manage("shell", "-c", code.format(**values), env=server.extra_env)
+def shell(target: DaphneServer, code: str, **values: object) -> None:
+    run_manage("shell", "-c", code.format(**values), env=target.extra_env)
 
 
 def chat_texts(page: Page) -> list[str]:
@@ -146,7 +146,7 @@ def test_network_drop_and_return_resumes_without_loss_or_duplicates(
 
 
 def test_flush_while_disconnected_reloads_instead_of_replaying_part(
-    browser: Browser,
+    browser: Browser,  # noqa: F811
     pages: list[Page],  # noqa: F811
     daphne_factory: DaphneFactory,
     tmp_path: Path,
