@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run deps test lint screenshots bench bench-quick clean
+.PHONY: run superuser deps test lint screenshots bench bench-quick clean
 
 $(BIN)/activate: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ $(BIN)/activate: requirements.txt pyproject.toml
 run: $(BIN)/activate
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/daphne -b $(HOST) -p $(PORT) project.asgi:application
+
+# A staff login for `make run`'s site (/admin/, members-only rooms); asks for a name and password.
+superuser: $(BIN)/activate
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py createsuperuser
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check nexios_compat chat project tests bench

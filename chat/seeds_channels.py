@@ -18,7 +18,7 @@ async def chat_handler(ws: WebSocket):
         websocket=ws,
         payload_type=PayloadTypeEnum.JSON,  # Can be JSON, TEXT, or BINARY
         expires=1800,  # 30 minutes (optional)
-        metadata={"username": "anonymous"}  # Optional metadata
+        metadata={"username": "anonymous"},  # Optional metadata
     )
     try:
         while True:
@@ -45,7 +45,7 @@ async def chat_handler(ws: WebSocket):  # noqa: F811  (the document reuses the n
     channel = Channel(
         websocket=ws,
         payload_type=PayloadTypeEnum.JSON,
-        expires=300  # 5 minutes
+        expires=300,  # 5 minutes
     )
     try:
         while True:

@@ -70,12 +70,7 @@ async def info_websocket(ws: WebSocket):
     query_params = ws.scope["query_string"].decode()
     # Path parameters (for routes like "/ws/{room_id}")
     room_id = ws.scope["path_params"].get("room_id")
-    await ws.send_json({
-        "ip": client_ip,
-        "headers": headers,
-        "query": query_params,
-        "room_id": room_id
-    })
+    await ws.send_json({"ip": client_ip, "headers": headers, "query": query_params, "room_id": room_id})
 
 
 @ws_router.ws_route("/safe")
@@ -104,7 +99,7 @@ async def room_handler(ws: WebSocket, room_name: str):
     channel = Channel(
         websocket=ws,
         payload_type=PayloadTypeEnum.JSON.value,
-        expires=3600  # 1 hour expiration
+        expires=3600,  # 1 hour expiration
     )
     # Join room
     await ChannelBox.add_channel_to_group(channel, room_name)
@@ -114,12 +109,8 @@ async def room_handler(ws: WebSocket, room_name: str):
             # Broadcast to room
             await ChannelBox.group_send(
                 group_name=room_name,
-                payload={
-                    "user": data.get("user"),
-                    "message": data["message"],
-                    "timestamp": time.time()
-                },
-                save_history=True  # Store in message history
+                payload={"user": data.get("user"), "message": data["message"], "timestamp": time.time()},
+                save_history=True,  # Store in message history
             )
     except Exception as e:
         print(f"Error: {e}")
@@ -136,29 +127,19 @@ class ChatEndpoint(WebSocketEndpoint):
         await ws.accept()
         room_name = ws.scope["path_params"]["room_name"]
         await self.join_group(room_name)
-        await self.broadcast(
-            {"system": f"New user joined {room_name}"},
-            room_name
-        )
+        await self.broadcast({"system": f"New user joined {room_name}"}, room_name)
 
     async def on_receive(self, ws: WebSocket, data: typing.Any):
         room_name = ws.scope["path_params"]["room_name"]
         await self.broadcast(
-            {
-                "user": data["user"],
-                "message": data["message"],
-                "timestamp": time.time()
-            },
+            {"user": data["user"], "message": data["message"], "timestamp": time.time()},
             room_name,
-            save_history=True
+            save_history=True,
         )
 
     async def on_disconnect(self, ws: WebSocket, close_code: int):
         room_name = ws.scope["path_params"]["room_name"]
-        await self.broadcast(
-            {"system": f"User left {room_name}"},
-            room_name
-        )
+        await self.broadcast({"system": f"User left {room_name}"}, room_name)
         await self.leave_group(room_name)
 
 
@@ -175,23 +156,18 @@ class ChatRoom(WebSocketEndpoint):
                 "type": "system",
                 "message": f"{self.user} joined the chat",
                 "timestamp": time.time(),
-                "users": await self.get_user_count()
+                "users": await self.get_user_count(),
             },
             self.room,
-            save_history=True
+            save_history=True,
         )
 
     async def on_receive(self, ws: WebSocket, data: typing.Any):
         if data.get("type") == "message":
             await self.broadcast(
-                {
-                    "type": "chat",
-                    "user": self.user,
-                    "message": data["content"],
-                    "timestamp": time.time()
-                },
+                {"type": "chat", "user": self.user, "message": data["content"], "timestamp": time.time()},
                 self.room,
-                save_history=True
+                save_history=True,
             )
 
     async def on_disconnect(self, ws: WebSocket, close_code: int):
@@ -200,10 +176,10 @@ class ChatRoom(WebSocketEndpoint):
                 "type": "system",
                 "message": f"{self.user} left the chat",
                 "timestamp": time.time(),
-                "users": await self.get_user_count() - 1
+                "users": await self.get_user_count() - 1,
             },
             self.room,
-            save_history=True
+            save_history=True,
         )
         await self.leave_group(self.room)
 

@@ -1,10 +1,15 @@
 from django.urls import path
 
+from nexios_compat.views import HistoryView
+
 from . import views
+from .sockets import RoomEndpoint
 
 app_name = "chat"
 urlpatterns = [
     path("", views.index, name="index"),
     path("room/<str:room>/", views.room, name="room"),
+    # "Load older messages", under the same room rules as the socket.
+    path("room/<str:room>/history/", HistoryView.as_view(endpoint=RoomEndpoint), name="history"),
     path("try/", views.try_seed, name="try"),
 ]

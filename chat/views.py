@@ -1,5 +1,7 @@
 """The example's pages: the rooms, one room, and a page to try the seed documents' sockets."""
 
+from urllib.parse import quote
+
 from django.db.models import Count, F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -7,9 +9,6 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from nexios_compat.models import Room
-
-# How many saved messages a visitor sees on entering a room.
-HISTORY_ON_JOIN = 50
 
 # The seed documents' examples, as chat/sockets.py mounts them: path, a frame to send, what it does.
 SEEDS = [
@@ -42,10 +41,12 @@ def room(request: HttpRequest, room: str) -> HttpResponse:
         username = request.user.get_username()
     else:
         username = request.GET.get("username", "").strip()[:50]
+    # The page shows the newest 50 saved messages (rooms.js, over the history view), then live ones.
     config = {
         "room": room,
         "username": username,
-        "since": max((saved.last_seq if saved else 0) - HISTORY_ON_JOIN, 0),
+        "socket": f"/ws/chat/{quote(room, safe='')}/",
+        "history": reverse("chat:history", args=[room]),
     }
     context = {"room": room, "username": username, "here": saved.here if saved else 0, "config": config}
     return render(request, "chat/room.html", context)

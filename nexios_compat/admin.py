@@ -264,7 +264,7 @@ class RoomAdmin(admin.ModelAdmin):
 
     @admin.action(description="Delete the saved messages of the selected rooms")
     def flush_history(self, request: HttpRequest, queryset: QuerySet[Room]) -> TemplateResponse | None:
-        """Confirm, then delete every saved message of each room (message numbers keep counting)."""
+        """Confirm, then delete every saved message of each room (numbers keep counting, new epoch)."""
         form = ConfirmForm(request.POST if "apply" in request.POST else None)
         if not form.is_valid():
             return self._action_page(
@@ -273,7 +273,8 @@ class RoomAdmin(admin.ModelAdmin):
                 "flush_history",
                 "Delete saved messages",
                 "Every saved message of these rooms is deleted; this cannot be undone. "
-                "New messages continue the rooms' numbering, so resuming clients stay correct.",
+                "New messages continue the rooms' numbering in a new epoch: clients resuming "
+                "from before the flush are told to reload.",
                 "Yes, delete the messages",
                 form,
             )

@@ -52,28 +52,43 @@ def unpack(kind: str, text: str | None, data: bytes | None) -> typing.Any:
     return bytes(data or b"")
 
 
+# Envelope levels a member asks for: none, {"room","seq","payload"}, and that plus "epoch".
+ENVELOPE_NONE = 0
+ENVELOPE_SEQ = 1
+ENVELOPE_EPOCH = 2
+
+
 class FrameCache:
     """Builds each frame variant of one message at most once."""
 
-    __slots__ = ("_frames", "data", "kind", "room", "seq", "text")
+    __slots__ = ("_frames", "data", "epoch", "kind", "room", "seq", "text")
 
-    def __init__(self, room: str, kind: str, text: str | None, data: bytes | None, seq: int | None):
+    def __init__(
+        self,
+        room: str,
+        kind: str,
+        text: str | None,
+        data: bytes | None,
+        seq: int | None,
+        epoch: str | None = None,
+    ):
         self.room = room
         self.kind = kind
         self.text = text
         self.data = data
         self.seq = seq
-        self._frames: dict[tuple[PayloadTypeEnum, bool], dict[str, typing.Any]] = {}
+        self.epoch = epoch
+        self._frames: dict[tuple[PayloadTypeEnum, int], dict[str, typing.Any]] = {}
 
-    def frame(self, payload_type: PayloadTypeEnum, envelope: bool) -> dict[str, typing.Any]:
-        """Return the ASGI send message for a channel of this payload type."""
+    def frame(self, payload_type: PayloadTypeEnum, envelope: int) -> dict[str, typing.Any]:
+        """Return the ASGI send message for a channel of this payload type and envelope level."""
         key = (payload_type, envelope)
         frame = self._frames.get(key)
         if frame is None:
             frame = self._frames[key] = self._build(payload_type, envelope)
         return frame
 
-    def _build(self, payload_type: PayloadTypeEnum, envelope: bool) -> dict[str, typing.Any]:
+    def _build(self, payload_type: PayloadTypeEnum, envelope: int) -> dict[str, typing.Any]:
         kind, text, data = self.kind, self.text, self.data
         if kind == KIND_BYTES:
             assert data is not None
@@ -88,6 +103,8 @@ class FrameCache:
             body = text if kind == KIND_JSON else dumps(text)
             if envelope:
                 seq = "null" if self.seq is None else str(self.seq)
+                if envelope >= ENVELOPE_EPOCH:
+                    seq += f',"epoch":{dumps(self.epoch)}'
                 body = f'{{"room":{dumps(self.room)},"seq":{seq},"payload":{body}}}'
             return {"type": "websocket.send", "text": body}
         if payload_type is PayloadTypeEnum.BYTES:

@@ -43,6 +43,17 @@ class SavedMessage:
     seq: int
     uuid: uuid.UUID
     created: datetime.datetime
+    # The room's epoch when the number was handed out ("" from stores without epochs).
+    epoch: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """A room's stream position as read at one moment: epoch, counter, and saved messages after a point."""
+
+    epoch: str
+    last_seq: int
+    messages: list[ChannelMessageDC]
 
 
 class BaseHistoryStore:
@@ -65,8 +76,17 @@ class BaseHistoryStore:
         newest = self.fetch(room, None, 1)
         return (newest[-1].seq or 0) if newest else 0
 
+    def read(self, room: str, since: int) -> Position:
+        """Return the room's epoch and counter with its messages after ``since``, read together."""
+        return Position("", self.last_seq(room), self.fetch(room, since))
+
+    def page(self, room: str, before: int | None, limit: int) -> list[ChannelMessageDC]:
+        """Return up to ``limit`` of a room's messages with ``seq < before``, newest first."""
+        older = [m for m in self.fetch(room) if before is None or (m.seq or 0) < before]
+        return list(reversed(older[-limit:])) if limit > 0 else []
+
     def flush(self, room: str | None = None) -> int:
-        """Delete the messages of one room, or of every room; return how many."""
+        """Delete the messages of one room, or of every room (starting a new epoch); return how many."""
         raise NotImplementedError
 
     def prune(self) -> int:
@@ -103,6 +123,7 @@ class DatabaseHistoryStore(BaseHistoryStore):
                 raise _RoomsMissing(missing)  # rolls back the numbers already taken
             next_seq = {name: row[1] - counts[name] for name, row in numbered.items() if row is not None}
             room_ids = {name: row[0] for name, row in numbered.items() if row is not None}
+            epochs = {name: row[2] for name, row in numbered.items() if row is not None}
             rows = []
             for message in messages:
                 next_seq[message.room] += 1
@@ -119,7 +140,10 @@ class DatabaseHistoryStore(BaseHistoryStore):
                     )
                 )
             Message.objects.bulk_create(rows)
-        return [SavedMessage(seq=row.seq, uuid=row.uuid, created=now) for row in rows]
+        return [
+            SavedMessage(seq=row.seq, uuid=row.uuid, created=now, epoch=epochs[message.room])
+            for row, message in zip(rows, messages, strict=True)
+        ]
 
     @staticmethod
     def _to_dc(room: str, row: typing.Any) -> ChannelMessageDC:
@@ -151,6 +175,27 @@ class DatabaseHistoryStore(BaseHistoryStore):
 
         return Room.objects.filter(name=room).values_list("last_seq", flat=True).first() or 0
 
+    def read(self, room: str, since: int) -> Position:
+        """Read the room row and the messages after ``since`` in one transaction."""
+        from .models import Room
+
+        with transaction.atomic():
+            # No lock needed: a batch commits its rows with the counter, so the
+            # messages read after the row include at least everything it counts.
+            row = Room.objects.filter(name=room).values_list("last_seq", "epoch").first()
+            if row is None:
+                return Position("", 0, [])
+            return Position(row[1], int(row[0]), self.fetch(room, since))
+
+    def page(self, room: str, before: int | None, limit: int) -> list[ChannelMessageDC]:
+        """Return up to ``limit`` messages with ``seq < before``, newest first (one indexed query)."""
+        from .models import Message
+
+        rows = Message.objects.filter(room__name=room)
+        if before is not None:
+            rows = rows.filter(seq__lt=before)
+        return [self._to_dc(room, row) for row in rows.order_by("-seq")[: max(limit, 0)]]
+
     def fetch_all(self) -> dict[str, list[ChannelMessageDC]]:
         """Return every room that has messages, with its messages oldest first."""
         from .models import Message
@@ -161,11 +206,15 @@ class DatabaseHistoryStore(BaseHistoryStore):
         return result
 
     def flush(self, room: str | None = None) -> int:
-        """Delete messages; sequence numbers keep counting so resume stays correct."""
-        from .models import Message
+        """Delete messages and start a new epoch; numbers keep counting, resumes across it are refused."""
+        from .models import Message, Room, new_epoch
 
-        rows = Message.objects.all() if room is None else Message.objects.filter(room__name=room)
-        return rows.delete()[0]
+        rooms = Room.objects.all() if room is None else Room.objects.filter(name=room)
+        with transaction.atomic():
+            # One epoch per room: each row gets its own, never a shared one.
+            for room_id in rooms.values_list("id", flat=True):
+                Room.objects.filter(id=room_id).update(epoch=new_epoch())
+            return Message.objects.filter(room__in=rooms).delete()[0]
 
     def prune(self) -> int:
         """Trim every room to its retention limits, always keeping its newest message."""
@@ -222,19 +271,19 @@ class _RoomsMissing(Exception):
         self.names = names
 
 
-def _take_numbers(room: str, count: int, now: datetime.datetime) -> tuple[int, int] | None:
-    """Advance a room's counter by ``count`` (locking its row); return ``(room id, new last_seq)``."""
+def _take_numbers(room: str, count: int, now: datetime.datetime) -> tuple[int, int, str] | None:
+    """Advance a room's counter by ``count`` (locking its row); return ``(room id, new last_seq, epoch)``."""
     from .models import Room
 
     table = connection.ops.quote_name(Room._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET last_seq = last_seq + %s, last_activity = %s WHERE name = %s "
-            "RETURNING id, last_seq",
+            "RETURNING id, last_seq, epoch",
             [count, connection.ops.adapt_datetimefield_value(now), room],
         )
         row = cursor.fetchone()
-    return (int(row[0]), int(row[1])) if row is not None else None
+    return (int(row[0]), int(row[1]), str(row[2])) if row is not None else None
 
 
 def payload_size(message: PendingMessage) -> int:
@@ -291,6 +340,14 @@ class HistoryService:
     ) -> list[ChannelMessageDC]:
         """Return a room's messages after ``since``, oldest first (the newest ``limit``)."""
         return await run_db(self.store.fetch, room, since, limit)
+
+    async def read(self, room: str, since: int) -> Position:
+        """Return the room's epoch, counter and messages after ``since``, read together."""
+        return await run_db(self.store.read, room, since)
+
+    async def page(self, room: str, before: int | None, limit: int) -> list[ChannelMessageDC]:
+        """Return up to ``limit`` messages with ``seq < before``, newest first."""
+        return await run_db(self.store.page, room, before, limit)
 
     async def fetch_all(self) -> dict[str, list[ChannelMessageDC]]:
         """Return every room's messages, oldest first."""

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 from django.db import models
 
 from .encoding import unpack
+
+
+def new_epoch() -> str:
+    """Return a fresh epoch: random, so a recreated room never repeats its predecessor's."""
+    return secrets.token_hex(4)
 
 
 class Room(models.Model):
@@ -15,6 +21,11 @@ class Room(models.Model):
     name = models.TextField(unique=True, help_text="The group name as the application uses it.")
     created = models.DateTimeField(auto_now_add=True)
     last_seq = models.BigIntegerField(default=0, help_text="Highest message number handed out.")
+    epoch = models.CharField(
+        max_length=16,
+        default=new_epoch,
+        help_text="Changes whenever the history can no longer be continued (flush, recreation).",
+    )
     last_activity = models.DateTimeField(null=True, blank=True)
     max_messages = models.PositiveIntegerField(
         null=True,

@@ -205,6 +205,18 @@ def test_flush_action_asks_then_deletes_only_the_selected_rooms(admin_client: Cl
     assert Room.objects.get(name="a").last_seq == 2
 
 
+def test_flush_action_starts_a_new_epoch_in_each_selected_room_only(admin_client: Client) -> None:
+    save("a", 1)
+    save("b", 2)
+    save("c", 3)
+    before = dict(Room.objects.values_list("name", "epoch"))
+    rooms = list(Room.objects.filter(name__in=["a", "b"]))
+    assert run_action(admin_client, "flush_history", rooms).status_code == 302
+    after = dict(Room.objects.values_list("name", "epoch"))
+    assert after["a"] != before["a"] and after["b"] != before["b"] and after["a"] != after["b"]
+    assert after["c"] == before["c"]
+
+
 def test_announcement_action_asks_for_the_text_and_saves_it(admin_client: Client) -> None:
     a, b = Room.objects.create(name="a"), Room.objects.create(name="b")
     page = admin_client.post(

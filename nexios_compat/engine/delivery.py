@@ -12,10 +12,10 @@ from .registry import LocalRegistry, Slot
 logger = logging.getLogger("nexios_compat.engine")
 
 
-def saved_frame(room: str, message: ChannelMessageDC) -> FrameCache:
-    """Return the frames of a message read from history."""
+def saved_frame(room: str, message: ChannelMessageDC, epoch: str | None = None) -> FrameCache:
+    """Return the frames of a message read from history (in the room's ``epoch``)."""
     kind, text, data = pack(message.payload)
-    return FrameCache(room, kind, text, data, message.seq)
+    return FrameCache(room, kind, text, data, message.seq, epoch)
 
 
 async def deliver(registry: LocalRegistry, cache: FrameCache) -> None:

@@ -24,6 +24,7 @@ from ..conf import get_config
 from ..encoding import FrameCache
 from ..history import HistoryService, PendingMessage, SavedMessage
 from ..presence import PresenceService, get_presence_store
+from ..resume import decide
 from ..rooms import check_group_name, control_group, layer_group
 from ..types import ChannelAddStatusEnum, ChannelRemoveStatusEnum
 from . import delivery, wire
@@ -33,7 +34,7 @@ from .ordering import RoomOrdering
 from .outbox import Outbox
 from .protocols import LocalMember
 from .recovery import LayerRecovery
-from .registry import LocalRegistry
+from .registry import LocalRegistry, Slot
 from .scheduler import Scheduler
 from .shutdown import GracefulShutdown
 from .writer import HistoryWriter
@@ -205,8 +206,14 @@ class Hub:
         """Whether a room has members in this process."""
         return bool(self.registry.rooms.get(room))
 
-    async def join(self, member: LocalMember, room: str, since: int | None = None) -> ChannelAddStatusEnum:
-        """Add a member to a room; with ``since``, first replay saved messages after it."""
+    async def join(
+        self, member: LocalMember, room: str, since: int | None = None, epoch: str | None = None
+    ) -> ChannelAddStatusEnum:
+        """Add a member to a room; with ``since``, first replay saved messages after it.
+
+        With ``epoch`` too the member first gets a ``resume`` frame, and the replay
+        is all or nothing (see ``nexios_compat.resume``).
+        """
         check_group_name(room)
         while True:
             if self.is_member(member, room):
@@ -222,12 +229,22 @@ class Hub:
             slot.buffer = []
         try:
             await self.presence.add(room, member.id, self.process_id, member.metadata)
-            if since is not None:
+            if since is not None and epoch is not None:
+                await self._resume(member, slot, room, since, epoch)
+            elif since is not None:
                 saved = [delivery.saved_frame(room, m) for m in await self.history.fetch(room, since)]
                 await delivery.replay(member, slot, saved, since, self.ordering.next_seq(room))
         finally:
             slot.buffer = None
         return ChannelAddStatusEnum.CHANNEL_ADDED
+
+    async def _resume(self, member: LocalMember, slot: Slot, room: str, since: int, epoch: str) -> None:
+        """Answer a resume, then replay all that was missed, or nothing (live resumes after the counter)."""
+        outcome = decide(room, await self.history.read(room, since), since, epoch)
+        await member.send_frame(outcome.frame())
+        saved = [delivery.saved_frame(room, m, outcome.epoch) for m in outcome.messages]
+        after = since if outcome.recovered else outcome.last_seq
+        await delivery.replay(member, slot, saved, after, self.ordering.next_seq(room))
 
     async def _subscribe(self, room: str) -> None:
         """Start receiving a room's broadcasts (its first local member is joining)."""
@@ -282,8 +299,8 @@ class Hub:
 
     async def broadcast(self, message: PendingMessage, saved: SavedMessage | None) -> None:
         """Deliver a broadcast to this process's members now; queue it for the other processes."""
-        seq = saved.seq if saved is not None else None
-        cache = FrameCache(message.room, message.kind, message.text, message.data, seq)
+        seq, epoch = (saved.seq, saved.epoch) if saved is not None else (None, None)
+        cache = FrameCache(message.room, message.kind, message.text, message.data, seq, epoch)
         self.outbox.put(message.room, wire.item(cache))
         await self.ordering.offer(cache)
 
@@ -291,7 +308,8 @@ class Hub:
         await self.layer.group_send(layer_group(room), wire.fanout(room, items, self.process_id))
 
     async def _read_since(self, room: str, since: int) -> list[FrameCache]:
-        return [delivery.saved_frame(room, message) for message in await self.history.fetch(room, since)]
+        position = await self.history.read(room, since)
+        return [delivery.saved_frame(room, message, position.epoch) for message in position.messages]
 
     # Receiving -----------------------------------------------------------------
 

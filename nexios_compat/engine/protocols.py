@@ -16,8 +16,9 @@ class LocalMember(typing.Protocol):
     id: uuid.UUID
     metadata: dict[str, typing.Any]
     payload_type: PayloadTypeEnum
-    # Whether JSON broadcasts reach it wrapped as {"room", "seq", "payload"}.
-    envelope: bool
+    # How JSON broadcasts reach it: bare (0), as {"room", "seq", "payload"} (1),
+    # or with the room's "epoch" too (2); see ``encoding.ENVELOPE_*``.
+    envelope: int
     # The rooms it is in; the engine keeps this up to date.
     groups: set[str]
 

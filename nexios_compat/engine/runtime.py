@@ -112,9 +112,9 @@ async def flush_writes() -> None:
 
 async def publish_remote(message: PendingMessage, saved: SavedMessage | None) -> None:
     """Publish a broadcast to every hub through the layer, as a process without a hub does."""
-    seq = saved.seq if saved is not None else None
-    item: wire.Item = (message.kind, message.text, message.data, seq)
-    await get_layer().group_send(layer_group(message.room), wire.fanout(message.room, [item], ""))
+    seq, epoch = (saved.seq, saved.epoch) if saved is not None else (None, None)
+    cache = FrameCache(message.room, message.kind, message.text, message.data, seq, epoch)
+    await get_layer().group_send(layer_group(message.room), wire.fanout(message.room, [wire.item(cache)], ""))
 
 
 async def room_has_members(room: str) -> bool:

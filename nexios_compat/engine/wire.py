@@ -23,13 +23,18 @@ PROBE = "nexios.probe"
 RESYNC = "nexios.resync"
 
 LayerMessage = dict[str, typing.Any]
-# One broadcast inside a fan-out batch: kind, text, data, seq (None when not saved).
-Item = tuple[str, str | None, bytes | None, int | None]
+# One broadcast inside a fan-out batch: kind, text, data, seq (None when not saved),
+# then the room's epoch when there is one: unsaved broadcasts cost nothing more.
+Item = (
+    tuple[str, str | None, bytes | None, int | None] | tuple[str, str | None, bytes | None, int | None, str]
+)
 
 
 def item(cache: FrameCache) -> Item:
     """Return the wire form of one broadcast."""
-    return (cache.kind, cache.text, cache.data, cache.seq)
+    if cache.epoch is None:
+        return (cache.kind, cache.text, cache.data, cache.seq)
+    return (cache.kind, cache.text, cache.data, cache.seq, cache.epoch)
 
 
 def fanout(room: str, items: list[Item], origin: str) -> LayerMessage:
@@ -119,7 +124,7 @@ def parse(message: LayerMessage) -> Parsed | None:
     kind = message.get("type")
     if kind == FANOUT:
         room = message["room"]
-        frames = [FrameCache(room, k, t, b, seq) for k, t, b, seq in message["items"]]
+        frames = [FrameCache(room, *entry) for entry in message["items"]]
         return Fanout(room, message.get("origin", ""), frames)
     if kind == SEND_TO:
         frame = FrameCache("", message["k"], message["t"], message["b"], None)

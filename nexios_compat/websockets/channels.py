@@ -9,7 +9,7 @@ from collections.abc import Generator
 
 from .. import engine
 from ..conf import get_config
-from ..encoding import dumps, pack
+from ..encoding import ENVELOPE_EPOCH, ENVELOPE_NONE, ENVELOPE_SEQ, dumps, pack
 from ..exceptions import PayloadTooLarge, RoomFull, TooManyRooms
 from ..history import HistoryService, PendingMessage
 from ..presence import MemberInfo, PresenceService
@@ -48,6 +48,13 @@ def resume_point(websocket: WebSocket) -> int | None:
     return int(raw)
 
 
+def resume_epoch(websocket: WebSocket) -> str | None:
+    """Return the ``?epoch=E`` the client's position belongs to (``""``: none yet), if given."""
+    raw = websocket.query_params.get("epoch")
+    # Epochs are short hex strings; anything longer cannot match one.
+    return raw[:32] if raw is not None else None
+
+
 class Channel:
     """A WebSocket with a payload type, metadata and an optional inactivity TTL."""
 
@@ -72,8 +79,12 @@ class Channel:
         self.created = time.time()
         self.last_active = time.monotonic()
         self.groups: set[str] = set()
-        # Opt-in: ?envelope=1 wraps JSON broadcasts as {"room", "seq", "payload"}.
-        self.envelope = _query_flag(websocket, "envelope")
+        # Opt-in: ?envelope=1 wraps JSON broadcasts as {"room", "seq", "payload"}; a
+        # client that tracks epochs (sends ?epoch=, even empty) gets "epoch" in it too.
+        self.envelope = ENVELOPE_NONE
+        if _query_flag(websocket, "envelope"):
+            epochs = resume_epoch(websocket) is not None
+            self.envelope = ENVELOPE_EPOCH if epochs else ENVELOPE_SEQ
         # Groups joined since the socket opened: ``?since=N`` applies to the first join only.
         self._resumed: set[str] = set()
         websocket.channels.append(self)
@@ -259,17 +270,26 @@ class ChannelBox:
 
     @classmethod
     async def add_channel_to_group(
-        cls, channel: Channel, group_name: str = "default", since: int | None = None
+        cls,
+        channel: Channel,
+        group_name: str = "default",
+        since: int | None = None,
+        epoch: str | None = None,
     ) -> ChannelAddStatusEnum:
-        """Add a channel to a group; ``since`` (or the socket's ``?since=N``) replays history first."""
+        """Add a channel to a group; ``since`` (or the socket's ``?since=N``) replays history first.
+
+        With an ``epoch`` (or ``?epoch=E``) the resume is all or nothing and
+        answered with a ``{"type": "resume", ...}`` frame first.
+        """
         check_group_name(group_name)
         hub = await engine.get_hub()
         if not hub.is_member(channel, group_name):
             await _check_room_limits(channel, group_name)
         if since is None and group_name not in channel._resumed:
             since = resume_point(channel.websocket)
+            epoch = resume_epoch(channel.websocket)
         channel._resumed.add(group_name)
-        return await hub.join(channel, group_name, since=since)
+        return await hub.join(channel, group_name, since=since, epoch=epoch)
 
     @classmethod
     async def remove_channel_from_group(cls, channel: Channel, group_name: str) -> ChannelRemoveStatusEnum:

@@ -1,0 +1,205 @@
+// nexios_compat rooms client: an ES module with no dependencies and no build step.
+//
+//   import {RoomClient} from "/static/nexios_compat/rooms.js";
+//   const client = new RoomClient("/ws/chat/lobby/", {historyUrl: "/room/lobby/history/"});
+//   client.addEventListener("message", (e) => show(e.detail.payload));
+//   client.addEventListener("reset", (e) => replaceAll(e.detail.messages));
+//   await client.start();               // newest page over HTTP, then the socket
+//
+// The server's contract (README, "Resume"): with ?envelope=1 saved broadcasts
+// come as {"room", "seq", "epoch", "payload"}; reconnecting with ?since=N&epoch=E
+// first gets {"type": "resume", "recovered": true|false, "epoch", "last_seq"}.
+// recovered: true means everything missed follows, in order, before live
+// messages; false means nothing was replayed and the history must be reloaded.
+//
+// Events (CustomEvent, details in brackets):
+//   "status"   {state: "connecting" | "open" | "reconnecting" | "forbidden" | "closed", delay?, code?}
+//   "message"  {payload, seq, epoch}   a broadcast, saved (seq) or not (seq null), never twice
+//   "reset"    {messages, epoch, lastSeq}   the history to show instead of what is shown (a reload)
+//   "resume"   the server's resume answer, as sent
+//   "frame"    {data}   any other frame (replies a handler sends to this socket)
+
+const SOCKET_OPEN = 1;
+
+export class RoomClient extends EventTarget {
+  /**
+   * @param {string} path  the room's WebSocket path, e.g. "/ws/chat/lobby/"
+   * @param {object} [options]
+   * @param {string} [options.historyUrl]  the room's HistoryView URL ("load older", reloads)
+   * @param {object} [options.params]  extra query parameters for the socket
+   * @param {number} [options.since]  position to resume from (default: the newest page's)
+   * @param {string} [options.epoch]  the epoch that position belongs to
+   * @param {number} [options.minDelay=500]  first reconnection delay, ms
+   * @param {number} [options.maxDelay=10000]  cap on the reconnection delay, ms
+   * @param {number} [options.pageSize=50]  messages per history page
+   * @param {(answer: object) => (void|Promise<void>)} [options.onRecoveryFailed]
+   *        called on recovered: false; the default reloads the history ("reset" event)
+   */
+  constructor(path, options = {}) {
+    super();
+    this.path = path;
+    this.options = {minDelay: 500, maxDelay: 10000, pageSize: 50, params: {}, ...options};
+    this.lastSeq = options.since ?? null;
+    this.epoch = options.epoch ?? null;
+    this.oldest = null;  // the oldest seq shown: "load older" asks for what comes before it
+    this.state = "closed";
+    this.socket = null;
+    this._attempt = 0;
+    this._timer = null;
+    this._stopped = false;
+    this._held = null;  // messages that arrive while history reloads
+    this._online = () => { if (!this.socket && !this._stopped) this.connect(); };
+    addEventListener("online", this._online);
+  }
+
+  /** Load the newest history page (if there is a historyUrl and no position yet), then connect. */
+  async start() {
+    if (this.options.historyUrl && this.lastSeq === null) await this.reload();
+    this.connect();
+  }
+
+  /** Open the socket, resuming from the last position when there is one. */
+  connect() {
+    clearTimeout(this._timer);
+    this._stopped = false;
+    const query = new URLSearchParams({...this.options.params, envelope: "1"});
+    if (this.lastSeq !== null) {
+      query.set("since", String(this.lastSeq));
+      query.set("epoch", this.epoch ?? "");
+    }
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}${this.path}?${query}`);
+    this.socket = socket;
+    this._setState("connecting");
+    socket.onopen = () => { this._attempt = 0; this._setState("open"); };
+    socket.onmessage = (event) => this._receive(event.data);
+    socket.onclose = (event) => this._closed(socket, event);
+  }
+
+  /** Close for good (no reconnection). */
+  close() {
+    this._stopped = true;
+    clearTimeout(this._timer);
+    removeEventListener("online", this._online);
+    if (this.socket) this.socket.close(1000);
+    this._setState("closed");
+  }
+
+  /** Send a payload as JSON; return whether the socket was open. */
+  send(payload) { return this.sendText(JSON.stringify(payload)); }
+
+  /** Send text as is; return whether the socket was open. */
+  sendText(text) {
+    if (!this.socket || this.socket.readyState !== SOCKET_OPEN) return false;
+    this.socket.send(text);
+    return true;
+  }
+
+  /** Fetch the page before the oldest message shown; return its messages, oldest first ([] at the start). */
+  async loadOlder() {
+    if (this.oldest === null) return [];
+    const page = await this._page(this.oldest);
+    if (page.messages.length) this.oldest = page.messages[0].seq;
+    if (page.before === null) this.oldest = null;
+    return page.messages;
+  }
+
+  /** Replace the shown history with the newest page ("reset"); live messages wait meanwhile. */
+  async reload() {
+    if (!this.options.historyUrl) {
+      this._emit("reset", {messages: [], epoch: this.epoch, lastSeq: this.lastSeq});
+      return;
+    }
+    this._held = this._held ?? [];
+    try {
+      const page = await this._page(null);
+      const newest = page.messages.length ? page.messages[page.messages.length - 1].seq : 0;
+      this.lastSeq = Math.max(this.lastSeq ?? 0, page.last_seq, newest);
+      this.epoch = page.epoch || this.epoch;
+      this.oldest = page.before === null ? null : page.messages[0].seq;
+      this._emit("reset", {messages: page.messages, epoch: this.epoch, lastSeq: this.lastSeq});
+    } finally {
+      const held = this._held;
+      this._held = null;
+      for (const frame of held) this._deliver(frame);
+    }
+  }
+
+  async _page(before) {
+    const url = new URL(this.options.historyUrl, location.href);
+    url.searchParams.set("limit", String(this.options.pageSize));
+    if (before !== null) url.searchParams.set("before", String(before));
+    const response = await fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}});
+    if (!response.ok) throw new Error(`history: HTTP ${response.status}`);
+    return response.json();
+  }
+
+  _receive(text) {
+    let frame;
+    try { frame = JSON.parse(text); } catch { return this._emit("frame", {data: text}); }
+    if (frame && frame.type === "resume") return this._resumed(frame);
+    if (this._presence(frame)) return;
+    if (frame && typeof frame === "object" && "payload" in frame && "seq" in frame) {
+      if (this._held) this._held.push(frame); else this._deliver(frame);
+      return;
+    }
+    this._emit("frame", {data: frame});
+  }
+
+  _deliver(frame) {
+    if (frame.seq !== null) {
+      if (frame.epoch === this.epoch && this.lastSeq !== null && frame.seq <= this.lastSeq) return;  // seen
+      // A new epoch mid-stream (a flush while connected): numbering continues, keep showing.
+      this.epoch = frame.epoch ?? this.epoch;
+      this.lastSeq = frame.seq;
+      if (this.oldest === null && this.options.historyUrl) this.oldest = frame.seq;
+    }
+    this._emit("message", {payload: frame.payload, seq: frame.seq, epoch: frame.epoch ?? null});
+  }
+
+  async _resumed(answer) {
+    this._emit("resume", answer);
+    this.epoch = answer.epoch;
+    if (answer.recovered) return;
+    // Nothing was replayed; live messages continue after last_seq.
+    this.lastSeq = answer.last_seq;
+    this._held = this._held ?? [];
+    if (this.options.onRecoveryFailed) {
+      try { await this.options.onRecoveryFailed(answer); } finally {
+        const held = this._held ?? [];
+        this._held = null;
+        for (const frame of held) this._deliver(frame);
+      }
+    } else {
+      await this.reload();
+    }
+  }
+
+  // ---- PRESENCE HOOK -------------------------------------------------------
+  // Presence is not implemented yet. When the server sends presence_state and
+  // presence_diff frames, handle them here: keep this.presence (key -> metas),
+  // apply diffs (joins, then leaves), emit a "presence" event, and return true.
+  _presence(frame) {
+    return false;
+  }
+  // --------------------------------------------------------------------------
+
+  _closed(socket, event) {
+    if (this.socket !== socket) return;
+    this.socket = null;
+    if (this._stopped) return this._setState("closed", {code: event.code});
+    if (event.code === 4403) return this._setState("forbidden", {code: event.code});
+    const {minDelay, maxDelay} = this.options;
+    // Exponential backoff, capped, with jitter so a restarted server is not hit by everyone at once.
+    const delay = Math.min(maxDelay, minDelay * 2 ** this._attempt++) * (0.5 + Math.random() / 2);
+    this._setState("reconnecting", {delay, code: event.code});
+    this._timer = setTimeout(() => this.connect(), delay);
+  }
+
+  _setState(state, extra = {}) {
+    this.state = state;
+    this._emit("status", {state, ...extra});
+  }
+
+  _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, {detail})); }
+}
