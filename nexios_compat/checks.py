@@ -1,10 +1,13 @@
 """System checks: ``nexios_compat.E001`` ... and ``W001`` ...
 
 - E001: ``LAYER_ALIAS`` is not in ``CHANNEL_LAYERS``.
+- E002: the layer's ``BACKEND`` cannot be imported.
+- E003: the layer has no groups (rooms are layer groups: we cannot serve it).
+- E004: a channels_redis Sentinel host without ``sentinels`` or ``master_name``.
 - W001: the in-memory layer with ``DEBUG`` off (it cannot span processes).
 - W002: a layer ``capacity`` under 1000 (busy rooms lose broadcasts).
-- W003: a Redis host whose socket timeout is not above channels_redis's 5 s BZPOPMIN.
-- W004: a Redis host without ``max_connections`` (redis-py caps a pool at 100).
+- W003: a ``RedisChannelLayer`` host whose socket timeout is not above channels_redis's 5 s BZPOPMIN.
+- W004: a ``RedisChannelLayer`` host without ``max_connections`` (redis-py caps a pool at 100).
 - W005: ``PROCESS_TIMEOUT`` under twice ``HEARTBEAT_INTERVAL`` (live processes get reaped).
 - W006 (``check --deploy``): no incoming rate limit (the default, as in Nexios).
 """
@@ -16,11 +19,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 from .conf import get_config
 
 INMEMORY = "channels.layers.InMemoryChannelLayer"
 REDIS = "channels_redis.core.RedisChannelLayer"
+PUBSUB = "channels_redis.pubsub.RedisPubSubChannelLayer"
+# Layers the cluster tests run on; any other is checked for what rooms need.
+KNOWN_LAYERS = {INMEMORY, REDIS, PUBSUB}
 # channels_redis blocks on BZPOPMIN for this long; redis-py 8 times sockets out after 5 s by default.
 REDIS_POP_TIMEOUT = 5.0
 REDIS_DEFAULT_SOCKET_TIMEOUT = 5.0
@@ -39,9 +46,13 @@ def check_channel_layer(app_configs: typing.Any = None, **kwargs: typing.Any) ->
                 id="nexios_compat.E001",
             )
         ]
-    messages: list[CheckMessage] = []
     backend = layers[alias].get("BACKEND", "")
     config = layers[alias].get("CONFIG", {}) or {}
+    if backend not in KNOWN_LAYERS:
+        unusable = _check_other_backend(alias, backend)
+        if unusable:
+            return unusable
+    messages: list[CheckMessage] = []
     if backend == INMEMORY and not settings.DEBUG:
         messages.append(
             Warning(
@@ -51,8 +62,9 @@ def check_channel_layer(app_configs: typing.Any = None, **kwargs: typing.Any) ->
                 id="nexios_compat.W001",
             )
         )
+    # The pub/sub layer keeps no capacity: it queues in the process without a bound.
     capacity = config.get("capacity", 100)
-    if capacity < 1000:
+    if backend != PUBSUB and capacity < 1000:
         messages.append(
             Warning(
                 f"The channel layer's capacity is {capacity}; busy rooms lose broadcasts beyond it.",
@@ -60,10 +72,59 @@ def check_channel_layer(app_configs: typing.Any = None, **kwargs: typing.Any) ->
                 id="nexios_compat.W002",
             )
         )
-    if backend == REDIS:
+    if backend in (REDIS, PUBSUB):
         for host in config.get("hosts") or [{}]:
-            messages += _check_redis_host(host)
+            messages += _check_sentinel_host(host)
+            # The pub/sub layer reads with 0.1 s polls and publishes on one connection
+            # at a time: the pop timeout and pool size traps are RedisChannelLayer's.
+            if backend == REDIS:
+                messages += _check_redis_host(host)
     return messages
+
+
+def _check_other_backend(alias: str, backend: str) -> list[CheckMessage]:
+    """Explain why a layer we have not tested cannot serve rooms, if it cannot."""
+    try:
+        layer_class = import_string(backend)
+    except ImportError as error:
+        return [
+            Error(
+                f"CHANNEL_LAYERS[{alias!r}]['BACKEND'] is {backend!r}, which cannot be imported ({error}).",
+                hint=f"Install the package that provides it, or use {REDIS} or {PUBSUB}.",
+                id="nexios_compat.E002",
+            )
+        ]
+    if "groups" not in getattr(layer_class, "extensions", ()) or not hasattr(layer_class, "group_send"):
+        return [
+            Error(
+                f"The channel layer {backend!r} has no groups: nexios_compat cannot serve rooms on it.",
+                hint="Every room is a layer group its processes subscribe to; use a layer with the "
+                f"'groups' extension: {INMEMORY} (one process), {REDIS} or {PUBSUB} (several).",
+                id="nexios_compat.E003",
+            )
+        ]
+    return []
+
+
+def _check_sentinel_host(host: typing.Any) -> list[CheckMessage]:
+    """Check that a Sentinel host entry has both halves channels_redis needs."""
+    if not isinstance(host, dict) or ("master_name" in host) == ("sentinels" in host):
+        return []
+    missing = "sentinels" if "master_name" in host else "master_name"
+    return [
+        Error(
+            f"A channel layer host reaches Redis through Sentinel but has no {missing!r}: {_shown(host)}.",
+            hint="A Sentinel host needs both, e.g. {'sentinels': [('sentinel-1', 26379)], "
+            "'master_name': 'mymaster', ...}; without them channels_redis fails on the first message.",
+            id="nexios_compat.E004",
+        )
+    ]
+
+
+def _shown(host: dict[str, typing.Any]) -> str:
+    """A host entry without its passwords."""
+    secret = {"password", "sentinel_kwargs"}
+    return repr({key: "***" if key in secret else value for key, value in host.items()})
 
 
 def _check_redis_host(host: typing.Any) -> list[CheckMessage]:
@@ -73,7 +134,10 @@ def _check_redis_host(host: typing.Any) -> list[CheckMessage]:
     if isinstance(address, str) and address:
         # Query parameters of the URL win over keyword arguments in redis-py.
         options.update({key: values[-1] for key, values in parse_qs(urlsplit(address).query).items()})
-    shown = _without_password(address) if isinstance(address, str) and address else repr(host)
+    if isinstance(address, str) and address:
+        shown = _without_password(address)
+    else:
+        shown = _shown(host) if isinstance(host, dict) else repr(host)
     messages: list[CheckMessage] = []
     timeout = options.get("socket_timeout", REDIS_DEFAULT_SOCKET_TIMEOUT)
     if timeout is not None and float(timeout) <= REDIS_POP_TIMEOUT:

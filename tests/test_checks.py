@@ -119,3 +119,69 @@ def test_w006_deploy_check_warns_without_a_rate_limit_only() -> None:
     with override_settings(NEXIOS_COMPAT={}):
         [warning] = [m for m in run_checks(include_deployment_checks=True) if m.id == "nexios_compat.W006"]
     assert "RATE_LIMIT_MESSAGES" in (warning.hint or "")
+
+
+PUBSUB = {
+    "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "CONFIG": {"hosts": ["redis://localhost:6379"]},
+}
+SENTINEL_HOST = {
+    "sentinels": [("localhost", 26379)],
+    "master_name": "mymaster",
+    "password": "secret",
+    "max_connections": 1000,
+    "socket_timeout": 15,
+}
+
+
+def test_the_pub_sub_layer_passes_without_capacity_pool_or_timeout() -> None:
+    """It keeps no capacity, polls every 0.1 s and publishes on one connection at a time."""
+    assert ours(CHANNEL_LAYERS={"default": PUBSUB}, DEBUG=False) == {}
+
+
+@pytest.mark.parametrize("backend", [REDIS_OK["BACKEND"], PUBSUB["BACKEND"]])
+def test_sentinel_hosts_pass_and_e004_explains_a_half_configured_one(backend: str) -> None:
+    def layers(host: dict[str, typing.Any]) -> dict[str, typing.Any]:
+        return {"default": {"BACKEND": backend, "CONFIG": {"hosts": [host], "capacity": 10000}}}
+
+    assert ours(CHANNEL_LAYERS=layers(SENTINEL_HOST)) == {}
+    for missing in ("sentinels", "master_name"):
+        host = {key: value for key, value in SENTINEL_HOST.items() if key != missing}
+        messages = ours(CHANNEL_LAYERS=layers(host))
+        assert list(messages) == ["nexios_compat.E004"]
+        assert repr(missing) in messages["nexios_compat.E004"].msg
+        assert "secret" not in messages["nexios_compat.E004"].msg
+
+
+def test_w003_names_a_sentinel_host_without_its_password() -> None:
+    host = {**SENTINEL_HOST, "socket_timeout": 5}
+    messages = ours(CHANNEL_LAYERS=redis_layer(host))
+    assert list(messages) == ["nexios_compat.W003"]
+    assert "mymaster" in messages["nexios_compat.W003"].msg
+    assert "secret" not in messages["nexios_compat.W003"].msg
+
+
+def test_e002_a_backend_that_cannot_be_imported() -> None:
+    layer = {"BACKEND": "channels_nowhere.layers.Layer", "CONFIG": {"capacity": 10000}}
+    messages = ours(CHANNEL_LAYERS={"default": layer})
+    assert list(messages) == ["nexios_compat.E002"]
+    assert "channels_nowhere" in messages["nexios_compat.E002"].msg
+
+
+class LayerWithoutGroups:
+    """A channel layer with point-to-point channels only."""
+
+    extensions: typing.ClassVar[list[str]] = ["flush"]
+
+    async def send(self, channel: str, message: dict[str, typing.Any]) -> None:
+        """Send to one channel."""
+
+
+def test_e003_a_layer_without_groups_cannot_serve_rooms() -> None:
+    layer = {"BACKEND": f"{__name__}.LayerWithoutGroups", "CONFIG": {"capacity": 10000}}
+    messages = ours(CHANNEL_LAYERS={"default": layer})
+    assert list(messages) == ["nexios_compat.E003"]
+    assert "groups" in messages["nexios_compat.E003"].msg
+    # A layer we never tested, but with groups, is not refused.
+    other = {"BACKEND": "tests.layers.CountingInMemoryLayer", "CONFIG": {"capacity": 10000}}
+    assert ours(CHANNEL_LAYERS={"default": other}) == {}

@@ -3,7 +3,10 @@
 Every test starts real daphne processes (``tests.mp_asgi``: the project's
 routes plus ``/mp`` test routes) on a fresh PostgreSQL database and a fresh
 Redis, and drives them with the ``websockets`` client. Settings are the
-project's defaults unless a test says otherwise.
+project's defaults unless a test says otherwise. The tests that prove
+membership, cross-process ``send_to``, ordering and Redis restarts run on
+each layer a site may already run: channels_redis's ``RedisChannelLayer``
+and ``RedisPubSubChannelLayer``, directly and (membership) through a Sentinel.
 """
 
 from __future__ import annotations
@@ -35,17 +38,50 @@ from tests.mp_helpers import (
     raise_file_limit,
     start_cluster,
 )
+from tests.sentinel import SentinelServer
 from tests.servers import DaphneServer, RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 
+# ``$MP_LAYER`` values of tests.mp_settings; "+sentinel": Redis found through a Sentinel.
+BOTH_LAYERS = pytest.mark.parametrize("layer", ["redis", "pubsub"])
+
 
 @pytest.fixture
-def env(redis_url: str, postgres_url: str) -> dict[str, str]:
+def layer() -> str:
+    """The cluster's channel layer: ``RedisChannelLayer`` unless a test is parametrized over more."""
+    return "redis"
+
+
+@pytest.fixture
+def sentinel(redis_server: RedisServer, redis_url: str) -> Iterator[SentinelServer]:
+    """A Sentinel whose primary is the (fresh) session Redis."""
+    server = SentinelServer(redis_server)
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def env(layer: str, redis_url: str, postgres_url: str, request: pytest.FixtureRequest) -> dict[str, str]:
     """A migrated cluster database and a fresh Redis, as daphne environment variables."""
     env = cluster_env(redis_url, postgres_url)
+    kind, _, via = layer.partition("+")
+    env["MP_LAYER"] = kind
+    if via == "sentinel":
+        env["MP_SENTINEL"] = request.getfixturevalue("sentinel").address
     migrate(env)
     return env
+
+
+def subscribed_processes(client: redis.Redis, layer: str, room: str) -> set[str] | int:
+    """The hub channels in a room's layer group (``RedisChannelLayer``), or how many connections
+    subscribe to it (``RedisPubSubChannelLayer``: one per process)."""
+    if layer.startswith("pubsub"):
+        ((_, count),) = client.pubsub_numsub(f"asgi__group__nexios.g.{room}")
+        return int(count)
+    return {name.decode() for name in client.zrange(f"asgi:group:nexios.g.{room}", 0, -1)}
 
 
 @pytest.fixture
@@ -121,6 +157,7 @@ async def test_one_process_holds_500_sockets_in_one_room(
 # Order, membership and commands across processes --------------------------------
 
 
+@BOTH_LAYERS
 async def test_concurrent_senders_on_two_processes_are_seen_in_one_order(
     env: dict[str, str], daphne_factory: typing.Any, db: Database
 ) -> None:
@@ -161,6 +198,7 @@ async def test_concurrent_senders_on_two_processes_are_seen_in_one_order(
     print("held back / gap fills per process:", [(s["held_back"], s["gap_fills"]) for s in stats])
 
 
+@pytest.mark.parametrize("layer", ["redis", "pubsub", "redis+sentinel", "pubsub+sentinel"])
 async def test_membership_send_to_and_close_all_span_processes(
     env: dict[str, str], daphne_factory: typing.Any
 ) -> None:
@@ -373,8 +411,14 @@ async def test_a_stopped_process_is_removed_at_the_peers_next_heartbeat(
     assert len(db.processes()) == 1
 
 
+@BOTH_LAYERS
 async def test_rooms_work_again_after_redis_restarts_during_traffic(
-    env: dict[str, str], daphne_factory: typing.Any, db: Database, redis_server: RedisServer, redis_url: str
+    env: dict[str, str],
+    daphne_factory: typing.Any,
+    db: Database,
+    redis_server: RedisServer,
+    redis_url: str,
+    layer: str,
 ) -> None:
     """Redis goes away while both processes keep taking messages, then comes back empty.
 
@@ -403,14 +447,12 @@ async def test_rooms_work_again_after_redis_restarts_during_traffic(
     await asyncio.to_thread(redis_server.start)
 
     client = redis.Redis.from_url(redis_url)
+    expected = len(hub_channels) if layer == "pubsub" else hub_channels
     try:
-        group_key = f"asgi:group:nexios.g.{room}"
-
-        def subscribed() -> set[str]:
-            return {name.decode() for name in client.zrange(group_key, 0, -1)}
-
         took = await until(
-            lambda: subscribed() == hub_channels, "both hubs to re-add their subscription", timeout=20
+            lambda: subscribed_processes(client, layer, room) == expected,
+            "both hubs to re-add their subscription",
+            timeout=20,
         )
         print(f"subscriptions re-added {took:.1f}s after Redis came back")
     finally:

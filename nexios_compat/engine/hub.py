@@ -29,7 +29,7 @@ from ..rooms import check_group_name, control_group, layer_group
 from ..types import ChannelAddStatusEnum, ChannelRemoveStatusEnum
 from . import delivery, wire
 from .cluster import ClusterMembership
-from .layer import get_layer
+from .layer import get_layer, refresh_interval
 from .ordering import RoomOrdering
 from .outbox import Outbox
 from .protocols import LocalMember
@@ -41,7 +41,8 @@ from .writer import HistoryWriter
 
 logger = logging.getLogger("nexios_compat.hub")
 
-# How often a hub re-adds its layer subscriptions, which layers expire after a day.
+# How often a hub re-adds its layer subscriptions, which layers expire after a day
+# (or sooner: the interval shrinks to half a shorter ``group_expiry``).
 GROUP_REFRESH_INTERVAL = 3600.0
 
 
@@ -167,7 +168,8 @@ class Hub:
         self.scheduler.every("heartbeat", float(config["HEARTBEAT_INTERVAL"]), self.cluster.heartbeat)
         self.scheduler.every("probe", float(config["HEARTBEAT_INTERVAL"]), self.recovery.probe)
         self.scheduler.every("sweep", float(config["EXPIRE_SWEEP_INTERVAL"]), self.sweep)
-        self.scheduler.every("refresh", GROUP_REFRESH_INTERVAL, self.recovery.resubscribe)
+        refresh = refresh_interval(self.layer, GROUP_REFRESH_INTERVAL)
+        self.scheduler.every("refresh", refresh, self.recovery.resubscribe)
         if config["HISTORY_PRUNE_INTERVAL"]:
             self.scheduler.every("prune", float(config["HISTORY_PRUNE_INTERVAL"]), self.history.prune)
         self.scheduler.start()
