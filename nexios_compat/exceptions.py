@@ -56,3 +56,11 @@ class TooManyRooms(RoomRefused):
 
 class PayloadTooLarge(ValueError):
     """A payload to be saved is larger than ``MAX_HISTORY_PAYLOAD`` bytes."""
+
+
+class HistoryUnavailable(RuntimeError):
+    """A saved send could not be stored within ``HISTORY_WRITE_TIMEOUT`` (the database is down or stalled).
+
+    Nothing was sent. Endpoints answer the client with an error frame
+    (``{"type": "error", "error": "history_unavailable"}``) and keep the socket open.
+    """
