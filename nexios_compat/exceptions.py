@@ -61,6 +61,9 @@ class PayloadTooLarge(ValueError):
 class HistoryUnavailable(RuntimeError):
     """A saved send could not be stored within ``HISTORY_WRITE_TIMEOUT`` (the database is down or stalled).
 
-    Nothing was sent. Endpoints answer the client with an error frame
-    (``{"type": "error", "error": "history_unavailable"}``) and keep the socket open.
+    Nothing was sent. Endpoints answer the client with ``frame`` and keep the
+    socket open; a send accepted before the writer knew the database was down
+    (its sender had moved on) gets the same frame on the sending channel.
     """
+
+    frame = '{"type":"error","error":"history_unavailable"}'

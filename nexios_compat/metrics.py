@@ -15,6 +15,9 @@ PREFIX = "nexios_compat"
 
 MESSAGES_IN = Counter(f"{PREFIX}_messages_in", "Frames received from clients, by kind", ["kind"])
 MESSAGES_OUT = Counter(f"{PREFIX}_messages_out", "Frames sent to clients, by kind", ["kind"])
+# Bound once: these are counted on every frame.
+IN_TEXT, IN_BYTES = MESSAGES_IN.labels("text"), MESSAGES_IN.labels("bytes")
+OUT_TEXT, OUT_BYTES = MESSAGES_OUT.labels("text"), MESSAGES_OUT.labels("bytes")
 SAVED = Counter(f"{PREFIX}_history_saved", "Messages stored in history")
 HISTORY_UNAVAILABLE = Counter(
     f"{PREFIX}_history_unavailable", "Saved sends that failed with HistoryUnavailable"

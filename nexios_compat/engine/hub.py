@@ -67,6 +67,7 @@ class Hub:
             max_pending=int(config["HISTORY_MAX_PENDING"]),
             max_pending_bytes=int(config["HISTORY_MAX_PENDING_BYTES"]),
             write_timeout=_seconds(config["HISTORY_WRITE_TIMEOUT"]),
+            reject=self._history_unavailable,
         )
         self.reconciler = MembershipReconciler(
             self.presence, self.process_id, self._memberships, float(config["RECONCILE_INTERVAL"])
@@ -322,6 +323,12 @@ class Hub:
         cache = FrameCache(message.room, message.kind, message.text, message.data, seq)
         self.outbox.put(message.room, wire.item(cache))
         await self.ordering.offer(cache)
+
+    async def _history_unavailable(self, message: PendingMessage) -> None:
+        # The sender returned before the database was known to be down: tell its socket.
+        member = self.registry.get(message.sender) if message.sender is not None else None
+        if member is not None:
+            await member.send_frame({"type": "websocket.send", "text": HistoryUnavailable.frame})
 
     async def _publish_batch(self, room: str, items: list[wire.Item]) -> None:
         await self.layer.group_send(layer_group(room), wire.fanout(room, items, self.process_id))

@@ -38,6 +38,8 @@ TRANSIENT = (OperationalError, InterfaceError)
 MAX_RETRY_DELAY = 1.0
 
 Publish = Callable[[PendingMessage, SavedMessage | None], Awaitable[None]]
+# Told about a message that failed with HistoryUnavailable after its sender moved on.
+Reject = Callable[[PendingMessage], Awaitable[None]]
 
 
 @dataclasses.dataclass
@@ -62,6 +64,7 @@ class HistoryWriter:
         max_pending: int = 10_000,
         max_pending_bytes: int = 16 * 1024 * 1024,
         write_timeout: float | None = 10.0,
+        reject: Reject | None = None,
     ) -> None:
         self.history = history
         self.publish = publish
@@ -69,6 +72,7 @@ class HistoryWriter:
         self.max_pending = max(1, max_pending)
         self.max_pending_bytes = max(1, max_pending_bytes)
         self.write_timeout = write_timeout
+        self.reject = reject
         self._queue: collections.deque[_Entry] = collections.deque()
         self._rooms: collections.Counter[str] = collections.Counter()
         # Accepted and not yet delivered (queued or in the current batch): what the bounds count.
@@ -197,6 +201,12 @@ class HistoryWriter:
             record = next(saved) if entry.save and error is None else None
             try:
                 if entry.save and error is not None:
+                    if (
+                        entry.done is None
+                        and self.reject is not None
+                        and isinstance(error, HistoryUnavailable)
+                    ):
+                        await self.reject(entry.message)
                     _settle(entry.done, error=error)
                     continue
                 await self.publish(entry.message, record)
@@ -222,7 +232,9 @@ class HistoryWriter:
                 self.failed += 1
                 metrics.DB_FAILURES.labels("history_write").inc()
                 if not isinstance(exc, TRANSIENT):
-                    logger.exception("Saving %d message(s) to history failed; they are not sent", len(entries))
+                    logger.exception(
+                        "Saving %d message(s) to history failed; they are not sent", len(entries)
+                    )
                     raise
                 if not self.failing:
                     logger.warning("Saving %d message(s) to history failed", len(entries), exc_info=True)

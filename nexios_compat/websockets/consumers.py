@@ -33,9 +33,6 @@ __all__ = ["FunctionConsumer", "Handler", "WebSocketConsumer", "WebSocketEndpoin
 
 logger = logging.getLogger("nexios_compat.consumers")
 
-# What a client receives when a saved send of its handler failed (the socket stays open).
-HISTORY_UNAVAILABLE_FRAME = '{"type":"error","error":"history_unavailable"}'
-
 
 class UnsupportedData(Exception):
     """A frame did not match the endpoint's ``encoding``."""
@@ -137,7 +134,7 @@ class WebSocketConsumer(AsyncConsumer):
             if websocket.application_state != WebSocketState.CONNECTED:
                 raise
             logger.warning("%s: history unavailable; sent an error frame", type(self).__name__)
-            await websocket.send_text(HISTORY_UNAVAILABLE_FRAME)
+            await websocket.send_text(HistoryUnavailable.frame)
 
     def _decode(self, message: Message) -> typing.Any:
         text, data = message.get("text"), message.get("bytes")
