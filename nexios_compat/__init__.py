@@ -4,6 +4,7 @@ Code written against the Nexios documents or Nexios 3.x runs with ``nexios``
 replaced by ``nexios_compat`` in its imports.
 """
 
+from .exceptions import HistoryUnavailable
 from .routing import NexiosApp, Router, WSRouter, get_application
 from .websockets import (
     Channel,
@@ -18,6 +19,7 @@ from .websockets import (
 __all__ = [
     "Channel",
     "ChannelBox",
+    "HistoryUnavailable",
     "NexiosApp",
     "PayloadTypeEnum",
     "Router",

@@ -35,6 +35,16 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # Bound on what waits to be saved per process: past either, group_send waits.
     "HISTORY_MAX_PENDING": 10000,
     "HISTORY_MAX_PENDING_BYTES": 16 * 1024 * 1024,
+    # Seconds a saved send may wait while the database is unreachable or stalled
+    # (the writer retries meanwhile); past it the send fails with HistoryUnavailable.
+    # While the writer is failing, saved sends wait for their commit.
+    "HISTORY_WRITE_TIMEOUT": 10.0,
+    # PostgreSQL statement_timeout, in seconds, on the writer's own connection (None: none),
+    # so one locked row cannot hold every room's saves for long.
+    "HISTORY_STATEMENT_TIMEOUT": 5.0,
+    # Seconds between full reconciliations of this process's membership rows with its
+    # live sockets (after a failed write they are reconciled at every heartbeat).
+    "RECONCILE_INTERVAL": 60.0,
     # Presence: seconds between a process's heartbeats, and silence after which
     # the survivors delete a process and its members.
     "HEARTBEAT_INTERVAL": 3.0,

@@ -27,6 +27,26 @@ def call_db(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         raise
 
 
+def call_db_limited(
+    statement_timeout: float | None, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """``call_db`` on a thread of its own, with PostgreSQL's ``statement_timeout`` on its connection.
+
+    A statement stuck behind a locked row then fails after the timeout instead
+    of holding this thread (and everything queued on it) for as long as the lock.
+    """
+    if statement_timeout is not None and connection.vendor == "postgresql":
+        connection.ensure_connection()
+        raw = connection.connection
+        if raw is not None and getattr(raw, "_nexios_statement_timeout", None) != statement_timeout:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', %s, false)", [f"{int(statement_timeout * 1000)}"]
+                )
+            raw._nexios_statement_timeout = statement_timeout
+    return call_db(fn, *args, **kwargs)
+
+
 async def run_db(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Await ``fn(*args, **kwargs)`` run in the thread Django's ORM calls share."""
     return await sync_to_async(call_db, thread_sensitive=True)(fn, *args, **kwargs)

@@ -56,3 +56,14 @@ class TooManyRooms(RoomRefused):
 
 class PayloadTooLarge(ValueError):
     """A payload to be saved is larger than ``MAX_HISTORY_PAYLOAD`` bytes."""
+
+
+class HistoryUnavailable(RuntimeError):
+    """A saved send could not be stored within ``HISTORY_WRITE_TIMEOUT`` (the database is down or stalled).
+
+    Nothing was sent. Endpoints answer the client with ``frame`` and keep the
+    socket open; a send accepted before the writer knew the database was down
+    (its sender had moved on) gets the same frame on the sending channel.
+    """
+
+    frame = '{"type":"error","error":"history_unavailable"}'

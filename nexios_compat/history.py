@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import concurrent.futures
 import dataclasses
 import datetime
+import functools
 import logging
 import typing
 import uuid
@@ -15,7 +18,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from .conf import get_config, history_size_bytes
-from .db import run_db
+from .db import call_db_limited, run_db
 from .encoding import KIND_BYTES, unpack
 from .types import ChannelMessageDC
 
@@ -303,14 +306,38 @@ Deliver = typing.Callable[[PendingMessage, SavedMessage | None], None]
 
 
 class HistoryService:
-    """Async access to the configured history store, run on Django's database thread."""
+    """Async access to the configured history store, run on Django's database thread.
 
-    def __init__(self, store: BaseHistoryStore | None = None) -> None:
+    With ``executor``, ``append`` runs there instead (the hub's writer on
+    PostgreSQL: its own connection, with ``statement_timeout``), so that a
+    stalled save does not hold handshakes, presence and reads queued on the shared thread.
+    """
+
+    def __init__(
+        self,
+        store: BaseHistoryStore | None = None,
+        executor: concurrent.futures.ThreadPoolExecutor | None = None,
+        statement_timeout: float | None = None,
+    ) -> None:
         self.store = store if store is not None else get_history_store()
+        self.executor = executor
+        self.statement_timeout = statement_timeout
 
     async def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
         """Store messages in order; return the sequence numbers assigned."""
-        return await run_db(self.store.append, messages)
+        if self.executor is None:
+            return await run_db(self.store.append, messages)
+        call = functools.partial(call_db_limited, self.statement_timeout, self.store.append, messages)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    async def close(self) -> None:
+        """Close the connection of ``executor``'s thread and stop it (no-op without one)."""
+        if self.executor is None:
+            return
+        from django.db import connections
+
+        await asyncio.get_running_loop().run_in_executor(self.executor, connections.close_all)
+        self.executor.shutdown(wait=False)
 
     async def append_for_caller(
         self, message: PendingMessage, save: bool, deliver: Deliver

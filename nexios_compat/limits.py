@@ -26,9 +26,9 @@ class TokenBucket:
         self.tokens = burst
         self.stamp = time.monotonic()
 
-    def take(self) -> bool:
-        """Spend one token if there is one."""
-        now = time.monotonic()
+    def take(self, now: float | None = None) -> bool:
+        """Spend one token if there is one; ``now`` is when the frame arrived (default: now)."""
+        now = time.monotonic() if now is None else max(now, self.stamp)
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:
@@ -51,8 +51,15 @@ class FrameLimiter:
         if self.policy not in {DROP, CLOSE}:
             raise ValueError(f"RATE_LIMIT_POLICY must be 'drop' or 'close', not {self.policy!r}")
 
-    def check(self, message: typing.Mapping[str, typing.Any]) -> tuple[int, str] | str | None:
-        """Return ``None`` to pass, ``DROP``, or ``(close_code, reason)``."""
+    def check(
+        self, message: typing.Mapping[str, typing.Any], arrived: float | None = None
+    ) -> tuple[int, str] | str | None:
+        """Return ``None`` to pass, ``DROP``, or ``(close_code, reason)``.
+
+        The rate is charged at ``arrived`` (when the server received the frame,
+        ``time.monotonic()``), so frames that queued while this process was
+        stalled are not taken for a burst the client never sent.
+        """
         if self.max_size is not None:
             text = message.get("text")
             if text is not None:
@@ -62,7 +69,7 @@ class FrameLimiter:
                 size = len(message.get("bytes") or b"")
             if size > self.max_size:
                 return WS_1009_MESSAGE_TOO_BIG, f"Message larger than {self.max_size} bytes"
-        if self.bucket is not None and not self.bucket.take():
+        if self.bucket is not None and not self.bucket.take(arrived):
             if self.policy == DROP:
                 return DROP
             return WS_1008_POLICY_VIOLATION, "Rate limit exceeded"

@@ -78,6 +78,20 @@ class BasePresenceStore:
         """Forget a channel's membership of a room."""
         raise NotImplementedError
 
+    def reconcile(
+        self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]
+    ) -> tuple[int, int]:
+        """Make a process's memberships exactly ``members``; return ``(removed, added)``."""
+        wanted = {(room, channel_id): metadata for room, channel_id, metadata in members}
+        have = {(m.room, m.channel_id) for m in self.members() if m.process_id == process_id}
+        stale = have - wanted.keys()
+        for room, channel_id in stale:
+            self.remove(room, channel_id)
+        missing = [(room, channel_id, wanted[room, channel_id]) for room, channel_id in wanted.keys() - have]
+        if missing:
+            self.add_many(process_id, missing)
+        return len(stale), len(missing)
+
     def members(self, room: str | None = None) -> list[MemberInfo]:
         """Return the members of one room, or of all rooms, oldest first."""
         raise NotImplementedError
@@ -172,6 +186,28 @@ class DatabasePresenceStore(BasePresenceStore):
         from .models import Member
 
         Member.objects.filter(room__name=room, channel_id=channel_id).delete()
+
+    def reconcile(
+        self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]
+    ) -> tuple[int, int]:
+        """Delete the process's rows of gone sockets and add those missing, in one transaction."""
+        from .models import Member, Process
+
+        with transaction.atomic():
+            if not Process.objects.filter(id=process_id).exists():
+                return 0, 0  # peers removed us: the heartbeat rejoins with every member
+            rows = list(
+                Member.objects.filter(process_id=process_id).values_list("pk", "room__name", "channel_id")
+            )
+            wanted = {(room, channel_id): metadata for room, channel_id, metadata in members}
+            stale = [pk for pk, room, channel_id in rows if (room, channel_id) not in wanted]
+            have = {(room, channel_id) for _, room, channel_id in rows}
+            if stale:
+                Member.objects.filter(pk__in=stale).delete()
+            missing = [(r, c, wanted[r, c]) for r, c in wanted.keys() - have]
+            for room, channel_id, metadata in missing:
+                self.add(room, channel_id, process_id, metadata)
+        return len(stale), len(missing)
 
     def members(self, room: str | None = None) -> list[MemberInfo]:
         """Return members with their process's layer channel."""
@@ -302,6 +338,12 @@ class PresenceService:
     async def remove(self, room: str, channel_id: uuid.UUID) -> None:
         """Forget a channel's membership of a room."""
         await self._run(self.store.remove, room, channel_id)
+
+    async def reconcile(
+        self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]
+    ) -> tuple[int, int]:
+        """Make a process's memberships exactly ``members``; return ``(removed, added)``."""
+        return await self._run(self.store.reconcile, process_id, members)
 
     async def members(self, room: str | None = None) -> list[MemberInfo]:
         """Return the members of one room, or of all rooms, oldest first."""

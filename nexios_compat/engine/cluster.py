@@ -6,6 +6,7 @@ import atexit
 import concurrent.futures
 import logging
 import os
+import time
 import typing
 import uuid
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from channels.layers import BaseChannelLayer
 from django.db import connections
 
+from .. import metrics
 from ..presence import BasePresenceStore, PresenceService
 from ..rooms import control_group, layer_group
 
@@ -43,6 +45,8 @@ class ClusterMembership:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nexios-heartbeat")
         self.beats = PresenceService(store, executor=self._thread)
         self._members_lost = False
+        # time.monotonic() of the last heartbeat that reached the database (health checks).
+        self.last_beat = time.monotonic()
         # Silent processes this one removed (diagnostics).
         self.removed_peers = 0
 
@@ -56,7 +60,12 @@ class ClusterMembership:
 
     async def heartbeat(self) -> None:
         """Mark this process alive and remove the members of silent ones."""
-        beat = await self.beats.heartbeat(self.process_id)
+        try:
+            beat = await self.beats.heartbeat(self.process_id)
+        except Exception:
+            metrics.DB_FAILURES.labels("heartbeat").inc()
+            raise
+        self.last_beat = time.monotonic()
         for layer_channel, rooms in beat.removed:
             self.removed_peers += 1
             logger.warning(

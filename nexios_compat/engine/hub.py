@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import logging
 import os
 import socket
 import typing
 import uuid
 
+from django.db import connection
+
 from ..conf import get_config
 from ..encoding import FrameCache
+from ..exceptions import HistoryUnavailable
 from ..history import HistoryService, PendingMessage, SavedMessage
 from ..presence import PresenceService, get_presence_store
 from ..resume import decide
@@ -33,11 +37,12 @@ from .layer import get_layer, refresh_interval
 from .ordering import RoomOrdering
 from .outbox import Outbox
 from .protocols import LocalMember
+from .reconcile import MembershipReconciler
 from .recovery import LayerRecovery
 from .registry import LocalRegistry, Slot
 from .scheduler import Scheduler
 from .shutdown import GracefulShutdown
-from .writer import HistoryWriter
+from .writer import TRANSIENT, HistoryWriter
 
 logger = logging.getLogger("nexios_compat.hub")
 
@@ -58,11 +63,16 @@ class Hub:
         store = get_presence_store()
         self.presence = PresenceService(store)
         self.writer = HistoryWriter(
-            self.history,
+            _writer_history(),
             self.broadcast,
             batch_size=int(config["HISTORY_BATCH_SIZE"]),
             max_pending=int(config["HISTORY_MAX_PENDING"]),
             max_pending_bytes=int(config["HISTORY_MAX_PENDING_BYTES"]),
+            write_timeout=_seconds(config["HISTORY_WRITE_TIMEOUT"]),
+            reject=self._history_unavailable,
+        )
+        self.reconciler = MembershipReconciler(
+            self.presence, self.process_id, self._memberships, float(config["RECONCILE_INTERVAL"])
         )
         self.ordering = RoomOrdering(
             lambda cache: delivery.deliver(self.registry, cache),
@@ -168,6 +178,7 @@ class Hub:
         self.scheduler.every("heartbeat", float(config["HEARTBEAT_INTERVAL"]), self.cluster.heartbeat)
         self.scheduler.every("probe", float(config["HEARTBEAT_INTERVAL"]), self.recovery.probe)
         self.scheduler.every("sweep", float(config["EXPIRE_SWEEP_INTERVAL"]), self.sweep)
+        self.scheduler.every("reconcile", float(config["HEARTBEAT_INTERVAL"]), self.reconcile)
         refresh = refresh_interval(self.layer, GROUP_REFRESH_INTERVAL)
         self.scheduler.every("refresh", refresh, self.recovery.resubscribe)
         if config["HISTORY_PRUNE_INTERVAL"]:
@@ -193,6 +204,7 @@ class Hub:
             await asyncio.wait(tasks, timeout=2.0)
         await self.recovery.stop()
         await self.cluster.leave()
+        await self.writer.history.close()
 
     # Membership ----------------------------------------------------------------
 
@@ -230,11 +242,18 @@ class Hub:
         if since is not None:
             slot.buffer = []
         try:
-            await self.presence.add(room, member.id, self.process_id, member.metadata)
+            await self.reconciler.add(room, member.id, member.metadata)
             if since is not None and epoch is not None:
-                await self._resume(member, slot, room, since, epoch)
+                try:
+                    await self._resume(member, slot, room, since, epoch)
+                except TRANSIENT as exc:
+                    raise HistoryUnavailable(f"Cannot resume {room!r} now") from exc
             elif since is not None:
-                saved = [delivery.saved_frame(room, m) for m in await self.history.fetch(room, since)]
+                try:
+                    history = await self.history.fetch(room, since)
+                except TRANSIENT as exc:
+                    raise HistoryUnavailable(f"Cannot replay {room!r}'s history now") from exc
+                saved = [delivery.saved_frame(room, m) for m in history]
                 await delivery.replay(member, slot, saved, since, self.ordering.next_seq(room))
         finally:
             slot.buffer = None
@@ -255,7 +274,7 @@ class Hub:
             # Read the room's last number *before* subscribing: whatever is saved
             # later reaches this process, live or, if it was published before the
             # subscription took effect, from history when the next one shows the gap.
-            self.ordering.start(room, await self.history.last_seq(room) + 1)
+            await self._start_ordering(room)
             try:
                 await self.layer.group_add(layer_group(room), self.recovery.channel)
             except Exception:
@@ -269,6 +288,24 @@ class Hub:
         finally:
             ready.set_result(None)
             del self._subscribing[room]
+
+    async def _start_ordering(self, room: str) -> bool:
+        try:
+            self.ordering.start(room, await self.history.last_seq(room) + 1)
+        except TRANSIENT:
+            # The database is down: the room's saved broadcasts reach its members as
+            # they come (from the one writer, in order but unchecked) until ``reconcile``.
+            logger.warning("Cannot read %r's last seq; its broadcasts go unordered for now", room)
+            self.reconciler.dirty = True
+            return False
+        return True
+
+    async def reconcile(self) -> None:
+        """Repair membership rows owed after database failures; order rooms joined meanwhile."""
+        await self.reconciler.run()
+        for room in [room for room in self.registry.rooms if self.ordering.next_seq(room) is None]:
+            if room not in self._subscribing and not await self._start_ordering(room):
+                return
 
     async def leave(self, member: LocalMember, room: str) -> ChannelRemoveStatusEnum:
         """Remove a member from a room; drop the layer subscription with the last one."""
@@ -285,14 +322,17 @@ class Hub:
                 await self.layer.group_discard(layer_group(room), self.recovery.channel)
             except Exception:  # a stale subscription only brings broadcasts nobody here wants
                 logger.warning("Unsubscribing from %r failed", room, exc_info=True)
-        await self.presence.remove(room, member.id)
+        # Never raises for the database: the row is then owed to the reconciler.
+        await self.reconciler.remove(room, member.id)
         return status
 
     async def discard(self, member: LocalMember) -> None:
-        """Take a member out of all its rooms and stop tracking it."""
-        for room in list(member.groups):
-            await self.leave(member, room)
-        self.registry.unregister(member)
+        """Take a member out of all its rooms and stop tracking it, whatever fails on the way."""
+        try:
+            for room in list(member.groups):
+                await self.leave(member, room)
+        finally:
+            self.registry.unregister(member)
 
     def _memberships(self) -> list[tuple[str, uuid.UUID, dict[str, typing.Any]]]:
         return [(room, member.id, member.metadata) for room, member in self.registry.memberships()]
@@ -305,6 +345,12 @@ class Hub:
         cache = FrameCache(message.room, message.kind, message.text, message.data, seq, epoch)
         self.outbox.put(message.room, wire.item(cache))
         await self.ordering.offer(cache)
+
+    async def _history_unavailable(self, message: PendingMessage) -> None:
+        # The sender returned before the database was known to be down: tell its socket.
+        member = self.registry.get(message.sender) if message.sender is not None else None
+        if member is not None:
+            await member.send_frame({"type": "websocket.send", "text": HistoryUnavailable.frame})
 
     async def _publish_batch(self, room: str, items: list[wire.Item]) -> None:
         await self.layer.group_send(layer_group(room), wire.fanout(room, items, self.process_id))
@@ -389,6 +435,16 @@ class Hub:
         self._tasks.append(task)
         task.add_done_callback(self._tasks.remove)
 
+    def gauges(self) -> dict[str, float]:
+        """Return what the Prometheus gauges show for this hub."""
+        return {
+            "connections": len(self.shutdown.sockets),
+            "rooms": len(self.registry.rooms),
+            "members": sum(len(slots) for slots in self.registry.rooms.values()),
+            "queue_depth": self.writer.pending,
+            "dirty": 1.0 if self.reconciler.dirty else 0.0,
+        }
+
     def stats(self) -> dict[str, typing.Any]:
         """Return counters and state for tests and diagnostics."""
         return {
@@ -406,7 +462,33 @@ class Hub:
                 "stored": self.writer.stored,
                 "failed": self.writer.failed,
                 "waits": self.writer.waits,
+                "failing": self.writer.failing,
+                "unavailable": self.writer.unavailable,
+            },
+            "membership": {
+                "dirty": self.reconciler.dirty,
+                "removed": self.reconciler.removed,
+                "added": self.reconciler.added,
             },
             "groups": {room: len(members) for room, members in self.registry.rooms.items()},
             "channels": len(self.registry.members),
         }
+
+
+def _seconds(value: typing.Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _writer_history() -> HistoryService:
+    """The writer's ``HistoryService``: on PostgreSQL, its own thread, connection and statement timeout.
+
+    Handshakes (session auth), presence and reads then never queue behind a
+    stalled save on Django's shared database thread. SQLite serializes writers
+    in the file anyway, so there the writer keeps the shared thread.
+    """
+    if connection.vendor == "sqlite":
+        return HistoryService()
+    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nexios-history-writer")
+    return HistoryService(
+        executor=executor, statement_timeout=_seconds(get_config()["HISTORY_STATEMENT_TIMEOUT"])
+    )

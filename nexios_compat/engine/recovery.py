@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from channels.layers import BaseChannelLayer
 
+from .. import metrics
 from ..rooms import control_group, layer_group
 from . import wire
 
@@ -53,6 +54,7 @@ class LayerRecovery:
         """Note that the layer failed; re-add subscriptions and catch up once it answers."""
         if self.stopped:
             return
+        metrics.LAYER_FAILURES.labels("layer").inc()
         if self._task is not None and not self._task.done():
             self._again = True
             return
@@ -77,6 +79,7 @@ class LayerRecovery:
                 delay = min(delay * 2, MAX_RETRY_DELAY)
                 continue
             self.recoveries += 1
+            metrics.RECOVERIES.labels("layer").inc()
             logger.warning("Channel layer subscriptions re-added")
             await self.catch_up()
             if not self._again:

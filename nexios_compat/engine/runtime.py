@@ -9,6 +9,7 @@ import weakref
 
 from asgiref.sync import AsyncToSync, async_to_sync
 
+from .. import metrics
 from ..conf import get_config
 from ..encoding import FrameCache, pack
 from ..history import HistoryService, PendingMessage, SavedMessage
@@ -19,6 +20,13 @@ from .hub import Hub
 from .layer import get_layer
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def _live_gauges() -> list[dict[str, float]]:
+    return [hub.gauges() for hub in list(_hubs.values()) if hub.started and not hub.stopped]
+
+
+metrics.bind_hubs(_live_gauges)
 
 
 def current_hub() -> Hub | None:
@@ -122,7 +130,12 @@ async def room_has_members(room: str) -> bool:
     hub = current_hub()
     if hub is not None and hub.has_members(room):
         return True
-    return await PresenceService().count(room) > 0
+    try:
+        return await PresenceService().count(room) > 0
+    except Exception:
+        # The database is down: the broadcast went out; do not fail its sender for a count.
+        metrics.DB_FAILURES.labels("presence_count").inc()
+        return True
 
 
 async def send_to(channel_id: uuid.UUID, payload: typing.Any) -> bool:

@@ -7,6 +7,12 @@ to ``publish``, so nothing reaches a member before it is stored. With
 is bounded (``HISTORY_MAX_PENDING`` messages, ``HISTORY_MAX_PENDING_BYTES``):
 past it ``submit`` waits, so a stalled database holds senders back instead of
 memory growing; nothing accepted is dropped for lack of room.
+
+When the database is unreachable or stalled, a batch is retried until its
+oldest message has waited ``HISTORY_WRITE_TIMEOUT`` (``write_timeout``); then
+its messages fail with ``HistoryUnavailable`` and are not sent. While the
+writer is failing, ``submit`` of a saved message waits for its outcome, so the
+sender learns it (instead of returning at once with a message that may be lost).
 """
 
 from __future__ import annotations
@@ -18,11 +24,22 @@ import logging
 import typing
 from collections.abc import Awaitable, Callable
 
+from django.db import InterfaceError, OperationalError
+
+from .. import metrics
+from ..exceptions import HistoryUnavailable
 from ..history import HistoryService, PendingMessage, SavedMessage, payload_size
 
 logger = logging.getLogger("nexios_compat.history")
 
+# What a lost connection, a stopped server or a statement timeout raise: worth retrying.
+TRANSIENT = (OperationalError, InterfaceError)
+# Longest pause between attempts to store a batch again.
+MAX_RETRY_DELAY = 1.0
+
 Publish = Callable[[PendingMessage, SavedMessage | None], Awaitable[None]]
+# Told about a message that failed with HistoryUnavailable after its sender moved on.
+Reject = Callable[[PendingMessage], Awaitable[None]]
 
 
 @dataclasses.dataclass
@@ -32,6 +49,7 @@ class _Entry:
     size: int
     done: asyncio.Future[SavedMessage | None] | None
     ticket: int
+    accepted: float
 
 
 class HistoryWriter:
@@ -45,12 +63,16 @@ class HistoryWriter:
         batch_size: int = 500,
         max_pending: int = 10_000,
         max_pending_bytes: int = 16 * 1024 * 1024,
+        write_timeout: float | None = 10.0,
+        reject: Reject | None = None,
     ) -> None:
         self.history = history
         self.publish = publish
         self.batch_size = max(1, batch_size)
         self.max_pending = max(1, max_pending)
         self.max_pending_bytes = max(1, max_pending_bytes)
+        self.write_timeout = write_timeout
+        self.reject = reject
         self._queue: collections.deque[_Entry] = collections.deque()
         self._rooms: collections.Counter[str] = collections.Counter()
         # Accepted and not yet delivered (queued or in the current batch): what the bounds count.
@@ -72,6 +94,10 @@ class HistoryWriter:
         self.stored = 0
         self.failed = 0
         self.waits = 0
+        # True from a failed attempt to store until the next success.
+        self.failing = False
+        # Messages that failed with HistoryUnavailable.
+        self.unavailable = 0
 
     @property
     def pending(self) -> int:
@@ -105,9 +131,12 @@ class HistoryWriter:
             self.waits += 1
             self._space.clear()
             await self._space.wait()
-        done = asyncio.get_running_loop().create_future() if wait else None
+        # A failing database: the sender waits for the outcome (bounded by write_timeout).
+        wait = wait or (save and self.failing)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future() if wait else None
         self._tickets += 1
-        self._queue.append(_Entry(message, save, size, done, self._tickets))
+        self._queue.append(_Entry(message, save, size, done, self._tickets, loop.time()))
         self._last_in[message.room] = self._tickets
         self._rooms[message.room] += 1
         self._count += 1
@@ -163,21 +192,25 @@ class HistoryWriter:
         error: Exception | None = None
         if to_save:
             try:
-                records = await self.history.append([entry.message for entry in to_save])
-                self.transactions += 1
-                self.stored += len(records)
+                records = await self._store(to_save)
             except Exception as exc:
                 error = exc
-                self.failed += 1
-                logger.exception("Saving %d message(s) to history failed; they are not sent", len(to_save))
         saved = iter(records)
+        loop = asyncio.get_running_loop()
         for entry in batch:
             record = next(saved) if entry.save and error is None else None
             try:
                 if entry.save and error is not None:
+                    if (
+                        entry.done is None
+                        and self.reject is not None
+                        and isinstance(error, HistoryUnavailable)
+                    ):
+                        await self.reject(entry.message)
                     _settle(entry.done, error=error)
                     continue
                 await self.publish(entry.message, record)
+                metrics.FANOUT_LATENCY.observe(loop.time() - entry.accepted)
             except Exception as exc:
                 _settle(entry.done, error=exc)
                 continue
@@ -186,6 +219,44 @@ class HistoryWriter:
                 self._release(entry)
             _settle(entry.done, result=record)
         await self._advance(batch[-1].ticket)
+
+    async def _store(self, entries: list[_Entry]) -> list[SavedMessage]:
+        """Store a batch, retrying transient failures until its oldest entry's deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = None if self.write_timeout is None else entries[0].accepted + self.write_timeout
+        delay = 0.05
+        while True:
+            try:
+                records = await self.history.append([entry.message for entry in entries])
+            except Exception as exc:
+                self.failed += 1
+                metrics.DB_FAILURES.labels("history_write").inc()
+                if not isinstance(exc, TRANSIENT):
+                    logger.exception(
+                        "Saving %d message(s) to history failed; they are not sent", len(entries)
+                    )
+                    raise
+                if not self.failing:
+                    logger.warning("Saving %d message(s) to history failed", len(entries), exc_info=True)
+                self.failing = True
+                if deadline is not None and loop.time() >= deadline:
+                    self.unavailable += len(entries)
+                    metrics.HISTORY_UNAVAILABLE.inc(len(entries))
+                    logger.error("History unavailable: %d message(s) not saved nor sent", len(entries))
+                    raise HistoryUnavailable("History could not be saved in time; nothing was sent") from exc
+                pause = delay if deadline is None else min(delay, max(deadline - loop.time(), 0.0))
+                await asyncio.sleep(pause)  # a retry's backoff, while the database is down
+                delay = min(delay * 2, MAX_RETRY_DELAY)
+                continue
+            if self.failing:
+                self.failing = False
+                metrics.RECOVERIES.labels("history_writer").inc()
+                logger.warning("Saving to history works again")
+            self.transactions += 1
+            self.stored += len(records)
+            metrics.SAVED.inc(len(records))
+            metrics.BATCH_SIZE.observe(len(records))
+            return records
 
     async def _advance(self, ticket: int) -> None:
         self._delivered = ticket

@@ -10,6 +10,7 @@ import time
 import typing
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 
+from .. import metrics
 from ..conf import get_config
 from ..encoding import dumps, loads
 from ..engine import current_hub
@@ -143,6 +144,50 @@ def _send_buffer(protocol: typing.Any) -> typing.Any | None:
     return transport
 
 
+# The key under which a frame carries the time (``time.monotonic()``) the server queued it.
+ARRIVED = "nexios_compat.arrived"
+
+
+def _receive_queue(receive: Receive) -> asyncio.Queue[Message] | None:
+    """The queue behind ``receive`` when it is ``Queue.get`` (daphne, and Channels' test communicator)."""
+    queue = getattr(receive, "__self__", None)
+    return queue if isinstance(queue, asyncio.Queue) else None
+
+
+def _stamp_arrivals(queue: asyncio.Queue[Message]) -> None:
+    """Have every frame put on ``queue`` carry the time it arrived (under ``ARRIVED``).
+
+    The server puts frames on the queue as they come off the network; the
+    handler may take them much later (a stalled database, a slow handler).
+    The rate limit charges them at their arrival, not at their processing.
+    """
+    put = queue.put_nowait
+    if getattr(put, "_nexios_stamps", False):
+        return
+
+    def put_stamped(message: Message) -> None:
+        if message.get("type") == "websocket.receive":
+            message[ARRIVED] = time.monotonic()
+        put(message)
+
+    put_stamped._nexios_stamps = True  # type: ignore[attr-defined]
+    queue.put_nowait = put_stamped  # type: ignore[method-assign,assignment]
+
+
+def _client_gone(send: Send, queue: asyncio.Queue[Message] | None) -> bool:
+    """Whether the client gave up before the handshake was answered (daphne, or a queued disconnect)."""
+    protocol = _daphne_protocol(send)
+    if protocol is not None:
+        func = unwrap_session_send(send)
+        server = getattr(getattr(func, "func", None), "__self__", None)
+        details = getattr(server, "connections", {}).get(protocol)
+        if details is None or details.get("disconnected"):
+            return True
+    # asyncio.Queue keeps its items in ``_queue``: look, without taking any.
+    pending = getattr(queue, "_queue", ()) if queue is not None else ()
+    return any(message.get("type") == "websocket.disconnect" for message in pending)
+
+
 # A sender that can wait (a history replay) waits while more than half of
 # MAX_SEND_BACKLOG is queued; a client that takes nothing for this long is closed.
 DRAIN_TIMEOUT = 10.0
@@ -157,6 +202,9 @@ class WebSocket:
         self.scope = fill_scope(scope)
         self._receive = receive
         self._send = send
+        self._queue = _receive_queue(receive)
+        if self._queue is not None:
+            _stamp_arrivals(self._queue)
         self.client_state = WebSocketState.CONNECTING
         self.application_state = WebSocketState.CONNECTING
         self.last_receive = time.monotonic()
@@ -259,13 +307,16 @@ class WebSocket:
                 self.last_receive = time.monotonic()
                 if self._limiter is None:
                     self._limiter = FrameLimiter()
-                verdict = self._limiter.check(message)
+                verdict = self._limiter.check(message, message.get(ARRIVED))
                 if verdict is None:
+                    (metrics.IN_TEXT if message.get("text") is not None else metrics.IN_BYTES).inc()
                     return message
                 if isinstance(verdict, str):  # DROP
+                    metrics.RATE_LIMITED.labels("drop").inc()
                     await self.send_text('{"type":"error","error":"rate_limited"}')
                     continue
                 code, reason = verdict
+                metrics.RATE_LIMITED.labels("close" if code == 1008 else "too_big").inc()
                 await self.close(code, reason)
                 raise WebSocketDisconnect(code, reason)
         raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
@@ -290,6 +341,7 @@ class WebSocket:
                 return
             try:
                 await self._send(message)
+                (metrics.OUT_TEXT if message.get("text") is not None else metrics.OUT_BYTES).inc()
             except Exception as exc:
                 # The client's close can reach us after the server's transport is
                 # gone (autobahn raises Disconnected); a late frame is not an error,
@@ -308,9 +360,19 @@ class WebSocket:
     async def accept(
         self, subprotocol: str | None = None, headers: Iterable[tuple[bytes, bytes]] | None = None
     ) -> None:
-        """Accept the connection (waiting for the client's connect message first)."""
+        """Accept the connection (waiting for the client's connect message first).
+
+        Raises ``WebSocketDisconnect`` (1006) when the client already gave up
+        (closed while the handshake waited): nothing after ``accept`` runs for it.
+        """
         if self.client_state == WebSocketState.CONNECTING:
             await self.receive()
+        if self.application_state == WebSocketState.CONNECTING and _client_gone(self._send, self._queue):
+            self.client_state = WebSocketState.DISCONNECTED
+            self.application_state = WebSocketState.DISCONNECTED
+            metrics.ABANDONED.inc()
+            logger.info("Handshake from %s:%s abandoned by the client before accept", *self.client)
+            raise WebSocketDisconnect(1006, "Client left before the handshake completed")
         message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
         if headers:
             message["headers"] = list(headers)
@@ -441,6 +503,7 @@ class WebSocket:
         if self._frame_send is None:
             self._frame_send = unwrap_session_send(self._send)
         await self._frame_send(message)
+        (metrics.OUT_TEXT if message.get("text") is not None else metrics.OUT_BYTES).inc()
         buffer = self._buffer  # a client that stops reading must not make this grow forever
         if buffer is not None and self._max_backlog < (
             len(buffer.dataBuffer) - buffer.offset + buffer._tempDataLen

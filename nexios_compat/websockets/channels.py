@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import typing
 import uuid
@@ -23,6 +24,8 @@ from .utils import (
     GroupSendStatusEnum,
     PayloadTypeEnum,
 )
+
+logger = logging.getLogger("nexios_compat.websockets")
 
 __all__ = [
     "Channel",
@@ -229,8 +232,19 @@ Members = dict[Channel | RemoteChannel, typing.Any]
 
 
 async def _members(room: str | None) -> dict[str, Members]:
-    infos = await PresenceService().members(room)
     hub = engine.current_hub()
+    try:
+        infos = await PresenceService().members(room)
+    except Exception:
+        if hub is None:
+            raise
+        # The database is down: answer from this process's memory (its own members only).
+        logger.warning("Membership rows unreadable; listing this process's members only", exc_info=True)
+        return {
+            name: {member: ... for member in slots if isinstance(member, Channel)}
+            for name, slots in hub.registry.rooms.items()
+            if room is None or name == room
+        }
     groups: dict[str, Members] = {}
     for info in infos:
         local = hub.registry.get(info.channel_id) if hub is not None else None

@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 
 from ..encoding import loads
 from ..engine import Hub
-from ..exceptions import RoomAccessDenied, WebSocketException
+from ..exceptions import HistoryUnavailable, RoomAccessDenied, WebSocketException
 from .base import Message, Receive, Scope, Send, WebSocket, WebSocketDisconnect, WebSocketState
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
 from .functions import FunctionConsumer, Handler
@@ -91,7 +91,7 @@ class WebSocketConsumer(AsyncConsumer):
     async def _handle_connection(self, hub: Hub, websocket: WebSocket, channel: Channel) -> None:
         close_code = WS_1000_NORMAL_CLOSURE
         try:
-            await self.on_connect(websocket)
+            await self._degrading(websocket, self.on_connect(websocket))
             while websocket.application_state == WebSocketState.CONNECTED:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
@@ -104,7 +104,7 @@ class WebSocketConsumer(AsyncConsumer):
                     await websocket.close(WS_1003_UNSUPPORTED_DATA, str(exc))
                     break
                 channel.touch()
-                await self.on_receive(websocket, data)
+                await self._degrading(websocket, self.on_receive(websocket, data))
             else:  # the server closed the socket (e.g. with 1001 when it stops)
                 if hub.stopping:
                     close_code = WS_1001_GOING_AWAY
@@ -124,6 +124,17 @@ class WebSocketConsumer(AsyncConsumer):
             logger.exception("%s.on_disconnect failed", type(self).__name__)
         finally:
             await finish(hub, websocket, close_code)
+
+    async def _degrading(self, websocket: WebSocket, hook: typing.Awaitable[None]) -> None:
+        # A database outage is nobody's fault on this socket: tell the client
+        # its saved send failed and keep the connection, instead of a 1011.
+        try:
+            await hook
+        except HistoryUnavailable:
+            if websocket.application_state != WebSocketState.CONNECTED:
+                raise
+            logger.warning("%s: history unavailable; sent an error frame", type(self).__name__)
+            await websocket.send_text(HistoryUnavailable.frame)
 
     def _decode(self, message: Message) -> typing.Any:
         text, data = message.get("text"), message.get("bytes")

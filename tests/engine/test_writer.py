@@ -7,8 +7,10 @@ import datetime
 import uuid
 
 import pytest
+from django.db import OperationalError
 
 from nexios_compat.engine.writer import HistoryWriter
+from nexios_compat.exceptions import HistoryUnavailable
 from nexios_compat.history import PendingMessage, SavedMessage
 
 from .fakes import until
@@ -139,3 +141,64 @@ async def test_stop_stores_and_delivers_everything_accepted() -> None:
     history.gate.set()
     await stopping
     assert [text for text, _ in delivered] == ["0", "1", "2"]
+
+
+class FlakyHistory(SlowHistory):
+    """Raises what a stopped PostgreSQL raises while ``down`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
+        if self.down:
+            self.calls += 1
+            raise OperationalError("connection refused")
+        return await super().append(messages)
+
+
+async def test_a_database_outage_shorter_than_the_write_timeout_only_delays_saves() -> None:
+    history = FlakyHistory()
+    delivered: list[str | None] = []
+
+    async def publish(message: PendingMessage, saved: SavedMessage | None) -> None:
+        delivered.append(message.text)
+
+    writer = HistoryWriter(history, publish, write_timeout=60.0)  # type: ignore[arg-type]
+    writer.start()
+    history.down = True
+    await writer.submit(msg("during"))  # accepted before anyone knew
+    await until(lambda: history.calls >= 3, "retries")
+    assert writer.failing and delivered == []
+    # While failing, a saved send waits for its outcome instead of returning at once.
+    waiting = asyncio.create_task(writer.submit(msg("waits")))
+    await until(lambda: writer.pending == 2, "the second accepted")
+    assert not waiting.done()
+    history.down = False
+    await waiting
+    assert delivered == ["during", "waits"] and not writer.failing
+    await writer.stop()
+
+
+async def test_saves_fail_with_history_unavailable_past_the_write_timeout_and_nothing_is_sent() -> None:
+    history = FlakyHistory()
+    delivered: list[str | None] = []
+
+    async def publish(message: PendingMessage, saved: SavedMessage | None) -> None:
+        delivered.append(message.text)
+
+    writer = HistoryWriter(history, publish, write_timeout=0.2)  # type: ignore[arg-type]
+    writer.start()
+    history.down = True
+    await writer.submit(msg("lost"))
+    await until(lambda: writer.failing, "the first failure")
+    with pytest.raises(HistoryUnavailable):
+        await writer.submit(msg("refused"))
+    await writer.submit(msg("unsaved"), save=False)  # unsaved traffic keeps flowing
+    await writer.flush()
+    assert delivered == ["unsaved"] and writer.unavailable == 2
+    history.down = False
+    await writer.submit(msg("back"))
+    await writer.flush()
+    assert delivered == ["unsaved", "back"] and not writer.failing
+    await writer.stop()

@@ -1,0 +1,76 @@
+"""Prometheus metrics of this process, in the default registry (``/metrics`` shows them).
+
+Counters and histograms are updated where things happen; the gauges read the
+live hubs when scraped (``bind_hubs``), so they cannot drift from the truth.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Iterable
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PREFIX = "nexios_compat"
+
+MESSAGES_IN = Counter(f"{PREFIX}_messages_in", "Frames received from clients, by kind", ["kind"])
+MESSAGES_OUT = Counter(f"{PREFIX}_messages_out", "Frames sent to clients, by kind", ["kind"])
+# Bound once: these are counted on every frame.
+IN_TEXT, IN_BYTES = MESSAGES_IN.labels("text"), MESSAGES_IN.labels("bytes")
+OUT_TEXT, OUT_BYTES = MESSAGES_OUT.labels("text"), MESSAGES_OUT.labels("bytes")
+SAVED = Counter(f"{PREFIX}_history_saved", "Messages stored in history")
+HISTORY_UNAVAILABLE = Counter(
+    f"{PREFIX}_history_unavailable", "Saved sends that failed with HistoryUnavailable"
+)
+BATCH_SIZE = Histogram(
+    f"{PREFIX}_history_batch_size",
+    "Messages stored per history transaction",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+DB_FAILURES = Counter(f"{PREFIX}_database_failures", "Database calls that failed, by operation", ["op"])
+LAYER_FAILURES = Counter(f"{PREFIX}_layer_failures", "Channel layer calls that failed, by operation", ["op"])
+RECOVERIES = Counter(f"{PREFIX}_recoveries", "Recoveries after a failure, by part", ["part"])
+RECONCILED = Counter(
+    f"{PREFIX}_members_reconciled", "Membership rows fixed to match live sockets, by action", ["action"]
+)
+ABANDONED = Counter(
+    f"{PREFIX}_handshakes_abandoned", "Handshakes whose client was gone before accept (no side effects)"
+)
+RATE_LIMITED = Counter(f"{PREFIX}_rate_limited", "Frames over the rate limit, by action", ["action"])
+FANOUT_LATENCY = Histogram(
+    f"{PREFIX}_fanout_latency_seconds",
+    "From a broadcast's acceptance to its delivery to this process's members",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+# What each live hub reports for the gauges (``Hub.gauges``).
+HubGauges = typing.Mapping[str, float]
+_sources: list[Callable[[], Iterable[HubGauges]]] = []
+
+
+def _total(name: str) -> Callable[[], float]:
+    def read() -> float:
+        return float(sum(gauges.get(name, 0) for source in _sources for gauges in source()))
+
+    return read
+
+
+CONNECTIONS = Gauge(f"{PREFIX}_connections", "Open WebSocket connections served by this process")
+ROOMS = Gauge(f"{PREFIX}_rooms", "Rooms with members in this process")
+MEMBERS = Gauge(f"{PREFIX}_members", "Room memberships held by this process")
+QUEUE_DEPTH = Gauge(f"{PREFIX}_history_queue_depth", "Messages accepted by the writer, not yet delivered")
+DIRTY = Gauge(f"{PREFIX}_membership_dirty", "1 while this process's membership rows await reconciliation")
+for _gauge, _name in (
+    (CONNECTIONS, "connections"),
+    (ROOMS, "rooms"),
+    (MEMBERS, "members"),
+    (QUEUE_DEPTH, "queue_depth"),
+    (DIRTY, "dirty"),
+):
+    _gauge.set_function(_total(_name))
+
+
+def bind_hubs(source: Callable[[], Iterable[HubGauges]]) -> None:
+    """Have the gauges read the live hubs that ``source`` returns (the engine calls this once)."""
+    if source not in _sources:
+        _sources.append(source)

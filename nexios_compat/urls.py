@@ -1,0 +1,11 @@
+"""URLs of the operations views: ``path("", include("nexios_compat.urls"))`` mounts them."""
+
+from django.urls import path
+
+from .monitoring import health_view, metrics_view
+
+app_name = "nexios_compat"
+urlpatterns = [
+    path("metrics", metrics_view, name="metrics"),
+    path("health", health_view, name="health"),
+]

@@ -1,0 +1,159 @@
+"""Faults around a socket, driven in one process: stalls, abandoned handshakes, a failing database."""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+import uuid
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.db import OperationalError
+from prometheus_client import REGISTRY
+
+from nexios_compat import WebSocket, get_application
+from nexios_compat.engine import current_hub, get_hub
+from nexios_compat.presence import PresenceService
+from nexios_compat.websockets.channels import ChannelBox
+from nexios_compat.websockets.consumers import WebSocketEndpoint
+from tests.helpers import until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class Gated(WebSocketEndpoint):
+    """Echoes frames; ``gate`` (per test) holds the handshake or the first frame."""
+
+    encoding = "json"
+    gate: asyncio.Event
+    hold_handshake = False
+
+    async def on_connect(self, ws: WebSocket) -> None:
+        if self.hold_handshake:
+            await self.gate.wait()  # as a handshake queued behind a stalled database
+        await ws.accept()
+        await self.join_group("g")
+        await self.broadcast({"joined": True}, "g", save_history=True)
+
+    async def on_receive(self, ws: WebSocket, data: typing.Any) -> None:
+        await self.gate.wait()  # the first frame stalls; the client keeps sending
+        await ws.send_json(data)
+
+
+def app_for(endpoint: type[WebSocketEndpoint]) -> typing.Any:
+    app = get_application()
+    app.add_ws_route(endpoint.as_route("/g"))
+    return app
+
+
+async def test_frames_are_charged_to_the_rate_limit_when_they_arrived(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {"RATE_LIMIT_MESSAGES": 50, "RATE_LIMIT_BURST": 5}
+    endpoint = type("Stalled", (Gated,), {"gate": asyncio.Event()})
+    communicator = WebsocketCommunicator(app_for(endpoint), "/g")
+    assert (await communicator.connect())[0]
+    assert await communicator.receive_json_from() == {"joined": True}
+    for n in range(40):  # at most 25 a second: half the limit
+        await communicator.send_json_to({"n": n})
+        await asyncio.sleep(0.04)
+    endpoint.gate.set()  # the stall ends: 39 frames are waiting
+    echoed = [(await communicator.receive_json_from(timeout=5))["n"] for _ in range(40)]
+    assert echoed == list(range(40))
+    assert metric("nexios_compat_rate_limited_total", action="close") == 0
+    await communicator.disconnect()
+
+
+async def test_a_handshake_the_client_gave_up_on_runs_no_on_connect_side_effects() -> None:
+    endpoint = type("SlowHandshake", (Gated,), {"gate": asyncio.Event(), "hold_handshake": True})
+    abandoned = metric("nexios_compat_handshakes_abandoned_total")
+    communicator = WebsocketCommunicator(app_for(endpoint), "/g")
+    await communicator.send_input({"type": "websocket.connect"})
+    await communicator.send_input({"type": "websocket.disconnect", "code": 1006})  # the client gave up
+    endpoint.gate.set()
+    await communicator.wait(timeout=5)
+    assert metric("nexios_compat_handshakes_abandoned_total") == abandoned + 1
+    assert await ChannelBox.show_history("g") == []
+    assert await PresenceService().count("g") == 0
+
+
+class Chat(WebSocketEndpoint):
+    encoding = "json"
+
+    async def on_connect(self, ws: WebSocket) -> None:
+        await ws.accept()
+        await self.join_group("c")
+        await ws.send_json({"ready": str(self.channel.id if self.channel else "")})
+
+    async def on_receive(self, ws: WebSocket, data: typing.Any) -> None:
+        await self.broadcast(data, "c", save_history=data.get("save", True))
+
+
+class DatabaseDown:
+    """Makes the stores raise what a stopped PostgreSQL raises, while ``down``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from nexios_compat.history import DatabaseHistoryStore
+        from nexios_compat.presence import DatabasePresenceStore
+
+        self.down = False
+        for cls, names in (
+            (DatabaseHistoryStore, ("append", "last_seq", "fetch")),
+            (DatabasePresenceStore, ("add", "remove", "members", "count", "reconcile")),
+        ):
+            for name in names:
+                monkeypatch.setattr(cls, name, self._guard(getattr(cls, name)))
+
+    def _guard(self, fn: typing.Callable[..., typing.Any]) -> typing.Callable[..., typing.Any]:
+        def guarded(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+            if self.down:
+                raise OperationalError("connection refused")
+            return fn(*args, **kwargs)
+
+        return guarded
+
+
+async def test_a_database_outage_keeps_sockets_open_and_membership_rows_follow_the_sockets(
+    settings: typing.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.NEXIOS_COMPAT = {"HISTORY_WRITE_TIMEOUT": 0.3, "HEARTBEAT_INTERVAL": 0.1}
+    database = DatabaseDown(monkeypatch)
+    app = app_for(Chat)
+    stays = WebsocketCommunicator(app, "/g")
+    assert (await stays.connect())[0]
+    await stays.receive_json_from()
+    leaves = WebsocketCommunicator(app, "/g")
+    assert (await leaves.connect())[0]
+    gone = uuid.UUID((await leaves.receive_json_from())["ready"])
+    hub = await get_hub()
+    failures = metric("nexios_compat_database_failures_total", op="presence_remove")
+
+    database.down = True
+    await leaves.disconnect()  # its row cannot be deleted now
+    await until(lambda: gone not in hub.registry.members, "the channel to leave memory")
+    assert metric("nexios_compat_database_failures_total", op="presence_remove") == failures + 1
+    assert metric("nexios_compat_membership_dirty") == 1
+    newcomer = WebsocketCommunicator(app, "/g")  # new connections keep working
+    assert (await newcomer.connect())[0]
+    await newcomer.receive_json_from()
+    await stays.send_json_to({"save": False, "n": "unsaved"})
+    for member in (stays, newcomer):
+        assert await member.receive_json_from() == {"save": False, "n": "unsaved"}
+    await stays.send_json_to({"n": "saved"})
+    assert await stays.receive_json_from(timeout=5) == {"type": "error", "error": "history_unavailable"}
+    assert metric("nexios_compat_history_unavailable_total") >= 1
+    assert {len(await ChannelBox.group("c"))} == {2}  # presence from memory
+
+    database.down = False
+    members = PresenceService()
+    await until(lambda: metric("nexios_compat_membership_dirty") == 0, "reconciliation")
+    assert {m.channel_id for m in await members.members("c")} == set(hub.registry.members)
+    assert gone not in {m.channel_id for m in await members.members("c")}
+    await stays.send_json_to({"n": "after"})
+    for member in (stays, newcomer):
+        assert await member.receive_json_from(timeout=5) == {"n": "after"}
+    assert current_hub() is hub
+    for communicator in (stays, newcomer):
+        await communicator.disconnect()
