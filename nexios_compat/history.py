@@ -13,7 +13,7 @@ import typing
 import uuid
 
 from django.db import connection, transaction
-from django.db.models import F, Sum, Window
+from django.db.models import F, Field, Sum, Window
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -114,8 +114,6 @@ class DatabaseHistoryStore(BaseHistoryStore):
         return self._append_numbered(messages)
 
     def _append_numbered(self, messages: list[PendingMessage]) -> list[SavedMessage]:
-        from .models import Message
-
         counts = collections.Counter(message.room for message in messages)
         now = timezone.now()
         with transaction.atomic():
@@ -127,26 +125,15 @@ class DatabaseHistoryStore(BaseHistoryStore):
             next_seq = {name: row[1] - counts[name] for name, row in numbered.items() if row is not None}
             room_ids = {name: row[0] for name, row in numbered.items() if row is not None}
             epochs = {name: row[2] for name, row in numbered.items() if row is not None}
+            saved = []
             rows = []
             for message in messages:
                 next_seq[message.room] += 1
-                rows.append(
-                    Message(
-                        room_id=room_ids[message.room],
-                        seq=next_seq[message.room],
-                        kind=message.kind,
-                        text=message.text,
-                        data=message.data,
-                        size=payload_size(message),
-                        sender=message.sender,
-                        created=now,
-                    )
-                )
-            Message.objects.bulk_create(rows)
-        return [
-            SavedMessage(seq=row.seq, uuid=row.uuid, created=now, epoch=epochs[message.room])
-            for row, message in zip(rows, messages, strict=True)
-        ]
+                record = SavedMessage(next_seq[message.room], uuid.uuid4(), now, epochs[message.room])
+                saved.append(record)
+                rows.append((room_ids[message.room], record, message))
+            _insert_messages(rows)
+        return saved
 
     @staticmethod
     def _to_dc(room: str, row: typing.Any) -> ChannelMessageDC:
@@ -272,6 +259,41 @@ class _RoomsMissing(Exception):
     def __init__(self, names: list[str]) -> None:
         super().__init__(names)
         self.names = names
+
+
+def _insert_messages(rows: list[tuple[int, SavedMessage, PendingMessage]]) -> None:
+    """Insert message rows with one ``executemany``.
+
+    ``bulk_create`` built a model instance per message and compiled a
+    statement per batch: a third of a save's time on the database thread.
+    Values go through the fields' own database preparation, as the ORM does.
+    """
+    from .models import Message
+
+    fields = [typing.cast(Field, Message._meta.get_field(name)) for name in _MESSAGE_COLUMNS]
+    table = connection.ops.quote_name(Message._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    prep = [field.get_db_prep_save for field in fields]
+    params = []
+    for room_id, record, message in rows:
+        values = (
+            room_id,
+            record.seq,
+            record.uuid,
+            message.kind,
+            message.text,
+            message.data,
+            payload_size(message),
+            message.sender,
+            record.created,
+        )
+        params.append([prepare(value, connection) for prepare, value in zip(prep, values, strict=True)])
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", params)
+
+
+_MESSAGE_COLUMNS = ("room", "seq", "uuid", "kind", "text", "data", "size", "sender", "created")
 
 
 def _take_numbers(room: str, count: int, now: datetime.datetime) -> tuple[int, int, str] | None:

@@ -175,9 +175,29 @@ class HistoryWriter:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
-                await self._write_batch()
+                await self._write_batches()
             if self._closing:
                 return
+
+    async def _write_batches(self) -> None:
+        """Store batches one after another; deliver each while the next one is being stored.
+
+        Saves stay strictly sequential (a retried batch must not let a later one
+        take lower numbers); only a batch's delivery overlaps the next one's save.
+        """
+        batch = self._take()
+        outcome = await self._save(batch)
+        while True:
+            following = self._take()
+            saving = asyncio.ensure_future(self._save(following)) if following else None
+            try:
+                await self._deliver(batch, *outcome)
+            finally:
+                if saving is not None:
+                    outcome = await saving
+            if saving is None:
+                return
+            batch = following
 
     def _take(self) -> list[_Entry]:
         batch: list[_Entry] = []
@@ -185,16 +205,18 @@ class HistoryWriter:
             batch.append(self._queue.popleft())
         return batch
 
-    async def _write_batch(self) -> None:
-        batch = self._take()
+    async def _save(self, batch: list[_Entry]) -> tuple[list[SavedMessage], Exception | None]:
         to_save = [entry for entry in batch if entry.save]
-        records: list[SavedMessage] = []
-        error: Exception | None = None
-        if to_save:
-            try:
-                records = await self._store(to_save)
-            except Exception as exc:
-                error = exc
+        if not to_save:
+            return [], None
+        try:
+            return await self._store(to_save), None
+        except Exception as exc:
+            return [], exc
+
+    async def _deliver(
+        self, batch: list[_Entry], records: list[SavedMessage], error: Exception | None
+    ) -> None:
         saved = iter(records)
         loop = asyncio.get_running_loop()
         for entry in batch:
