@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import concurrent.futures
 import dataclasses
 import datetime
-import functools
 import logging
 import typing
 import uuid
 
 from django.db import connection, transaction
-from django.db.models import F, Field, Sum, Window
+from django.db.models import Field
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from .conf import get_config, history_size_bytes
-from .db import call_db_limited, run_db
+from .conf import get_config
 from .encoding import KIND_BYTES, unpack
 from .types import ChannelMessageDC
 
 if typing.TYPE_CHECKING:
-    from .models import Room
+    pass
 
 logger = logging.getLogger("nexios_compat.history")
 
@@ -208,51 +204,9 @@ class DatabaseHistoryStore(BaseHistoryStore):
 
     def prune(self) -> int:
         """Trim every room to its retention limits, always keeping its newest message."""
-        from .models import Room
+        from .retention import prune_rooms
 
-        deleted = 0
-        for room in Room.objects.filter(messages__isnull=False).distinct():
-            deleted += self._prune_room(room)
-        return deleted
-
-    def _prune_room(self, room: Room) -> int:
-        """Delete a room's oldest messages beyond its limits; return how many."""
-        from .models import Message
-
-        config = get_config()
-        messages = Message.objects.filter(room=room)
-        newest = messages.order_by("-seq").values_list("seq", flat=True).first()
-        if newest is None:
-            return 0
-        cutoff = 0  # delete seq <= cutoff
-        max_messages = room.max_messages if room.max_messages is not None else config["HISTORY_MAX_MESSAGES"]
-        if max_messages is not None:
-            keep = max(int(max_messages), 1)
-            first_kept = messages.order_by("-seq").values_list("seq", flat=True)[keep - 1 : keep].first()
-            if first_kept is not None:
-                cutoff = max(cutoff, first_kept - 1)
-        max_age = room.max_age if room.max_age is not None else config["HISTORY_MAX_AGE"]
-        if max_age is not None:
-            limit = timezone.now() - datetime.timedelta(seconds=float(max_age))
-            old = messages.filter(created__lt=limit).order_by("-seq").values_list("seq", flat=True).first()
-            if old is not None:
-                cutoff = max(cutoff, old)
-        byte_bound = history_size_bytes()
-        if byte_bound is not None:
-            # The newest message whose running total (newest first) exceeds the bound.
-            over = (
-                messages.annotate(total=Window(Sum("size"), order_by=F("seq").desc()))
-                .filter(total__gt=byte_bound)
-                .order_by("-seq")
-                .values_list("seq", flat=True)
-                .first()
-            )
-            if over is not None:
-                cutoff = max(cutoff, over)
-        cutoff = min(cutoff, newest - 1)
-        if cutoff <= 0:
-            return 0
-        return messages.filter(seq__lte=cutoff).delete()[0]
+        return prune_rooms()
 
 
 class _RoomsMissing(Exception):
@@ -322,94 +276,3 @@ def get_history_store() -> BaseHistoryStore:
     """Return an instance of the configured ``HISTORY_STORE``."""
     store_class = import_string(get_config()["HISTORY_STORE"])
     return typing.cast(BaseHistoryStore, store_class())
-
-
-Deliver = typing.Callable[[PendingMessage, SavedMessage | None], None]
-
-
-class HistoryService:
-    """Async access to the configured history store, run on Django's database thread.
-
-    With ``executor``, ``append`` runs there instead (the hub's writer on
-    PostgreSQL: its own connection, with ``statement_timeout``), so that a
-    stalled save does not hold handshakes, presence and reads queued on the shared thread.
-    """
-
-    def __init__(
-        self,
-        store: BaseHistoryStore | None = None,
-        executor: concurrent.futures.ThreadPoolExecutor | None = None,
-        statement_timeout: float | None = None,
-    ) -> None:
-        self.store = store if store is not None else get_history_store()
-        self.executor = executor
-        self.statement_timeout = statement_timeout
-
-    async def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
-        """Store messages in order; return the sequence numbers assigned."""
-        if self.executor is None:
-            return await run_db(self.store.append, messages)
-        call = functools.partial(call_db_limited, self.statement_timeout, self.store.append, messages)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
-
-    async def close(self) -> None:
-        """Close the connection of ``executor``'s thread and stop it (no-op without one)."""
-        if self.executor is None:
-            return
-        from django.db import connections
-
-        await asyncio.get_running_loop().run_in_executor(self.executor, connections.close_all)
-        self.executor.shutdown(wait=False)
-
-    async def append_for_caller(
-        self, message: PendingMessage, save: bool, deliver: Deliver
-    ) -> tuple[SavedMessage | None, bool]:
-        """From sync code waiting on this call: store in *its* transaction, deliver at its commit.
-
-        Runs on the caller's own thread (asgiref sends thread-sensitive work
-        there), so the row joins whatever ``transaction.atomic()`` the caller has
-        open; ``deliver`` is registered with ``transaction.on_commit`` and a
-        rollback (or a rolled-back savepoint) sends nothing. Return what was
-        saved and whether delivery was deferred (outside a transaction it is
-        the caller's to do now).
-        """
-        return await run_db(self._append_for_caller, message, save, deliver)
-
-    def _append_for_caller(
-        self, message: PendingMessage, save: bool, deliver: Deliver
-    ) -> tuple[SavedMessage | None, bool]:
-        saved = self.store.append([message])[0] if save else None
-        if connection.in_atomic_block:
-            transaction.on_commit(lambda: deliver(message, saved))
-            return saved, True
-        return saved, False
-
-    async def fetch(
-        self, room: str, since: int | None = None, limit: int | None = None
-    ) -> list[ChannelMessageDC]:
-        """Return a room's messages after ``since``, oldest first (the newest ``limit``)."""
-        return await run_db(self.store.fetch, room, since, limit)
-
-    async def read(self, room: str, since: int) -> Position:
-        """Return the room's epoch, counter and messages after ``since``, read together."""
-        return await run_db(self.store.read, room, since)
-
-    async def page(self, room: str, before: int | None, limit: int) -> list[ChannelMessageDC]:
-        """Return up to ``limit`` messages with ``seq < before``, newest first."""
-        return await run_db(self.store.page, room, before, limit)
-
-    async def fetch_all(self) -> dict[str, list[ChannelMessageDC]]:
-        """Return every room's messages, oldest first."""
-        return await run_db(self.store.fetch_all)
-
-    async def last_seq(self, room: str) -> int:
-        """Return the highest sequence number handed out in a room."""
-        return await run_db(self.store.last_seq, room)
-
-    async def flush(self, room: str | None = None) -> int:
-        """Delete the messages of one room, or of every room."""
-        return await run_db(self.store.flush, room)
-
-    async def prune(self) -> int:
-        """Apply retention now."""
-        return await run_db(self.store.prune)

@@ -5,15 +5,11 @@ Stores are synchronous; ``PresenceService`` is how async code reaches them.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
 import datetime
-import functools
 import socket
 import typing
 import uuid
-from collections.abc import Callable
 
 from django.db import transaction
 from django.db.models import Count
@@ -21,7 +17,6 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from .conf import get_config
-from .db import call_db, run_db
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,85 +279,3 @@ def get_presence_store() -> BasePresenceStore:
     """Return an instance of the configured ``PRESENCE_STORE``."""
     store_class = import_string(get_config()["PRESENCE_STORE"])
     return typing.cast(BasePresenceStore, store_class())
-
-
-T = typing.TypeVar("T")
-
-
-class PresenceService:
-    """Async access to the configured presence store.
-
-    Calls run on Django's database thread, or on ``executor`` when one is given
-    (heartbeats use their own thread so that a backlog of other database work
-    cannot make peers think this process is dead).
-    """
-
-    def __init__(
-        self,
-        store: BasePresenceStore | None = None,
-        executor: concurrent.futures.ThreadPoolExecutor | None = None,
-    ) -> None:
-        self.store = store if store is not None else get_presence_store()
-        self.executor = executor
-
-    async def _run(self, fn: Callable[..., T], *args: typing.Any) -> T:
-        if self.executor is None:
-            return await run_db(fn, *args)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(call_db, fn, *args))
-
-    async def register_process(self, process_id: str, layer_channel: str, pid: int) -> None:
-        """Record a process and the layer channel its hub listens on."""
-        await self._run(self.store.register_process, process_id, layer_channel, pid)
-
-    async def unregister_process(self, process_id: str) -> None:
-        """Forget a process and all its members."""
-        await self._run(self.store.unregister_process, process_id)
-
-    async def heartbeat(self, process_id: str) -> Heartbeat:
-        """Mark a process alive; delete silent ones."""
-        return await self._run(self.store.heartbeat, process_id)
-
-    async def add(
-        self, room: str, channel_id: uuid.UUID, process_id: str, metadata: dict[str, typing.Any]
-    ) -> None:
-        """Record a channel's membership of a room."""
-        await self._run(self.store.add, room, channel_id, process_id, metadata)
-
-    async def add_many(
-        self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]
-    ) -> None:
-        """Record several memberships of one process."""
-        await self._run(self.store.add_many, process_id, members)
-
-    async def remove(self, room: str, channel_id: uuid.UUID) -> None:
-        """Forget a channel's membership of a room."""
-        await self._run(self.store.remove, room, channel_id)
-
-    async def reconcile(
-        self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]
-    ) -> tuple[int, int]:
-        """Make a process's memberships exactly ``members``; return ``(removed, added)``."""
-        return await self._run(self.store.reconcile, process_id, members)
-
-    async def members(self, room: str | None = None) -> list[MemberInfo]:
-        """Return the members of one room, or of all rooms, oldest first."""
-        return await self._run(self.store.members, room)
-
-    async def count(self, room: str) -> int:
-        """Return the number of members of one room, in every process."""
-        return await self._run(self.store.count, room)
-
-    async def locate(self, channel_id: uuid.UUID) -> str | None:
-        """Return the layer channel of the hub holding ``channel_id``, if any."""
-        return await self._run(self.store.locate, channel_id)
-
-    async def clear(self) -> None:
-        """Forget every membership."""
-        await self._run(self.store.clear)
-
-    async def close_connections(self) -> None:
-        """Close the database connections of the thread this service runs on."""
-        from django.db import connections
-
-        await self._run(connections.close_all)

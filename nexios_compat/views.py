@@ -23,8 +23,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
-from .history import HistoryService
 from .rooms import check_group_name
+from .services import HistoryService
 from .types import ChannelMessageDC
 from .websockets.base import WebSocket
 from .websockets.consumers import WebSocketConsumer

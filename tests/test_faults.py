@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from nexios_compat import WebSocket, get_application
 from nexios_compat.engine import current_hub, get_hub
-from nexios_compat.presence import PresenceService
+from nexios_compat.services import PresenceService
 from nexios_compat.websockets.channels import ChannelBox
 from nexios_compat.websockets.consumers import WebSocketEndpoint
 from tests.helpers import until

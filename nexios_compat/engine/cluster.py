@@ -15,8 +15,9 @@ from channels.layers import BaseChannelLayer
 from django.db import connections
 
 from .. import metrics
-from ..presence import BasePresenceStore, PresenceService
+from ..presence import BasePresenceStore
 from ..rooms import control_group, layer_group
+from ..services import PresenceService
 
 logger = logging.getLogger("nexios_compat.engine")
 

@@ -26,23 +26,24 @@ from django.db import connection
 from ..conf import get_config
 from ..encoding import FrameCache
 from ..exceptions import HistoryUnavailable
-from ..history import HistoryService, PendingMessage, SavedMessage
-from ..presence import PresenceService, get_presence_store
-from ..resume import decide
-from ..rooms import check_group_name, control_group, layer_group
+from ..history import PendingMessage, SavedMessage
+from ..presence import get_presence_store
+from ..rooms import control_group, layer_group
+from ..services import HistoryService, PresenceService
 from ..types import ChannelAddStatusEnum, ChannelRemoveStatusEnum
-from . import delivery, wire
+from . import delivery, diagnostics, wire
 from .cluster import ClusterMembership
 from .layer import get_layer, refresh_interval
+from .membership import RoomMembership
 from .ordering import RoomOrdering
 from .outbox import Outbox
 from .protocols import LocalMember
 from .reconcile import MembershipReconciler
 from .recovery import LayerRecovery
-from .registry import LocalRegistry, Slot
+from .registry import LocalRegistry
 from .scheduler import Scheduler
 from .shutdown import GracefulShutdown
-from .writer import TRANSIENT, HistoryWriter
+from .writer import HistoryWriter
 
 logger = logging.getLogger("nexios_compat.hub")
 
@@ -71,9 +72,6 @@ class Hub:
             write_timeout=_seconds(config["HISTORY_WRITE_TIMEOUT"]),
             reject=self._history_unavailable,
         )
-        self.reconciler = MembershipReconciler(
-            self.presence, self.process_id, self._memberships, float(config["RECONCILE_INTERVAL"])
-        )
         self.ordering = RoomOrdering(
             lambda cache: delivery.deliver(self.registry, cache),
             self._read_since,
@@ -83,15 +81,21 @@ class Hub:
         self.recovery = LayerRecovery(
             self.layer, self.process_id, probe_group, self.registry.rooms.keys, self.ordering.fill_all
         )
+        self.membership = RoomMembership(
+            self.layer, self.registry, self.ordering, self.recovery, self.history
+        )
+        self.reconciler = MembershipReconciler(
+            self.presence, self.process_id, self.membership.memberships, float(config["RECONCILE_INTERVAL"])
+        )
+        self.membership.reconciler = self.reconciler
         self.outbox = Outbox(self._publish_batch, self.recovery.publish_failed)
         self.cluster = ClusterMembership(
-            self.process_id, store, self.layer, self._memberships, self.recovery.failed
+            self.process_id, store, self.layer, self.membership.memberships, self.recovery.failed
         )
         self.shutdown = GracefulShutdown(float(config["SHUTDOWN_TIMEOUT"]), self.stop)
         self.scheduler = Scheduler()
         # Layer messages received, in total and by type (for tests and diagnostics).
         self.received: collections.Counter[str] = collections.Counter()
-        self._subscribing: dict[str, asyncio.Future[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._start_lock = asyncio.Lock()
         self.started = False
@@ -214,128 +218,29 @@ class Hub:
 
     def is_member(self, member: LocalMember, room: str) -> bool:
         """Whether a local member is in a room."""
-        return self.registry.slot(member, room) is not None
+        return self.membership.is_member(member, room)
 
     def has_members(self, room: str) -> bool:
         """Whether a room has members in this process."""
-        return bool(self.registry.rooms.get(room))
+        return self.membership.has_members(room)
 
     async def join(
         self, member: LocalMember, room: str, since: int | None = None, epoch: str | None = None
     ) -> ChannelAddStatusEnum:
-        """Add a member to a room; with ``since``, first replay saved messages after it.
-
-        With ``epoch`` too the member first gets a ``resume`` frame, and the replay
-        is all or nothing (see ``nexios_compat.resume``).
-        """
-        check_group_name(room)
-        while True:
-            if self.is_member(member, room):
-                return ChannelAddStatusEnum.CHANNEL_EXIST
-            if self.registry.open_room(room):
-                await self._subscribe(room)
-                break
-            if room not in self._subscribing:
-                break
-            await asyncio.shield(self._subscribing[room])  # then look again: it may have failed
-        slot = self.registry.add(member, room)
-        if since is not None:
-            slot.buffer = []
-        try:
-            await self.reconciler.add(room, member.id, member.metadata)
-            if since is not None and epoch is not None:
-                try:
-                    await self._resume(member, slot, room, since, epoch)
-                except TRANSIENT as exc:
-                    raise HistoryUnavailable(f"Cannot resume {room!r} now") from exc
-            elif since is not None:
-                try:
-                    history = await self.history.fetch(room, since)
-                except TRANSIENT as exc:
-                    raise HistoryUnavailable(f"Cannot replay {room!r}'s history now") from exc
-                saved = [delivery.saved_frame(room, m) for m in history]
-                await delivery.replay(member, slot, saved, since, self.ordering.next_seq(room))
-        finally:
-            slot.buffer = None
-        return ChannelAddStatusEnum.CHANNEL_ADDED
-
-    async def _resume(self, member: LocalMember, slot: Slot, room: str, since: int, epoch: str) -> None:
-        """Answer a resume, then replay all that was missed, or nothing (live resumes after the counter)."""
-        outcome = decide(room, await self.history.read(room, since), since, epoch)
-        await member.send_frame(outcome.frame())
-        saved = [delivery.saved_frame(room, m, outcome.epoch) for m in outcome.messages]
-        after = since if outcome.recovered else outcome.last_seq
-        await delivery.replay(member, slot, saved, after, self.ordering.next_seq(room))
-
-    async def _subscribe(self, room: str) -> None:
-        """Start receiving a room's broadcasts (its first local member is joining)."""
-        ready = self._subscribing[room] = asyncio.get_running_loop().create_future()
-        try:
-            # Read the room's last number *before* subscribing: whatever is saved
-            # later reaches this process, live or, if it was published before the
-            # subscription took effect, from history when the next one shows the gap.
-            await self._start_ordering(room)
-            try:
-                await self.layer.group_add(layer_group(room), self.recovery.channel)
-            except Exception:
-                logger.warning("Subscribing to %r failed; retrying in the background", room, exc_info=True)
-                self.recovery.failed()
-        except BaseException:
-            if not self.registry.rooms.get(room):
-                self.registry.close_room(room)
-                self.ordering.forget(room)
-            raise
-        finally:
-            ready.set_result(None)
-            del self._subscribing[room]
-
-    async def _start_ordering(self, room: str) -> bool:
-        try:
-            self.ordering.start(room, await self.history.last_seq(room) + 1)
-        except TRANSIENT:
-            # The database is down: the room's saved broadcasts reach its members as
-            # they come (from the one writer, in order but unchecked) until ``reconcile``.
-            logger.warning("Cannot read %r's last seq; its broadcasts go unordered for now", room)
-            self.reconciler.dirty = True
-            return False
-        return True
-
-    async def reconcile(self) -> None:
-        """Repair membership rows owed after database failures; order rooms joined meanwhile."""
-        await self.reconciler.run()
-        for room in [room for room in self.registry.rooms if self.ordering.next_seq(room) is None]:
-            if room not in self._subscribing and not await self._start_ordering(room):
-                return
+        """Add a member to a room; with ``since`` (and ``epoch``), first replay what it missed."""
+        return await self.membership.join(member, room, since, epoch)
 
     async def leave(self, member: LocalMember, room: str) -> ChannelRemoveStatusEnum:
-        """Remove a member from a room; drop the layer subscription with the last one."""
-        if room not in self.registry.rooms:
-            return ChannelRemoveStatusEnum.GROUP_DOES_NOT_EXIST
-        if not self.is_member(member, room):
-            return ChannelRemoveStatusEnum.CHANNEL_DOES_NOT_EXIST
-        status = ChannelRemoveStatusEnum.CHANNEL_REMOVED
-        if self.registry.remove(member, room) and room not in self._subscribing:
-            self.registry.close_room(room)
-            self.ordering.forget(room)
-            status = ChannelRemoveStatusEnum.GROUP_REMOVED
-            try:
-                await self.layer.group_discard(layer_group(room), self.recovery.channel)
-            except Exception:  # a stale subscription only brings broadcasts nobody here wants
-                logger.warning("Unsubscribing from %r failed", room, exc_info=True)
-        # Never raises for the database: the row is then owed to the reconciler.
-        await self.reconciler.remove(room, member.id)
-        return status
+        """Remove a member from a room."""
+        return await self.membership.leave(member, room)
 
     async def discard(self, member: LocalMember) -> None:
-        """Take a member out of all its rooms and stop tracking it, whatever fails on the way."""
-        try:
-            for room in list(member.groups):
-                await self.leave(member, room)
-        finally:
-            self.registry.unregister(member)
+        """Take a member out of all its rooms and stop tracking it."""
+        await self.membership.discard(member)
 
-    def _memberships(self) -> list[tuple[str, uuid.UUID, dict[str, typing.Any]]]:
-        return [(room, member.id, member.metadata) for room, member in self.registry.memberships()]
+    async def reconcile(self) -> None:
+        """Repair membership rows owed after database failures."""
+        await self.membership.reconcile()
 
     # Sending -------------------------------------------------------------------
 
@@ -437,42 +342,11 @@ class Hub:
 
     def gauges(self) -> dict[str, float]:
         """Return what the Prometheus gauges show for this hub."""
-        return {
-            "connections": len(self.shutdown.sockets),
-            "rooms": len(self.registry.rooms),
-            "members": sum(len(slots) for slots in self.registry.rooms.values()),
-            "queue_depth": self.writer.pending,
-            "dirty": 1.0 if self.reconciler.dirty else 0.0,
-        }
+        return diagnostics.gauges(self)
 
     def stats(self) -> dict[str, typing.Any]:
         """Return counters and state for tests and diagnostics."""
-        return {
-            "process_id": self.process_id,
-            "layer_channel": self.layer_channel,
-            "layer_messages_received": sum(self.received.values()),
-            "received": dict(self.received),
-            "held_back": self.ordering.held_back,
-            "gap_fills": self.ordering.gap_fills,
-            "recoveries": self.recovery.recoveries,
-            "removed_peers": self.cluster.removed_peers,
-            "writer": {
-                "pending": self.writer.pending,
-                "transactions": self.writer.transactions,
-                "stored": self.writer.stored,
-                "failed": self.writer.failed,
-                "waits": self.writer.waits,
-                "failing": self.writer.failing,
-                "unavailable": self.writer.unavailable,
-            },
-            "membership": {
-                "dirty": self.reconciler.dirty,
-                "removed": self.reconciler.removed,
-                "added": self.reconciler.added,
-            },
-            "groups": {room: len(members) for room, members in self.registry.rooms.items()},
-            "channels": len(self.registry.members),
-        }
+        return diagnostics.stats(self)
 
 
 def _seconds(value: typing.Any) -> float | None:

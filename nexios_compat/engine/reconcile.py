@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 
 from .. import metrics
-from ..presence import PresenceService
+from ..services import PresenceService
 
 logger = logging.getLogger("nexios_compat.engine")
 

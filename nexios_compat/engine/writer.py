@@ -28,7 +28,8 @@ from django.db import InterfaceError, OperationalError
 
 from .. import metrics
 from ..exceptions import HistoryUnavailable
-from ..history import HistoryService, PendingMessage, SavedMessage, payload_size
+from ..history import PendingMessage, SavedMessage, payload_size
+from ..services import HistoryService
 
 logger = logging.getLogger("nexios_compat.history")
 

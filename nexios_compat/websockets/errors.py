@@ -31,7 +31,7 @@ class _SendTracker:
 
     ``real_send`` is the name Channels' session wrapper uses: ``unwrap_session_send``
     sees through this wrapper too, so close codes daphne refuses through ASGI (1008,
-    1011, ...) still reach the client (see ``base._daphne_close``).
+    1011, ...) still reach the client (see ``server.daphne_close``).
     """
 
     def __init__(self, send: Send) -> None:

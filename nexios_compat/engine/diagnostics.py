@@ -1,0 +1,49 @@
+"""A hub's counters and gauges, for tests, ``/metrics`` and diagnostics."""
+
+from __future__ import annotations
+
+import typing
+
+if typing.TYPE_CHECKING:
+    from .hub import Hub
+
+
+def gauges(hub: Hub) -> dict[str, float]:
+    """Return what the Prometheus gauges show for this hub."""
+    return {
+        "connections": len(hub.shutdown.sockets),
+        "rooms": len(hub.registry.rooms),
+        "members": sum(len(slots) for slots in hub.registry.rooms.values()),
+        "queue_depth": hub.writer.pending,
+        "dirty": 1.0 if hub.reconciler.dirty else 0.0,
+    }
+
+
+def stats(hub: Hub) -> dict[str, typing.Any]:
+    """Return counters and state for tests and diagnostics."""
+    return {
+        "process_id": hub.process_id,
+        "layer_channel": hub.layer_channel,
+        "layer_messages_received": sum(hub.received.values()),
+        "received": dict(hub.received),
+        "held_back": hub.ordering.held_back,
+        "gap_fills": hub.ordering.gap_fills,
+        "recoveries": hub.recovery.recoveries,
+        "removed_peers": hub.cluster.removed_peers,
+        "writer": {
+            "pending": hub.writer.pending,
+            "transactions": hub.writer.transactions,
+            "stored": hub.writer.stored,
+            "failed": hub.writer.failed,
+            "waits": hub.writer.waits,
+            "failing": hub.writer.failing,
+            "unavailable": hub.writer.unavailable,
+        },
+        "membership": {
+            "dirty": hub.reconciler.dirty,
+            "removed": hub.reconciler.removed,
+            "added": hub.reconciler.added,
+        },
+        "groups": {room: len(members) for room, members in hub.registry.rooms.items()},
+        "channels": len(hub.registry.members),
+    }

@@ -1,0 +1,193 @@
+"""Async access to the history and presence stores: how the engine and the API reach the database.
+
+Stores are synchronous and pluggable (``HISTORY_STORE``, ``PRESENCE_STORE``);
+these services run them on Django's database thread, or on a thread of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import typing
+import uuid
+from collections.abc import Callable
+
+from django.db import connection, transaction
+
+from .db import call_db, call_db_limited, run_db
+from .history import BaseHistoryStore, PendingMessage, Position, SavedMessage, get_history_store
+from .presence import BasePresenceStore, Heartbeat, MemberInfo, get_presence_store
+from .types import ChannelMessageDC
+
+Deliver = typing.Callable[[PendingMessage, SavedMessage | None], None]
+
+
+class HistoryService:
+    """Async access to the configured history store, run on Django's database thread.
+
+    With ``executor``, ``append`` runs there instead (the hub's writer on
+    PostgreSQL: its own connection, with ``statement_timeout``), so that a
+    stalled save does not hold handshakes, presence and reads queued on the shared thread.
+    """
+
+    def __init__(
+        self,
+        store: BaseHistoryStore | None = None,
+        executor: concurrent.futures.ThreadPoolExecutor | None = None,
+        statement_timeout: float | None = None,
+    ) -> None:
+        self.store = store if store is not None else get_history_store()
+        self.executor = executor
+        self.statement_timeout = statement_timeout
+
+    async def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
+        """Store messages in order; return the sequence numbers assigned."""
+        if self.executor is None:
+            return await run_db(self.store.append, messages)
+        call = functools.partial(call_db_limited, self.statement_timeout, self.store.append, messages)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    async def close(self) -> None:
+        """Close the connection of ``executor``'s thread and stop it (no-op without one)."""
+        if self.executor is None:
+            return
+        from django.db import connections
+
+        await asyncio.get_running_loop().run_in_executor(self.executor, connections.close_all)
+        self.executor.shutdown(wait=False)
+
+    async def append_for_caller(
+        self, message: PendingMessage, save: bool, deliver: Deliver
+    ) -> tuple[SavedMessage | None, bool]:
+        """From sync code waiting on this call: store in *its* transaction, deliver at its commit.
+
+        Runs on the caller's own thread (asgiref sends thread-sensitive work
+        there), so the row joins whatever ``transaction.atomic()`` the caller has
+        open; ``deliver`` is registered with ``transaction.on_commit`` and a
+        rollback (or a rolled-back savepoint) sends nothing. Return what was
+        saved and whether delivery was deferred (outside a transaction it is
+        the caller's to do now).
+        """
+        return await run_db(self._append_for_caller, message, save, deliver)
+
+    def _append_for_caller(
+        self, message: PendingMessage, save: bool, deliver: Deliver
+    ) -> tuple[SavedMessage | None, bool]:
+        saved = self.store.append([message])[0] if save else None
+        if connection.in_atomic_block:
+            transaction.on_commit(lambda: deliver(message, saved))
+            return saved, True
+        return saved, False
+
+    async def fetch(
+        self, room: str, since: int | None = None, limit: int | None = None
+    ) -> list[ChannelMessageDC]:
+        """Return a room's messages after ``since``, oldest first (the newest ``limit``)."""
+        return await run_db(self.store.fetch, room, since, limit)
+
+    async def read(self, room: str, since: int) -> Position:
+        """Return the room's epoch, counter and messages after ``since``, read together."""
+        return await run_db(self.store.read, room, since)
+
+    async def page(self, room: str, before: int | None, limit: int) -> list[ChannelMessageDC]:
+        """Return up to ``limit`` messages with ``seq < before``, newest first."""
+        return await run_db(self.store.page, room, before, limit)
+
+    async def fetch_all(self) -> dict[str, list[ChannelMessageDC]]:
+        """Return every room's messages, oldest first."""
+        return await run_db(self.store.fetch_all)
+
+    async def last_seq(self, room: str) -> int:
+        """Return the highest sequence number handed out in a room."""
+        return await run_db(self.store.last_seq, room)
+
+    async def flush(self, room: str | None = None) -> int:
+        """Delete the messages of one room, or of every room."""
+        return await run_db(self.store.flush, room)
+
+    async def prune(self) -> int:
+        """Apply retention now."""
+        return await run_db(self.store.prune)
+
+
+T = typing.TypeVar("T")
+
+
+class PresenceService:
+    """Async access to the configured presence store.
+
+    Calls run on Django's database thread, or on ``executor`` when one is given
+    (heartbeats use their own thread so that a backlog of other database work
+    cannot make peers think this process is dead).
+    """
+
+    def __init__(
+        self,
+        store: BasePresenceStore | None = None,
+        executor: concurrent.futures.ThreadPoolExecutor | None = None,
+    ) -> None:
+        self.store = store if store is not None else get_presence_store()
+        self.executor = executor
+
+    async def _run(self, fn: Callable[..., T], *args: typing.Any) -> T:
+        if self.executor is None:
+            return await run_db(fn, *args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(call_db, fn, *args))
+
+    async def register_process(self, process_id: str, layer_channel: str, pid: int) -> None:
+        """Record a process and the layer channel its hub listens on."""
+        await self._run(self.store.register_process, process_id, layer_channel, pid)
+
+    async def unregister_process(self, process_id: str) -> None:
+        """Forget a process and all its members."""
+        await self._run(self.store.unregister_process, process_id)
+
+    async def heartbeat(self, process_id: str) -> Heartbeat:
+        """Mark a process alive; delete silent ones."""
+        return await self._run(self.store.heartbeat, process_id)
+
+    async def add(
+        self, room: str, channel_id: uuid.UUID, process_id: str, metadata: dict[str, typing.Any]
+    ) -> None:
+        """Record a channel's membership of a room."""
+        await self._run(self.store.add, room, channel_id, process_id, metadata)
+
+    async def add_many(
+        self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]
+    ) -> None:
+        """Record several memberships of one process."""
+        await self._run(self.store.add_many, process_id, members)
+
+    async def remove(self, room: str, channel_id: uuid.UUID) -> None:
+        """Forget a channel's membership of a room."""
+        await self._run(self.store.remove, room, channel_id)
+
+    async def reconcile(
+        self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]
+    ) -> tuple[int, int]:
+        """Make a process's memberships exactly ``members``; return ``(removed, added)``."""
+        return await self._run(self.store.reconcile, process_id, members)
+
+    async def members(self, room: str | None = None) -> list[MemberInfo]:
+        """Return the members of one room, or of all rooms, oldest first."""
+        return await self._run(self.store.members, room)
+
+    async def count(self, room: str) -> int:
+        """Return the number of members of one room, in every process."""
+        return await self._run(self.store.count, room)
+
+    async def locate(self, channel_id: uuid.UUID) -> str | None:
+        """Return the layer channel of the hub holding ``channel_id``, if any."""
+        return await self._run(self.store.locate, channel_id)
+
+    async def clear(self) -> None:
+        """Forget every membership."""
+        await self._run(self.store.clear)
+
+    async def close_connections(self) -> None:
+        """Close the database connections of the thread this service runs on."""
+        from django.db import connections
+
+        await self._run(connections.close_all)

@@ -1,0 +1,138 @@
+"""What the WebSocket knows of the server under it: daphne's protocol and send buffer, arrival times.
+
+daphne hides the parts we need behind ASGI (close codes it refuses, the bytes a
+slow client has not taken, the moment a frame arrived); these helpers reach
+them, and do nothing under any other server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import typing
+
+from .asgi import Message, Receive, Send
+
+# Close codes an endpoint may send (RFC 6455 section 7.4; 1004-1006 and 1015 are reserved).
+SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+
+
+def unwrap_session_send(send: Send) -> Send:
+    """Return the server's ``send`` under Channels' session middleware wrappers.
+
+    ``InstanceSessionWrapper.send`` only acts on ``websocket.accept`` and HTTP
+    responses (to save the session), yet it reads the lazy session object on
+    every frame: a tenth of the cost of a broadcast. Frames skip it.
+    """
+    for _ in range(8):
+        inner = getattr(getattr(send, "__self__", None), "real_send", None)
+        if inner is None:
+            break
+        send = inner
+    return send
+
+
+def daphne_close(send: Send, code: int, reason: str | None) -> bool:
+    """Under daphne, send the close frame through its protocol; return whether it was handled.
+
+    daphne (autobahn's ``sendClose``) refuses application close codes other than
+    1000 and 3000-4999: the ASGI ``websocket.close`` send raises and the socket
+    stays open (daphne issue 374); it also drops the reason. daphne passes
+    ``partial(Server.handle_reply, protocol)`` as ``send``, and the protocol's
+    ``sendCloseFrame`` sends any valid code with its reason, as daphne itself
+    does with 1011 when an application crashes.
+    """
+    send = unwrap_session_send(send)
+    func = getattr(send, "func", None)
+    args = getattr(send, "args", ())
+    if (
+        not args
+        or getattr(func, "__qualname__", "") != "Server.handle_reply"
+        or getattr(func, "__module__", "") != "daphne.server"
+        or not (code in SENDABLE_CLOSE_CODES or 3000 <= code <= 4999)
+    ):
+        return False
+    protocol, server = args[0], getattr(func, "__self__", None)
+    details = getattr(server, "connections", {}).get(protocol)
+    if not details or details.get("disconnected"):
+        return True  # daphne would ignore the message too: the client is gone
+    if getattr(protocol, "state", None) != getattr(protocol, "STATE_OPEN", object()):
+        return protocol.state in (protocol.STATE_CLOSING, protocol.STATE_CLOSED)
+    raw = (reason or "").encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+    protocol.sendCloseFrame(code=code, reasonUtf8=raw or None)
+    return True
+
+
+def daphne_protocol(send: Send) -> typing.Any | None:
+    """The daphne (autobahn) protocol behind ``send``, or ``None`` under another server."""
+    send = unwrap_session_send(send)
+    func = getattr(send, "func", None)
+    args = getattr(send, "args", ())
+    if (
+        args
+        and getattr(func, "__qualname__", "") == "Server.handle_reply"
+        and getattr(func, "__module__", "") == "daphne.server"
+    ):
+        return args[0]
+    return None
+
+
+def send_buffer(protocol: typing.Any) -> typing.Any | None:
+    """The Twisted TCP transport whose user-space buffer holds what the client has not taken yet.
+
+    ``dataBuffer[offset:]`` plus ``_tempDataLen`` bytes (twisted.internet.abstract.FileDescriptor)
+    are written but not yet accepted by the kernel: they grow without bound while the client
+    does not read. Under TLS the protocol's transport wraps the TCP one.
+    """
+    transport = getattr(protocol, "transport", None)
+    for _ in range(4):
+        if transport is None or hasattr(transport, "_tempDataLen"):
+            break
+        transport = getattr(transport, "transport", None)
+    if transport is None or not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
+        return None
+    return transport
+
+
+# The key under which a frame carries the time (``time.monotonic()``) the server queued it.
+ARRIVED = "nexios_compat.arrived"
+
+
+def receive_queue(receive: Receive) -> asyncio.Queue[Message] | None:
+    """The queue behind ``receive`` when it is ``Queue.get`` (daphne, and Channels' test communicator)."""
+    queue = getattr(receive, "__self__", None)
+    return queue if isinstance(queue, asyncio.Queue) else None
+
+
+def stamp_arrivals(queue: asyncio.Queue[Message]) -> None:
+    """Have every frame put on ``queue`` carry the time it arrived (under ``ARRIVED``).
+
+    The server puts frames on the queue as they come off the network; the
+    handler may take them much later (a stalled database, a slow handler).
+    The rate limit charges them at their arrival, not at their processing.
+    """
+    put = queue.put_nowait
+    if getattr(put, "_nexios_stamps", False):
+        return
+
+    def put_stamped(message: Message) -> None:
+        if message.get("type") == "websocket.receive":
+            message[ARRIVED] = time.monotonic()
+        put(message)
+
+    put_stamped._nexios_stamps = True  # type: ignore[attr-defined]
+    queue.put_nowait = put_stamped  # type: ignore[method-assign,assignment]
+
+
+def client_gone(send: Send, queue: asyncio.Queue[Message] | None) -> bool:
+    """Whether the client gave up before the handshake was answered (daphne, or a queued disconnect)."""
+    protocol = daphne_protocol(send)
+    if protocol is not None:
+        func = unwrap_session_send(send)
+        server = getattr(getattr(func, "func", None), "__self__", None)
+        details = getattr(server, "connections", {}).get(protocol)
+        if details is None or details.get("disconnected"):
+            return True
+    # asyncio.Queue keeps its items in ``_queue``: look, without taking any.
+    pending = getattr(queue, "_queue", ()) if queue is not None else ()
+    return any(message.get("type") == "websocket.disconnect" for message in pending)
