@@ -18,6 +18,7 @@ class WebSocketState(enum.Enum):
     CONNECTING = 0
     CONNECTED = 1
     DISCONNECTED = 2
+    # In Nexios's enum (an HTTP response instead of accept); daphne cannot send one.
     RESPONSE = 3
 
 

@@ -54,6 +54,10 @@ class WebSocketConsumer(AsyncConsumer):
         logger: logging.Logger | None = None,
         **kwargs: typing.Any,
     ):
+        # Nexios's signature. Handlers may log through ``self.logger``; unlike
+        # Nexios we log no connection or message at INFO ourselves, so
+        # ``logging_enabled`` is kept for code that reads it. ``**kwargs`` takes
+        # what ``as_asgi(**initkwargs)`` passes to every Channels consumer.
         self.logging_enabled = logging_enabled
         self.logger = logger or logging.getLogger("nexios_compat.consumers")
         self.channel: Channel | None = None
