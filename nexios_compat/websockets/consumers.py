@@ -12,16 +12,15 @@ from channels.db import database_sync_to_async
 
 from ..encoding import loads
 from ..engine import Hub
-from ..exceptions import HistoryUnavailable, RoomAccessDenied, WebSocketException
-from .base import Message, Receive, Scope, Send, WebSocket, WebSocketDisconnect, WebSocketState
+from ..exceptions import HistoryUnavailable, RoomAccessDenied
+from .base import Message, Receive, Scope, Send, WebSocket, WebSocketState
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
 from .functions import FunctionConsumer, Handler
-from .serving import finish, open_socket, serve
+from .serving import close_code_of, finish, open_socket, serve
 from .utils import (
     WS_1000_NORMAL_CLOSURE,
     WS_1001_GOING_AWAY,
     WS_1003_UNSUPPORTED_DATA,
-    WS_1011_INTERNAL_ERROR,
     GroupSendStatusEnum,
     PayloadTypeEnum,
 )
@@ -93,34 +92,9 @@ class WebSocketConsumer(AsyncConsumer):
         await serve(hub, websocket, self._handle_connection(hub, websocket, self.channel))
 
     async def _handle_connection(self, hub: Hub, websocket: WebSocket, channel: Channel) -> None:
-        close_code = WS_1000_NORMAL_CLOSURE
-        try:
-            await self._degrading(websocket, self.on_connect(websocket))
-            while websocket.application_state == WebSocketState.CONNECTED:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    close_code = int(message.get("code") or WS_1000_NORMAL_CLOSURE)
-                    break
-                try:
-                    data = self._decode(message)
-                except UnsupportedData as exc:
-                    close_code = WS_1003_UNSUPPORTED_DATA
-                    await websocket.close(WS_1003_UNSUPPORTED_DATA, str(exc))
-                    break
-                channel.touch()
-                await self._degrading(websocket, self.on_receive(websocket, data))
-            else:  # the server closed the socket (e.g. with 1001 when it stops)
-                if hub.stopping:
-                    close_code = WS_1001_GOING_AWAY
-        except WebSocketDisconnect as exc:
-            close_code = exc.code
-        except WebSocketException as exc:
-            close_code = exc.code
-            await websocket.close(exc.code, str(exc))
-        except Exception:
-            close_code = WS_1011_INTERNAL_ERROR
-            logger.exception("%s failed; closing the socket with 1011", type(self).__name__)
-            await websocket.close(WS_1011_INTERNAL_ERROR, "Internal error")
+        close_code = await close_code_of(
+            websocket, self._dispatch(hub, websocket, channel), type(self).__name__
+        )
         try:
             if websocket.client_state != WebSocketState.CONNECTING:
                 await self.on_disconnect(websocket, close_code)
@@ -128,6 +102,23 @@ class WebSocketConsumer(AsyncConsumer):
             logger.exception("%s.on_disconnect failed", type(self).__name__)
         finally:
             await finish(hub, websocket, close_code)
+
+    async def _dispatch(self, hub: Hub, websocket: WebSocket, channel: Channel) -> int:
+        """on_connect, then on_receive per frame until the socket closes; return the close code."""
+        await self._degrading(websocket, self.on_connect(websocket))
+        while websocket.application_state == WebSocketState.CONNECTED:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return int(message.get("code") or WS_1000_NORMAL_CLOSURE)
+            try:
+                data = self._decode(message)
+            except UnsupportedData as exc:
+                await websocket.close(WS_1003_UNSUPPORTED_DATA, str(exc))
+                return WS_1003_UNSUPPORTED_DATA
+            channel.touch()
+            await self._degrading(websocket, self.on_receive(websocket, data))
+        # The server closed the socket (e.g. with 1001 when it stops).
+        return WS_1001_GOING_AWAY if hub.stopping else WS_1000_NORMAL_CLOSURE
 
     async def _degrading(self, websocket: WebSocket, hook: typing.Awaitable[None]) -> None:
         # A database outage is nobody's fault on this socket: tell the client

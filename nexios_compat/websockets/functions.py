@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import inspect
-import logging
+import typing
 from collections.abc import Awaitable, Callable
 
 from channels.consumer import AsyncConsumer
 
 from ..engine import Hub
-from ..exceptions import WebSocketException
-from .base import Receive, Scope, Send, WebSocket, WebSocketDisconnect
-from .serving import finish, open_socket, serve
-from .utils import WS_1000_NORMAL_CLOSURE, WS_1011_INTERNAL_ERROR
-
-logger = logging.getLogger("nexios_compat.consumers")
+from .base import Receive, Scope, Send, WebSocket
+from .serving import close_code_of, finish, open_socket, serve
+from .utils import WS_1000_NORMAL_CLOSURE
 
 Handler = Callable[..., Awaitable[None]]
 
@@ -44,20 +41,14 @@ class FunctionConsumer(AsyncConsumer):
             for name, value in websocket.path_params.items()
             if self._takes_all or name in self._accepted
         }
-        close_code = WS_1000_NORMAL_CLOSURE
+        close_code = WS_1000_NORMAL_CLOSURE  # if the server cancels the handler
         try:
-            await self.handler(websocket, **params)
-        except WebSocketDisconnect as exc:
-            close_code = exc.code
-        except WebSocketException as exc:
-            close_code = exc.code
-            await websocket.close(exc.code, str(exc))
-        except Exception:
-            close_code = WS_1011_INTERNAL_ERROR
-            logger.exception(
-                "WebSocket handler %s failed; closing the socket with 1011",
-                self.handler.__qualname__,
+            close_code = await close_code_of(
+                websocket, self._run(websocket, params), self.handler.__qualname__
             )
-            await websocket.close(WS_1011_INTERNAL_ERROR, "Internal error")
         finally:
             await finish(hub, websocket, close_code)
+
+    async def _run(self, websocket: WebSocket, params: dict[str, typing.Any]) -> int:
+        await self.handler(websocket, **params)
+        return WS_1000_NORMAL_CLOSURE

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import typing
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 
 from ..engine import Hub, current_hub, get_hub
-from .base import WebSocket, WebSocketState
-from .utils import WS_1000_NORMAL_CLOSURE
+from ..exceptions import WebSocketException
+from .base import WebSocket, WebSocketDisconnect, WebSocketState
+from .utils import WS_1000_NORMAL_CLOSURE, WS_1011_INTERNAL_ERROR
+
+logger = logging.getLogger("nexios_compat.consumers")
 
 
 async def finish(hub: Hub, websocket: WebSocket, close_code: int) -> None:
@@ -59,3 +63,22 @@ async def serve(hub: Hub, websocket: WebSocket, handler: Coroutine[typing.Any, t
             await websocket.wait_closed(shutdown.deadline - asyncio.get_running_loop().time())
     finally:
         shutdown.connection_finished(websocket)
+
+
+async def close_code_of(websocket: WebSocket, handling: Awaitable[int], name: str) -> int:
+    """Await a connection's handling; return its close code, closing the socket for what it raised.
+
+    A disconnect gives the client's code; a ``WebSocketException`` closes with its
+    code and reason; any other error is logged and closes only this socket, with 1011.
+    """
+    try:
+        return await handling
+    except WebSocketDisconnect as exc:
+        return exc.code
+    except WebSocketException as exc:
+        await websocket.close(exc.code, str(exc))
+        return exc.code
+    except Exception:
+        logger.exception("%s failed; closing the socket with 1011", name)
+        await websocket.close(WS_1011_INTERNAL_ERROR, "Internal error")
+        return WS_1011_INTERNAL_ERROR
