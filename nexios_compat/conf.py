@@ -49,6 +49,10 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # the survivors delete a process and its members.
     "HEARTBEAT_INTERVAL": 3.0,
     "PROCESS_TIMEOUT": 10.0,
+    # Live presence (endpoints with ``presence = True``): at most one presence_diff per
+    # room per interval on each connection; above PRESENCE_MAX_LIST keys, counts only.
+    "PRESENCE_INTERVAL": 0.5,
+    "PRESENCE_MAX_LIST": 1000,
     # Seconds a hub holds back a saved broadcast that arrived ahead of a missing
     # one before it fills the gap from history.
     "REORDER_TIMEOUT": 1.0,

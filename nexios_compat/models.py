@@ -105,6 +105,11 @@ class Member(models.Model):
     channel_id = models.UUIDField(db_index=True)
     process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="members")
     metadata = models.JSONField(default=dict, blank=True)
+    presence = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='Live presence, for endpoints with presence on: {"key": ..., "meta": {...}}.',
+    )
     joined = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(auto_now=True)
 

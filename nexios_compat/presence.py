@@ -29,6 +29,8 @@ class MemberInfo:
     layer_channel: str
     metadata: dict[str, typing.Any]
     joined: datetime.datetime
+    # {"key": ..., "meta": {...}} for a connection of a presence endpoint, else None.
+    presence: dict[str, typing.Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +41,16 @@ class Heartbeat:
     registered: bool
     # (layer channel, rooms) of every silent process whose rows were deleted.
     removed: list[tuple[str, list[str]]]
+    # Ids of the processes deleted (silent for PROCESS_TIMEOUT).
+    removed_ids: list[str] = dataclasses.field(default_factory=list)
+    # Ids of every process still registered, this one included (None: the store cannot tell).
+    alive: frozenset[str] | None = None
+    # Seconds until the first live peer would go silent for PROCESS_TIMEOUT (None: no peers).
+    next_expiry: float | None = None
+
+
+# One membership as a process holds it: (room, channel id, metadata, presence or None).
+MembershipRow = tuple[str, uuid.UUID, dict[str, typing.Any], dict[str, typing.Any] | None]
 
 
 class BasePresenceStore:
@@ -60,29 +72,34 @@ class BasePresenceStore:
         """Mark a process alive; delete silent ones, returning their channels and rooms."""
         raise NotImplementedError
 
-    def add(self, room: str, channel_id: uuid.UUID, process_id: str, metadata: dict[str, typing.Any]) -> None:
+    def add(
+        self,
+        room: str,
+        channel_id: uuid.UUID,
+        process_id: str,
+        metadata: dict[str, typing.Any],
+        presence: dict[str, typing.Any] | None = None,
+    ) -> None:
         """Record a channel's membership of a room."""
         raise NotImplementedError
 
-    def add_many(self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]) -> None:
-        """Record several ``(room, channel_id, metadata)`` memberships of one process."""
-        for room, channel_id, metadata in members:
-            self.add(room, channel_id, process_id, metadata)
+    def add_many(self, process_id: str, members: list[MembershipRow]) -> None:
+        """Record several ``(room, channel_id, metadata, presence)`` memberships of one process."""
+        for room, channel_id, metadata, presence in members:
+            self.add(room, channel_id, process_id, metadata, presence)
 
     def remove(self, room: str, channel_id: uuid.UUID) -> None:
         """Forget a channel's membership of a room."""
         raise NotImplementedError
 
-    def reconcile(
-        self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]
-    ) -> tuple[int, int]:
+    def reconcile(self, process_id: str, members: list[MembershipRow]) -> tuple[int, int]:
         """Make a process's memberships exactly ``members``; return ``(removed, added)``."""
-        wanted = {(room, channel_id): metadata for room, channel_id, metadata in members}
+        wanted = {(row[0], row[1]): row for row in members}
         have = {(m.room, m.channel_id) for m in self.members() if m.process_id == process_id}
         stale = have - wanted.keys()
         for room, channel_id in stale:
             self.remove(room, channel_id)
-        missing = [(room, channel_id, wanted[room, channel_id]) for room, channel_id in wanted.keys() - have]
+        missing = [wanted[pair] for pair in wanted.keys() - have]
         if missing:
             self.add_many(process_id, missing)
         return len(stale), len(missing)
@@ -157,9 +174,31 @@ class DatabasePresenceStore(BasePresenceStore):
             removed.append((process.layer_channel, rooms))
         if dead:
             Process.objects.filter(id__in=[p.id for p in dead]).delete()
-        return Heartbeat(registered=registered, removed=removed)
+        beats = dict(Process.objects.values_list("id", "last_heartbeat"))
+        peers = [beat for pid, beat in beats.items() if pid != process_id]
+        next_expiry = (
+            (
+                min(peers) + datetime.timedelta(seconds=float(get_config()["PROCESS_TIMEOUT"])) - now
+            ).total_seconds()
+            if peers
+            else None
+        )
+        return Heartbeat(
+            registered=registered,
+            removed=removed,
+            removed_ids=[p.id for p in dead],
+            alive=frozenset(beats),
+            next_expiry=next_expiry,
+        )
 
-    def add(self, room: str, channel_id: uuid.UUID, process_id: str, metadata: dict[str, typing.Any]) -> None:
+    def add(
+        self,
+        room: str,
+        channel_id: uuid.UUID,
+        process_id: str,
+        metadata: dict[str, typing.Any],
+        presence: dict[str, typing.Any] | None = None,
+    ) -> None:
         """Insert (or refresh) the member row."""
         from .models import Member, Room
 
@@ -167,14 +206,14 @@ class DatabasePresenceStore(BasePresenceStore):
         Member.objects.update_or_create(
             room=room_row,
             channel_id=channel_id,
-            defaults={"process_id": process_id, "metadata": _jsonable(metadata)},
+            defaults={"process_id": process_id, "metadata": jsonable(metadata), "presence": presence},
         )
 
-    def add_many(self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]) -> None:
+    def add_many(self, process_id: str, members: list[MembershipRow]) -> None:
         """Insert (or refresh) member rows in one transaction."""
         with transaction.atomic():
-            for room, channel_id, metadata in members:
-                self.add(room, channel_id, process_id, metadata)
+            for room, channel_id, metadata, presence in members:
+                self.add(room, channel_id, process_id, metadata, presence)
 
     def remove(self, room: str, channel_id: uuid.UUID) -> None:
         """Delete the member row."""
@@ -182,9 +221,7 @@ class DatabasePresenceStore(BasePresenceStore):
 
         Member.objects.filter(room__name=room, channel_id=channel_id).delete()
 
-    def reconcile(
-        self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]
-    ) -> tuple[int, int]:
+    def reconcile(self, process_id: str, members: list[MembershipRow]) -> tuple[int, int]:
         """Delete the process's rows of gone sockets and add those missing, in one transaction."""
         from .models import Member, Process
 
@@ -194,14 +231,14 @@ class DatabasePresenceStore(BasePresenceStore):
             rows = list(
                 Member.objects.filter(process_id=process_id).values_list("pk", "room__name", "channel_id")
             )
-            wanted = {(room, channel_id): metadata for room, channel_id, metadata in members}
+            wanted = {(row[0], row[1]): row for row in members}
             stale = [pk for pk, room, channel_id in rows if (room, channel_id) not in wanted]
             have = {(room, channel_id) for _, room, channel_id in rows}
             if stale:
                 Member.objects.filter(pk__in=stale).delete()
-            missing = [(r, c, wanted[r, c]) for r, c in wanted.keys() - have]
-            for room, channel_id, metadata in missing:
-                self.add(room, channel_id, process_id, metadata)
+            missing = [wanted[pair] for pair in wanted.keys() - have]
+            for room, channel_id, metadata, presence in missing:
+                self.add(room, channel_id, process_id, metadata, presence)
         return len(stale), len(missing)
 
     def members(self, room: str | None = None) -> list[MemberInfo]:
@@ -219,6 +256,7 @@ class DatabasePresenceStore(BasePresenceStore):
                 layer_channel=row.process.layer_channel,
                 metadata=row.metadata,
                 joined=row.joined,
+                presence=row.presence,
             )
             for row in rows
         ]
@@ -254,7 +292,7 @@ class DatabasePresenceStore(BasePresenceStore):
         Member.objects.all().delete()
 
 
-def _jsonable(metadata: dict[str, typing.Any]) -> dict[str, typing.Any]:
+def jsonable(metadata: dict[str, typing.Any]) -> dict[str, typing.Any]:
     """Keep what JSON can hold; show anything else by its ``repr``."""
     import json
 

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 
 from .db import call_db, call_db_limited, run_db
 from .history import BaseHistoryStore, PendingMessage, Position, SavedMessage, get_history_store
-from .presence import BasePresenceStore, Heartbeat, MemberInfo, get_presence_store
+from .presence import BasePresenceStore, Heartbeat, MemberInfo, MembershipRow, get_presence_store
 from .types import ChannelMessageDC
 
 Deliver = typing.Callable[[PendingMessage, SavedMessage | None], None]
@@ -149,14 +149,17 @@ class PresenceService:
         return await self._run(self.store.heartbeat, process_id)
 
     async def add(
-        self, room: str, channel_id: uuid.UUID, process_id: str, metadata: dict[str, typing.Any]
+        self,
+        room: str,
+        channel_id: uuid.UUID,
+        process_id: str,
+        metadata: dict[str, typing.Any],
+        presence: dict[str, typing.Any] | None = None,
     ) -> None:
         """Record a channel's membership of a room."""
-        await self._run(self.store.add, room, channel_id, process_id, metadata)
+        await self._run(self.store.add, room, channel_id, process_id, metadata, presence)
 
-    async def add_many(
-        self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]
-    ) -> None:
+    async def add_many(self, process_id: str, members: list[MembershipRow]) -> None:
         """Record several memberships of one process."""
         await self._run(self.store.add_many, process_id, members)
 
@@ -164,9 +167,7 @@ class PresenceService:
         """Forget a channel's membership of a room."""
         await self._run(self.store.remove, room, channel_id)
 
-    async def reconcile(
-        self, process_id: str, members: list[tuple[str, uuid.UUID, dict[str, typing.Any]]]
-    ) -> tuple[int, int]:
+    async def reconcile(self, process_id: str, members: list[MembershipRow]) -> tuple[int, int]:
         """Make a process's memberships exactly ``members``; return ``(removed, added)``."""
         return await self._run(self.store.reconcile, process_id, members)
 

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import concurrent.futures
 import logging
 import os
 import time
-import typing
-import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from channels.layers import BaseChannelLayer
 from django.db import connections
 
 from .. import metrics
-from ..presence import BasePresenceStore
+from ..presence import BasePresenceStore, Heartbeat, MembershipRow
 from ..rooms import control_group, layer_group
 from ..services import PresenceService
 
 logger = logging.getLogger("nexios_compat.engine")
 
-Memberships = Callable[[], list[tuple[str, uuid.UUID, dict[str, typing.Any]]]]
+Memberships = Callable[[], list[MembershipRow]]
+# Told of every heartbeat, with the monotonic time its query began.
+BeatListener = Callable[[Heartbeat, float], Awaitable[None]]
 
 
 class ClusterMembership:
@@ -34,12 +35,18 @@ class ClusterMembership:
         layer: BaseChannelLayer,
         memberships: Memberships,
         on_rejoin: Callable[[], None],
+        interval: float = 3.0,
+        on_beat: BeatListener | None = None,
     ) -> None:
         self.process_id = process_id
         self.store = store
         self.layer = layer
         self.memberships = memberships
         self.on_rejoin = on_rejoin
+        self.interval = interval
+        self.on_beat = on_beat
+        self._extra_beat: asyncio.TimerHandle | None = None
+        self._extra_task: asyncio.Task[None] | None = None
         self.layer_channel = ""
         # Heartbeats run on their own database thread, so that a backlog of ORM
         # work on the shared one cannot make peers think this process is dead.
@@ -61,6 +68,7 @@ class ClusterMembership:
 
     async def heartbeat(self) -> None:
         """Mark this process alive and remove the members of silent ones."""
+        started = time.monotonic()
         try:
             beat = await self.beats.heartbeat(self.process_id)
         except Exception:
@@ -85,12 +93,41 @@ class ClusterMembership:
             await self.beats.register_process(self.process_id, self.layer_channel, os.getpid())
             self._members_lost = True
             self.on_rejoin()
+        if self.on_beat is not None:
+            await self.on_beat(beat, started)
+        self._beat_at_expiry(beat.next_expiry)
         if self._members_lost:  # until it succeeds, at every heartbeat
             await self.beats.add_many(self.process_id, self.memberships())
             self._members_lost = False
 
+    def _beat_at_expiry(self, next_expiry: float | None) -> None:
+        """Beat again when a silent peer reaches PROCESS_TIMEOUT, if that comes before the next beat.
+
+        So a dead process's members are removed PROCESS_TIMEOUT after its last
+        beat, not up to a heartbeat interval later; live peers beat more often
+        than that, so this costs nothing while all is well.
+        """
+        if next_expiry is None or next_expiry >= self.interval or self._extra_beat is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._extra_beat = loop.call_later(max(next_expiry, 0.0) + 0.05, self._extra)
+
+    def _extra(self) -> None:
+        self._extra_beat = None
+        self._extra_task = asyncio.get_running_loop().create_task(self._beat_quietly())
+
+    async def _beat_quietly(self) -> None:
+        try:
+            await self.heartbeat()
+        except Exception:  # the regular heartbeat reports failures
+            logger.debug("Extra heartbeat failed", exc_info=True)
+
     async def leave(self) -> None:
         """Remove this process and its members now."""
+        if self._extra_beat is not None:
+            self._extra_beat.cancel()
+        if self._extra_task is not None:
+            self._extra_task.cancel()
         atexit.unregister(self._retire_at_exit)
         await PresenceService(self.store).unregister_process(self.process_id)
         await self.beats.close_connections()

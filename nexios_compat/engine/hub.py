@@ -27,7 +27,7 @@ from ..conf import get_config
 from ..encoding import FrameCache
 from ..exceptions import HistoryUnavailable
 from ..history import PendingMessage, SavedMessage
-from ..presence import get_presence_store
+from ..presence import Heartbeat, get_presence_store
 from ..rooms import control_group, layer_group
 from ..services import HistoryService, PresenceService
 from ..types import ChannelAddStatusEnum, ChannelRemoveStatusEnum
@@ -43,6 +43,7 @@ from .recovery import LayerRecovery
 from .registry import LocalRegistry
 from .scheduler import Scheduler
 from .shutdown import GracefulShutdown
+from .tracker import PresenceTracker
 from .writer import HistoryWriter
 
 logger = logging.getLogger("nexios_compat.hub")
@@ -79,7 +80,15 @@ class Hub:
         )
         probe_group = f"{config['GROUP_PREFIX']}.probe.{uuid.uuid4().hex}"
         self.recovery = LayerRecovery(
-            self.layer, self.process_id, probe_group, self.registry.rooms.keys, self.ordering.fill_all
+            self.layer, self.process_id, probe_group, self.registry.rooms.keys, self._catch_up
+        )
+        self.tracker = PresenceTracker(
+            self.layer,
+            self.process_id,
+            lambda: self.recovery.channel,
+            self.presence,
+            float(config["PRESENCE_INTERVAL"]),
+            int(config["PRESENCE_MAX_LIST"]),
         )
         self.membership = RoomMembership(
             self.layer, self.registry, self.ordering, self.recovery, self.history
@@ -88,9 +97,16 @@ class Hub:
             self.presence, self.process_id, self.membership.memberships, float(config["RECONCILE_INTERVAL"])
         )
         self.membership.reconciler = self.reconciler
+        self.membership.tracker = self.tracker
         self.outbox = Outbox(self._publish_batch, self.recovery.publish_failed)
         self.cluster = ClusterMembership(
-            self.process_id, store, self.layer, self.membership.memberships, self.recovery.failed
+            self.process_id,
+            store,
+            self.layer,
+            self.membership.memberships,
+            self.recovery.failed,
+            interval=float(config["HEARTBEAT_INTERVAL"]),
+            on_beat=self._beat,
         )
         self.shutdown = GracefulShutdown(float(config["SHUTDOWN_TIMEOUT"]), self.stop)
         self.scheduler = Scheduler()
@@ -206,6 +222,7 @@ class Hub:
         if tasks:
             # Bounded: a task stuck in a layer call must not keep the process alive.
             await asyncio.wait(tasks, timeout=2.0)
+        await self.tracker.stop()
         await self.recovery.stop()
         await self.cluster.leave()
         await self.writer.history.close()
@@ -241,6 +258,22 @@ class Hub:
     async def reconcile(self) -> None:
         """Repair membership rows owed after database failures."""
         await self.membership.reconcile()
+
+    async def track(self, member: LocalMember) -> None:
+        """Show a member in the live presence of its rooms (its ``presence`` was just set)."""
+        await self.membership.track(member)
+
+    async def _catch_up(self) -> None:
+        """After the layer came back (or peers took us for dead): history, then presence."""
+        await self.ordering.fill_all()
+        await self.tracker.announce()
+
+    async def _beat(self, beat: Heartbeat, started: float) -> None:
+        """Forget the presence of processes a heartbeat found gone, and tell the others."""
+        if beat.removed_ids:
+            await self.tracker.gone(beat.removed_ids)
+        if beat.alive is not None:
+            self.tracker.prune(beat.alive, started)
 
     # Sending -------------------------------------------------------------------
 
@@ -312,6 +345,12 @@ class Hub:
         elif isinstance(parsed, wire.Resync):
             if parsed.origin != self.process_id:
                 self._spawn(self.ordering.fill_all(), "catch-up")
+        elif isinstance(parsed, wire.Presence):
+            await self.tracker.receive(parsed)
+        elif isinstance(parsed, wire.PresenceWant):
+            await self.tracker.answer(parsed)
+        elif isinstance(parsed, wire.PresenceGone):
+            self.tracker.forget(parsed.origins)
         else:
             logger.warning("Ignoring unknown layer message type %r", message.get("type"))
 

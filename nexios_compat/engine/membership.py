@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import typing
-import uuid
 
 from channels.layers import BaseChannelLayer
 
 from ..exceptions import HistoryUnavailable
+from ..presence import MembershipRow
 from ..resume import decide
 from ..rooms import check_group_name, layer_group
 from ..services import HistoryService
@@ -20,6 +20,7 @@ from .protocols import LocalMember
 from .reconcile import MembershipReconciler
 from .recovery import LayerRecovery
 from .registry import LocalRegistry, Slot
+from .tracker import PresenceTracker
 from .writer import TRANSIENT
 
 logger = logging.getLogger("nexios_compat.hub")
@@ -42,6 +43,7 @@ class RoomMembership:
         self.recovery = recovery
         self.history = history
         self.reconciler: MembershipReconciler | None = None  # set by the hub
+        self.tracker: PresenceTracker | None = None  # set by the hub
         self.subscribing: dict[str, asyncio.Future[None]] = {}
 
     def _rows(self) -> MembershipReconciler:
@@ -82,7 +84,7 @@ class RoomMembership:
         if since is not None:
             slot.buffer = []
         try:
-            await self._rows().add(room, member.id, member.metadata)
+            await self._rows().add(room, member.id, member.metadata, _row_presence(member))
             if since is not None and epoch is not None:
                 try:
                     await self._resume(member, slot, room, since, epoch)
@@ -97,7 +99,17 @@ class RoomMembership:
                 await delivery.replay(member, slot, saved, since, self.ordering.next_seq(room))
         finally:
             slot.buffer = None
+        if member.presence is not None and self.tracker is not None:
+            await self.tracker.join(member, room, member.presence)
         return ChannelAddStatusEnum.CHANNEL_ADDED
+
+    async def track(self, member: LocalMember) -> None:
+        """Show a member (whose ``presence`` was just set) in the presence of the rooms it is in."""
+        assert member.presence is not None
+        for room in list(member.groups):
+            await self._rows().add(room, member.id, member.metadata, _row_presence(member))
+            if self.tracker is not None:
+                await self.tracker.join(member, room, member.presence)
 
     async def _resume(self, member: LocalMember, slot: Slot, room: str, since: int, epoch: str) -> None:
         """Answer a resume, then replay all that was missed, or nothing (live resumes after the counter)."""
@@ -154,6 +166,8 @@ class RoomMembership:
         if not self.is_member(member, room):
             return ChannelRemoveStatusEnum.CHANNEL_DOES_NOT_EXIST
         status = ChannelRemoveStatusEnum.CHANNEL_REMOVED
+        if member.presence is not None and self.tracker is not None:
+            self.tracker.leave(member, room)
         if self.registry.remove(member, room) and room not in self.subscribing:
             self.registry.close_room(room)
             self.ordering.forget(room)
@@ -174,6 +188,17 @@ class RoomMembership:
         finally:
             self.registry.unregister(member)
 
-    def memberships(self) -> list[tuple[str, uuid.UUID, dict[str, typing.Any]]]:
-        """Every ``(room, member id, metadata)`` of this process."""
-        return [(room, member.id, member.metadata) for room, member in self.registry.memberships()]
+    def memberships(self) -> list[MembershipRow]:
+        """Every ``(room, member id, metadata, presence)`` of this process."""
+        return [
+            (room, member.id, member.metadata, _row_presence(member))
+            for room, member in self.registry.memberships()
+        ]
+
+
+def _row_presence(member: LocalMember) -> dict[str, typing.Any] | None:
+    """What a membership row records of a member's presence."""
+    if member.presence is None:
+        return None
+    key, meta = member.presence
+    return {"key": key, "meta": meta}

@@ -21,6 +21,8 @@ class LocalMember(typing.Protocol):
     envelope: int
     # The rooms it is in; the engine keeps this up to date.
     groups: set[str]
+    # (key, meta) when its rooms show it in their live presence, else None.
+    presence: tuple[str, dict[str, typing.Any]] | None
 
     async def send_frame(self, frame: Frame) -> bool:
         """Write a prepared ``websocket.send`` message; return whether the socket was open."""

@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Callable
 
 from .. import metrics
+from ..presence import MembershipRow
 from ..services import PresenceService
 
 logger = logging.getLogger("nexios_compat.engine")
 
-Memberships = Callable[[], list[tuple[str, uuid.UUID, dict[str, typing.Any]]]]
+Memberships = Callable[[], list[MembershipRow]]
 
 
 class MembershipReconciler:
@@ -39,10 +40,16 @@ class MembershipReconciler:
         self.removed = 0
         self.added = 0
 
-    async def add(self, room: str, channel_id: uuid.UUID, metadata: dict[str, typing.Any]) -> None:
+    async def add(
+        self,
+        room: str,
+        channel_id: uuid.UUID,
+        metadata: dict[str, typing.Any],
+        presence: dict[str, typing.Any] | None = None,
+    ) -> None:
         """Record a membership; if the database fails, owe it to the next reconciliation."""
         try:
-            await self.presence.add(room, channel_id, self.process_id, metadata)
+            await self.presence.add(room, channel_id, self.process_id, metadata, presence)
         except Exception:
             self._failed("add")
 

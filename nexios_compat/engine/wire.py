@@ -21,6 +21,12 @@ FLUSH_GROUPS = "nexios.flush_groups"
 PROBE = "nexios.probe"
 # "Catch up from history": sent by a hub that saved messages it could not publish.
 RESYNC = "nexios.resync"
+# Presence: one process's entries of a room changed (or all of them, with "full").
+PRESENCE = "nexios.presence"
+# "Send me your entries of this room": to one hub's own channel.
+PRESENCE_WANT = "nexios.presence_want"
+# "These processes are gone: forget their entries": to every hub.
+PRESENCE_GONE = "nexios.presence_gone"
 
 LayerMessage = dict[str, typing.Any]
 # One broadcast inside a fan-out batch: kind, text, data, seq (None when not saved),
@@ -66,6 +72,39 @@ def probe(number: int) -> LayerMessage:
 def resync(origin: str) -> LayerMessage:
     """Build "catch up from history" for every hub."""
     return {"type": RESYNC, "origin": origin}
+
+
+def presence(
+    room: str,
+    origin: str,
+    reply_to: str,
+    version: tuple[int, int],
+    entries: dict[str, typing.Any],
+    *,
+    full: bool = False,
+    want: bool = False,
+) -> LayerMessage:
+    """Build a process's presence change for a room (channel id -> ``[key, meta]``, or None: left)."""
+    return {
+        "type": PRESENCE,
+        "room": room,
+        "origin": origin,
+        "reply_to": reply_to,
+        "v": list(version),
+        "e": entries,
+        "full": full,
+        "want": want,
+    }
+
+
+def presence_want(room: str, origin: str, reply_to: str) -> LayerMessage:
+    """Build a request for one hub's full presence entries of a room."""
+    return {"type": PRESENCE_WANT, "room": room, "origin": origin, "reply_to": reply_to}
+
+
+def presence_gone(origins: list[str]) -> LayerMessage:
+    """Build "forget the presence of these (dead) processes" for every hub."""
+    return {"type": PRESENCE_GONE, "origins": origins}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +155,38 @@ class Resync:
     origin: str
 
 
-Parsed = Fanout | SendTo | Close | FlushGroups | Probe | Resync
+@dataclasses.dataclass(frozen=True)
+class Presence:
+    """One process's presence entries of a room: changed ones, or all (``full``)."""
+
+    room: str
+    origin: str
+    reply_to: str
+    # (incarnation, number): ordered per origin and room; numbers follow each other.
+    version: tuple[int, int]
+    # channel id -> (key, meta), or None for an entry that left.
+    entries: dict[str, tuple[str, dict[str, typing.Any]] | None]
+    full: bool
+    want: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class PresenceWant:
+    """A hub asks for this process's full presence entries of a room."""
+
+    room: str
+    origin: str
+    reply_to: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PresenceGone:
+    """Processes found dead: forget their presence everywhere."""
+
+    origins: list[str]
+
+
+Parsed = Fanout | SendTo | Close | FlushGroups | Probe | Resync | Presence | PresenceWant | PresenceGone
 
 
 def parse(message: LayerMessage) -> Parsed | None:
@@ -142,4 +212,23 @@ def parse(message: LayerMessage) -> Parsed | None:
         return Probe(int(message.get("n", 0)))
     if kind == RESYNC:
         return Resync(message.get("origin", ""))
+    if kind == PRESENCE:
+        entries = {
+            cid: (str(entry[0]), dict(entry[1])) if entry is not None else None
+            for cid, entry in message["e"].items()
+        }
+        version = (int(message["v"][0]), int(message["v"][1]))
+        return Presence(
+            message["room"],
+            message["origin"],
+            message["reply_to"],
+            version,
+            entries,
+            bool(message.get("full")),
+            bool(message.get("want")),
+        )
+    if kind == PRESENCE_WANT:
+        return PresenceWant(message["room"], message["origin"], message["reply_to"])
+    if kind == PRESENCE_GONE:
+        return PresenceGone([str(origin) for origin in message["origins"]])
     return None

@@ -60,6 +60,8 @@ class Channel:
         self.created = time.time()
         self.last_active = time.monotonic()
         self.groups: set[str] = set()
+        # (key, meta) once presence is on for it (``presence = True``, ``ChannelBox.track_presence``).
+        self.presence: tuple[str, dict[str, typing.Any]] | None = None
         # Opt-in: ?envelope=1 wraps JSON broadcasts as {"room", "seq", "payload"}; a
         # client that tracks epochs (sends ?epoch=, even empty) gets "epoch" in it too.
         self.envelope = ENVELOPE_NONE

@@ -14,6 +14,7 @@ from ..history import PendingMessage
 from ..rooms import check_group_name
 from ..services import HistoryService
 from . import history as managers
+from . import presence as live
 from .channel import Channel, resume_epoch, resume_point
 from .members import GroupsView, RemoteChannel, check_room_limits, members_of
 from .utils import (
@@ -131,6 +132,25 @@ class ChannelBox:
         """Close this process's channels that have been idle for longer than ``expires``."""
         hub = engine.current_hub()
         return await hub.sweep() if hub is not None else 0
+
+    @classmethod
+    async def track_presence(cls, channel: Channel, key: str | None = None) -> None:
+        """Show a channel in the live presence of its rooms (``presence = True`` for function handlers).
+
+        ``key`` defaults to the Django user's pk, else ``metadata["username"]``,
+        else the channel id; JSON channels then get presence events.
+        """
+        await live.track(channel, key)
+
+    @classmethod
+    async def presence(cls, group_name: str) -> live.PresenceState:
+        """Return who is in a group, in every process: ``{key: {"metas": [meta, ...]}}``."""
+        return await live.room_presence(group_name)
+
+    @classmethod
+    async def presence_count(cls, group_name: str) -> int:
+        """Return the number of presence keys (users) in a group, in every process."""
+        return len(await live.room_presence(group_name))
 
     @classmethod
     async def show_history(

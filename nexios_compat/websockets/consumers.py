@@ -16,6 +16,7 @@ from ..exceptions import HistoryUnavailable, RoomAccessDenied
 from .base import Message, Receive, Scope, Send, WebSocket, WebSocketState
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
 from .functions import FunctionConsumer, Handler
+from .presence import default_presence_key
 from .serving import close_code_of, finish, open_socket, serve
 from .utils import (
     WS_1000_NORMAL_CLOSURE,
@@ -46,6 +47,8 @@ class WebSocketConsumer(AsyncConsumer):
     # Who may join rooms (checked by ``authorize`` before any history is sent).
     login_required: bool = False
     permission_required: str | tuple[str, ...] | None = None
+    # Live presence: members get presence_state/presence_diff events (JSON encoding).
+    presence: bool = False
 
     def __init__(
         self,
@@ -205,7 +208,16 @@ class WebSocketConsumer(AsyncConsumer):
         assert self.websocket is not None
         if not await self.authorize(self.websocket, group_name):
             raise RoomAccessDenied(f"Not allowed to join {group_name!r}")
+        if self.presence and channel.presence is None:
+            await ChannelBox.track_presence(channel, self.presence_key(self.websocket))
         await ChannelBox.add_channel_to_group(channel, group_name)
+
+    def presence_key(self, websocket: WebSocket) -> str:
+        """The presence key of this connection (override to choose).
+
+        By default: the user's pk, else ``channel.metadata["username"]``, else the channel id.
+        """
+        return default_presence_key(self._require_channel())
 
     async def leave_group(self, group_name: str) -> None:
         """Remove this connection's channel from a group."""

@@ -78,7 +78,7 @@ class MemoryPresenceStore(BasePresenceStore):
         self.timeout = timeout
         self.now = 1000.0
         self.processes: dict[str, tuple[str, float]] = {}
-        self.rows: dict[tuple[str, uuid.UUID], tuple[str, dict[str, typing.Any]]] = {}
+        self.rows: dict[tuple[str, uuid.UUID], tuple[str, dict[str, typing.Any], dict[str, typing.Any] | None]] = {}
 
     def register_process(self, process_id: str, layer_channel: str, pid: int) -> None:
         self.processes[process_id] = (layer_channel, self.now)
@@ -96,15 +96,24 @@ class MemoryPresenceStore(BasePresenceStore):
         if registered:
             self.processes[process_id] = (self.processes[process_id][0], self.now)
         removed = []
+        removed_ids = []
         for pid, (channel, beat) in list(self.processes.items()):
             if pid != process_id and self.now - beat > self.timeout:
                 rooms = sorted({room for (room, _), row in self.rows.items() if row[0] == pid})
                 removed.append((channel, rooms))
+                removed_ids.append(pid)
                 self.unregister_process(pid)
-        return Heartbeat(registered=registered, removed=removed)
+        return Heartbeat(registered, removed, removed_ids, frozenset(self.processes))
 
-    def add(self, room: str, channel_id: uuid.UUID, process_id: str, metadata: dict[str, typing.Any]) -> None:
-        self.rows[(room, channel_id)] = (process_id, dict(metadata))
+    def add(
+        self,
+        room: str,
+        channel_id: uuid.UUID,
+        process_id: str,
+        metadata: dict[str, typing.Any],
+        presence: dict[str, typing.Any] | None = None,
+    ) -> None:
+        self.rows[(room, channel_id)] = (process_id, dict(metadata), presence)
 
     def remove(self, room: str, channel_id: uuid.UUID) -> None:
         self.rows.pop((room, channel_id), None)
@@ -112,8 +121,8 @@ class MemoryPresenceStore(BasePresenceStore):
     def members(self, room: str | None = None) -> list[MemberInfo]:
         when = datetime.datetime.now(tz=datetime.UTC)
         return [
-            MemberInfo(cid, r, pid, self.processes.get(pid, ("", 0.0))[0], meta, when)
-            for (r, cid), (pid, meta) in self.rows.items()
+            MemberInfo(cid, r, pid, self.processes.get(pid, ("", 0.0))[0], meta, when, presence)
+            for (r, cid), (pid, meta, presence) in self.rows.items()
             if room is None or r == room
         ]
 
@@ -124,7 +133,7 @@ class MemoryPresenceStore(BasePresenceStore):
         return counts
 
     def locate(self, channel_id: uuid.UUID) -> str | None:
-        for (_, cid), (pid, _) in self.rows.items():
+        for (_, cid), (pid, _, _) in self.rows.items():
             if cid == channel_id:
                 return self.processes.get(pid, ("", 0.0))[0]
         return None

@@ -11,14 +11,14 @@ from .fakes import FlakyLayer, MemoryPresenceStore
 
 
 def member_rows(store: MemoryPresenceStore, process_id: str) -> set[tuple[str, uuid.UUID]]:
-    return {key for key, (pid, _) in store.rows.items() if pid == process_id}
+    return {key for key, (pid, _, _) in store.rows.items() if pid == process_id}
 
 
 async def test_healthy_processes_stay_and_silent_ones_are_removed_with_their_members() -> None:
     store = MemoryPresenceStore(timeout=10)
     layer = FlakyLayer()
     rejoined: list[int] = []
-    mine = [("r", uuid.uuid4(), {})]
+    mine = [("r", uuid.uuid4(), {}, None)]
     a = ClusterMembership("a", store, layer, lambda: mine, lambda: rejoined.append(1))
     b = ClusterMembership("b", store, layer, list, lambda: rejoined.append(1))
     await a.join("chan-a")
@@ -51,14 +51,14 @@ async def test_a_process_its_peers_dropped_registers_again_with_its_members() ->
     rejoined: list[int] = []
     channel_id = uuid.uuid4()
     a = ClusterMembership(
-        "a", store, layer, lambda: [("r", channel_id, {"n": 1})], lambda: rejoined.append(1)
+        "a", store, layer, lambda: [("r", channel_id, {"n": 1}, None)], lambda: rejoined.append(1)
     )
     await a.join("chan-a")
     try:
         store.unregister_process("a")  # peers took it for dead (it was frozen)
         await a.heartbeat()
         assert "a" in store.processes
-        assert store.rows[("r", channel_id)] == ("a", {"n": 1})
+        assert store.rows[("r", channel_id)] == ("a", {"n": 1}, None)
         assert rejoined == [1]  # the layer subscriptions are re-added too
     finally:
         await a.leave()
