@@ -2,6 +2,8 @@
 
 - ``/mp/member/{room}``: a JSON channel in ``room`` that first sends
   ``{"id": <channel id>, "process": <hub process id>}``.
+- ``/mp/presence/{room}?username=``: a presence endpoint member of ``room``;
+  sending ``"leave"`` leaves the room with the socket open.
 - ``/mp/control``: not a member of anything; answers ``{"op": ...}`` requests
   with ``{"ok": result}`` by calling ``ChannelBox`` and the hub in this process.
 """
@@ -18,6 +20,7 @@ from nexios_compat import WebSocket, get_application
 from nexios_compat.engine import get_hub
 from nexios_compat.security import SecureWebSocketStack
 from nexios_compat.websockets.base import WebSocketDisconnect
+from nexios_compat.websockets import WebSocketEndpoint
 from nexios_compat.websockets.channels import Channel, ChannelBox, PayloadTypeEnum
 
 app = get_application()
@@ -37,6 +40,26 @@ async def member(ws: WebSocket, room: str) -> None:
             await ws.receive_json()
     except WebSocketDisconnect:
         pass
+
+
+class PresenceMember(WebSocketEndpoint):
+    """A member of the room in the path, shown in its live presence under ``?username=``."""
+
+    encoding = "json"
+    presence = True
+
+    async def on_connect(self, ws: WebSocket) -> None:
+        await ws.accept()
+        assert self.channel is not None
+        self.channel.metadata["username"] = ws.query_params.get("username", "")
+        await self.join_group(ws.path_params["room"])
+
+    async def on_receive(self, ws: WebSocket, data: typing.Any) -> None:
+        if data == "leave":
+            await self.leave_group(ws.path_params["room"])
+
+
+app.add_ws_route(PresenceMember.as_route("/mp/presence/{room}"))
 
 
 async def _members(room: str | None = None) -> dict[str, list[dict[str, typing.Any]]]:
@@ -62,6 +85,10 @@ async def _answer(request: dict[str, typing.Any]) -> typing.Any:
             request["room"], request["payload"], save_history=request.get("save", False)
         )
         return status.value
+    if op == "presence":
+        return await ChannelBox.presence(request["room"])
+    if op == "presence_count":
+        return await ChannelBox.presence_count(request["room"])
     if op == "send_to":
         return await ChannelBox.send_to(request["id"], request["payload"])
     if op == "close_all":

@@ -177,3 +177,50 @@ class Database:
         """(started, last_heartbeat) of every registered process, by id."""
         rows = self.conn.execute("SELECT id, started, last_heartbeat FROM nexios_compat_process").fetchall()
         return {process: (started, beat) for process, started, beat in rows}
+
+
+class PresenceView:
+    """A client's view of a room's presence, built from the presence frames it received.
+
+    Applies ``presence_state`` and ``presence_diff`` as a client should; records
+    what no correct server may send: a join of a meta the view already has, or a
+    leave of one it does not.
+    """
+
+    def __init__(self) -> None:
+        self.metas: dict[str, tuple[str, dict[str, typing.Any]]] = {}  # channel id -> (key, meta)
+        self.errors: list[str] = []
+        self.counts: list[int] = []
+        self.diffs = 0
+
+    def apply(self, frames: list[typing.Any]) -> PresenceView:
+        for frame in frames:
+            kind = frame.get("type") if isinstance(frame, dict) else None
+            if kind == "presence_state":
+                self.metas = {m["channel_id"]: (k, m) for k, v in frame["state"].items() for m in v["metas"]}
+            elif kind == "presence_diff":
+                self.diffs += 1
+                for key, value in frame["leaves"].items():
+                    for meta in value["metas"]:
+                        if self.metas.pop(meta["channel_id"], None) is None:
+                            self.errors.append(f"leave of unknown {key}/{meta['channel_id']}")
+                for key, value in frame["joins"].items():
+                    for meta in value["metas"]:
+                        if meta["channel_id"] in self.metas:
+                            self.errors.append(f"duplicate join of {key}/{meta['channel_id']}")
+                        self.metas[meta["channel_id"]] = (key, meta)
+            elif kind == "presence_count":
+                self.counts.append(frame["count"])
+        return self
+
+    def keys(self) -> dict[str, int]:
+        """Each key with its number of metas (tabs)."""
+        result: dict[str, int] = {}
+        for key, _ in self.metas.values():
+            result[key] = result.get(key, 0) + 1
+        return result
+
+
+def presence_keys(state: dict[str, typing.Any]) -> dict[str, int]:
+    """Each key of a ``ChannelBox.presence`` result with its number of metas."""
+    return {key: len(value["metas"]) for key, value in state.items()}

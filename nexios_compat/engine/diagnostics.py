@@ -44,6 +44,18 @@ def stats(hub: Hub) -> dict[str, typing.Any]:
             "removed": hub.reconciler.removed,
             "added": hub.reconciler.added,
         },
+        "presence": {
+            "sent": dict(hub.tracker.sent),
+            "rooms": {
+                room: {
+                    "keys": len(roster.keys),
+                    "version": list(roster.version),
+                    "peers": {origin: list(version) for origin, version in roster.versions.items()},
+                    "stashed": {origin: len(changes) for origin, changes in roster.stash.items()},
+                }
+                for room, roster in hub.tracker.rooms.items()
+            },
+        },
         "groups": {room: len(members) for room, members in hub.registry.rooms.items()},
         "channels": len(hub.registry.members),
     }

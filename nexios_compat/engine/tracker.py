@@ -61,6 +61,8 @@ class PresenceTracker:
         self.clients: dict[str, set[LocalMember]] = {}
         self._starting: dict[str, asyncio.Future[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._joining: dict[str, int] = {}
         self._last_flush: dict[str, float] = {}
         # When each other origin was first heard of (so a heartbeat older than that cannot drop it).
         self._first_seen: dict[str, float] = {}
@@ -72,8 +74,15 @@ class PresenceTracker:
 
     async def join(self, member: LocalMember, room: str, entry: Entry) -> None:
         """Track a local connection's entry in a room and send it the room's state."""
-        roster = await self._open(room)
-        roster.set(self.origin, str(member.id), entry)
+        # While a join waits for the room's seed, a flush must not close the room.
+        self._joining[room] = self._joining.get(room, 0) + 1
+        try:
+            roster = await self._open(room)
+            roster.set(self.origin, str(member.id), entry)
+        finally:
+            self._joining[room] -= 1
+            if not self._joining[room]:
+                del self._joining[room]
         if member.payload_type == PayloadTypeEnum.JSON:
             self.clients.setdefault(room, set()).add(member)
             if len(roster.keys) > self.max_list:
@@ -211,19 +220,27 @@ class PresenceTracker:
         """Publish this process's changes to the room, then send clients their diff (or count)."""
         self._timers.pop(room, None)
         self._last_flush[room] = time.monotonic()
-        roster = self.rooms.get(room)
-        if roster is None:
-            return
-        outgoing = roster.take_outgoing()
-        clients = list(self.clients.get(room, ()))
-        try:
-            await self._tell(room, roster, clients)
-        finally:
-            if outgoing is not None:
-                version, changes = outgoing
-                await self._publish_changes(room, version, changes)
-            if not roster.entries_of(self.origin) and not self.clients.get(room):
-                self._close(room)
+        # One flush of a room at a time: versions go out in order, and a room
+        # closed by one flush is never reopened under another's feet.
+        lock = self._locks.setdefault(room, asyncio.Lock())
+        async with lock:
+            roster = self.rooms.get(room)
+            if roster is None:
+                return
+            outgoing = roster.take_outgoing()
+            clients = list(self.clients.get(room, ()))
+            try:
+                await self._tell(room, roster, clients)
+            finally:
+                if outgoing is not None:
+                    version, changes = outgoing
+                    await self._publish_changes(room, version, changes)
+                if self.rooms.get(room) is roster and self._idle(room, roster):
+                    self._close(room)
+
+    def _idle(self, room: str, roster: Roster) -> bool:
+        """Whether no local connection is in (or joining) a room."""
+        return not roster.entries_of(self.origin) and not self.clients.get(room) and room not in self._joining
 
     async def _tell(self, room: str, roster: Roster, clients: list[LocalMember]) -> None:
         if len(roster.keys) > self.max_list:
@@ -257,6 +274,7 @@ class PresenceTracker:
         self.rooms.pop(room, None)
         self.clients.pop(room, None)
         self._last_flush.pop(room, None)
+        self._locks.pop(room, None)
         timer = self._timers.pop(room, None)
         if timer is not None:
             timer.cancel()

@@ -78,7 +78,9 @@ class MemoryPresenceStore(BasePresenceStore):
         self.timeout = timeout
         self.now = 1000.0
         self.processes: dict[str, tuple[str, float]] = {}
-        self.rows: dict[tuple[str, uuid.UUID], tuple[str, dict[str, typing.Any], dict[str, typing.Any] | None]] = {}
+        self.rows: dict[
+            tuple[str, uuid.UUID], tuple[str, dict[str, typing.Any], dict[str, typing.Any] | None]
+        ] = {}
 
     def register_process(self, process_id: str, layer_channel: str, pid: int) -> None:
         self.processes[process_id] = (layer_channel, self.now)
