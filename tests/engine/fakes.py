@@ -53,6 +53,7 @@ class FakeMember:
         self.frames: list[typing.MutableMapping[str, typing.Any]] = []
         self.closed: tuple[int, str] | None = None
         self.expired = False
+        self.presence: tuple[str, dict[str, typing.Any]] | None = None
 
     async def send_frame(self, frame: typing.MutableMapping[str, typing.Any]) -> bool:
         self.frames.append(frame)
