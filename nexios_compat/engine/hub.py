@@ -31,7 +31,7 @@ from ..presence import Heartbeat, get_presence_store
 from ..rooms import control_group, layer_group
 from ..services import HistoryService, PresenceService
 from ..types import ChannelAddStatusEnum, ChannelRemoveStatusEnum
-from . import delivery, diagnostics, wire
+from . import delivery, diagnostics, inbox, wire
 from .cluster import ClusterMembership
 from .layer import get_layer, refresh_interval
 from .membership import RoomMembership
@@ -301,58 +301,11 @@ class Hub:
 
     async def _read(self) -> None:
         """Receive layer messages for this process and act on them."""
-        failures = 0
-        while True:
-            try:
-                message = await self.layer.receive(self.recovery.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                if failures == 1:
-                    logger.warning("Channel layer receive failed; retrying", exc_info=True)
-                # Whatever broke may have taken our subscriptions with it (a
-                # restarted Redis has none): have them re-added once it answers.
-                self.recovery.failed()
-                await asyncio.sleep(min(0.05 * 2**failures, 1.0))
-                continue
-            failures = 0
-            self.received[str(message.get("type"))] += 1
-            try:
-                await self.handle(message)
-            except Exception:
-                logger.exception("Handling layer message %r failed", message.get("type"))
+        await inbox.read(self)
 
     async def handle(self, message: wire.LayerMessage) -> None:
         """Act on one layer message."""
-        parsed = wire.parse(message)
-        if isinstance(parsed, wire.Fanout):
-            if parsed.origin != self.process_id:  # our own were delivered when sent
-                for cache in parsed.frames:
-                    await self.ordering.offer(cache)
-        elif isinstance(parsed, wire.SendTo):
-            member = self.registry.get(parsed.channel_id)
-            if member is not None:
-                await member.send_frame(parsed.frame.frame(member.payload_type, False))
-        elif isinstance(parsed, wire.Close):
-            if parsed.origin != self.process_id:
-                await self.close_local(parsed.room, parsed.code, parsed.reason)
-        elif isinstance(parsed, wire.FlushGroups):
-            if parsed.origin != self.process_id:
-                await self.flush_local()
-        elif isinstance(parsed, wire.Probe):
-            self.recovery.probe_seen(parsed.number)
-        elif isinstance(parsed, wire.Resync):
-            if parsed.origin != self.process_id:
-                self._spawn(self.ordering.fill_all(), "catch-up")
-        elif isinstance(parsed, wire.Presence):
-            await self.tracker.receive(parsed)
-        elif isinstance(parsed, wire.PresenceWant):
-            await self.tracker.answer(parsed)
-        elif isinstance(parsed, wire.PresenceGone):
-            self.tracker.forget(parsed.origins)
-        else:
-            logger.warning("Ignoring unknown layer message type %r", message.get("type"))
+        await inbox.handle(self, message)
 
     async def close_local(self, room: str | None, code: int = 1000, reason: str = "") -> int:
         """Close local members (of one room, or all); return how many."""
@@ -374,7 +327,8 @@ class Hub:
             await member.close(code=1001, reason="Channel expired")
         return len(expired)
 
-    def _spawn(self, coro: typing.Coroutine[typing.Any, typing.Any, None], name: str) -> None:
+    def spawn(self, coro: typing.Coroutine[typing.Any, typing.Any, None], name: str) -> None:
+        """Run a background task that ``stop`` cancels."""
         task = asyncio.create_task(coro, name=f"nexios_compat.hub-{name}")
         self._tasks.append(task)
         task.add_done_callback(self._tasks.remove)
