@@ -15,13 +15,16 @@ MEMBERS_ONLY_PREFIX = "members-"
 
 
 class RoomEndpoint(WebSocketEndpoint):
-    """A chat room: join notices, messages saved to history, member counts.
+    """A chat room: join notices, messages saved to history, live presence ("who is here").
 
+    Presence keys are the user's pk when logged in, else the chosen name (so two
+    tabs are one person with two metas); each meta carries ``username``.
     Rooms whose names start with ``members-`` are for logged-in users: others
     are refused with 4403 before any history is sent.
     """
 
     encoding = "json"
+    presence = True
 
     async def authorize(self, ws: WebSocket, group_name: str) -> bool:
         if group_name.startswith(MEMBERS_ONLY_PREFIX):
@@ -36,6 +39,7 @@ class RoomEndpoint(WebSocketEndpoint):
             self.name = user.get_username()
         else:
             self.name = (ws.query_params.get("username") or "anonymous")[:50]
+        # Set before joining: a presence meta is taken from the metadata when the channel joins.
         self.channel.metadata["username"] = self.name
         await self.join_group(self.room)
         await self.announce(f"{self.name} joined", offset=0)

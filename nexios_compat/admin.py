@@ -20,6 +20,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from .admin_forms import AnnouncementForm, CloseForm, ConfirmForm
+from .admin_presence import presence_table
 from .history import get_history_store
 from .models import Member, Message, Room
 from .websockets.channels import ChannelBox
@@ -59,7 +60,7 @@ class RoomAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "created", "last_activity", "last_seq", "message_count")}),
         ("Retention", {"fields": ("max_messages", "max_age")}),
-        ("Connected now", {"fields": ("live_members", "connected_now")}),
+        ("Connected now", {"fields": ("live_members", "present_now", "connected_now")}),
     )
     formfield_overrides = {models.TextField: {"widget": forms.TextInput(attrs={"size": 60})}}
 
@@ -73,7 +74,15 @@ class RoomAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Room | None = None) -> tuple[str, ...]:
         """Keep the counters read-only, and the name once the room exists (it is the key)."""
-        fields = ("created", "last_activity", "last_seq", "message_count", "live_members", "connected_now")
+        fields = (
+            "created",
+            "last_activity",
+            "last_seq",
+            "message_count",
+            "live_members",
+            "present_now",
+            "connected_now",
+        )
         return ("name", *fields) if obj is not None else fields
 
     def has_delete_permission(self, request: HttpRequest, obj: Room | None = None) -> bool:
@@ -95,6 +104,11 @@ class RoomAdmin(admin.ModelAdmin):
         if count is None:
             count = room.messages.count()
         return format_html('<a href="{}">{}</a>', _changelist(Message, room), count)
+
+    @admin.display(description="present now")
+    def present_now(self, room: Room) -> SafeString | str:
+        """Live presence: each key with its tabs, username and connections (since when, which process)."""
+        return presence_table(room)
 
     @admin.display(description="connected now")
     def connected_now(self, room: Room) -> SafeString | str:

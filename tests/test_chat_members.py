@@ -33,6 +33,9 @@ async def test_members_only_room_admits_a_logged_in_user_with_history() -> None:
     connected, _ = await member.connect()
     assert connected
     assert (await member.receive_json_from())["message"] == "secret"
+    present = await member.receive_json_from()  # the room has presence on: keyed by the user's pk
+    assert present["type"] == "presence_state" and list(present["state"]) == [str(user.pk)]
+    assert present["state"][str(user.pk)]["metas"][0]["username"] == "ada"
     joined = await member.receive_json_from()
     assert joined["type"] == "system" and joined["message"] == "ada joined"
     await member.disconnect()
@@ -43,5 +46,6 @@ async def test_ordinary_rooms_stay_open_to_anonymous_visitors() -> None:
     visitor.scope["user"] = AnonymousUser()
     connected, _ = await visitor.connect()
     assert connected
+    assert list((await visitor.receive_json_from())["state"]) == ["eve"]  # presence_state, keyed by name
     assert (await visitor.receive_json_from())["message"] == "eve joined"
     await visitor.disconnect()

@@ -193,7 +193,8 @@ async def test_concurrent_senders_on_two_processes_are_seen_in_one_order(
     saved = dict(history)
     for member in members:
         for frame in member.frames:
-            assert saved[frame["seq"]] == frame["payload"]
+            if "seq" in frame:  # not a presence event
+                assert saved[frame["seq"]] == frame["payload"]
     stats = [await (await Control.open(server))("stats") for server in (a, b)]
     print("held back / gap fills per process:", [(s["held_back"], s["gap_fills"]) for s in stats])
 

@@ -45,7 +45,12 @@ async def chat(server: typing.Any, query: str) -> AsyncIterator[ClientConnection
 
 
 async def frame(ws: ClientConnection) -> dict[str, typing.Any]:
-    return typing.cast(dict[str, typing.Any], json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)))
+    """The next frame that is not a presence event (the chat room has presence on)."""
+    while str((received := json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))).get("type")).startswith(
+        "presence_"
+    ):
+        pass
+    return typing.cast(dict[str, typing.Any], received)
 
 
 async def frames_until(ws: ClientConnection, seq: int) -> list[dict[str, typing.Any]]:

@@ -17,6 +17,8 @@
 //   "message"  {payload, seq, epoch}   a broadcast, saved (seq) or not (seq null), never twice
 //   "reset"    {messages, epoch, lastSeq}   the history to show instead of what is shown (a reload)
 //   "resume"   the server's resume answer, as sent
+//   "presence" {room, state, count}   who is here changed: state is {key: {metas}} (null above
+//              the server's list limit, when only count is known); count is the number of keys
 //   "frame"    {data}   any other frame (replies a handler sends to this socket)
 
 const SOCKET_OPEN = 1;
@@ -48,6 +50,8 @@ export class RoomClient extends EventTarget {
     this._timer = null;
     this._stopped = false;
     this._held = null;  // messages that arrive while history reloads
+    this.presence = null;  // {key: {metas: [...]}} once a presence_state came; null above the list limit
+    this.presenceCount = null;  // keys (people) in the room, or the server's count above the limit
     this._online = () => { if (!this.socket && !this._stopped) this.connect(); };
     addEventListener("online", this._online);
   }
@@ -175,14 +179,21 @@ export class RoomClient extends EventTarget {
     }
   }
 
-  // ---- PRESENCE HOOK -------------------------------------------------------
-  // Presence is not implemented yet. When the server sends presence_state and
-  // presence_diff frames, handle them here: keep this.presence (key -> metas),
-  // apply diffs (joins, then leaves), emit a "presence" event, and return true.
+  // Presence frames are never enveloped (README, "Live presence"): the latest
+  // presence_state replaces what is known, diffs are applied to it, and above
+  // PRESENCE_MAX_LIST only a count is known (this.presence is null meanwhile).
   _presence(frame) {
-    return false;
+    if (!frame || typeof frame !== "object" || typeof frame.type !== "string") return false;
+    if (frame.type === "presence_state") this.presence = syncState(frame.state);
+    else if (frame.type === "presence_diff") {
+      if (this.presence === null) return true;  // a diff without its state: the next state repairs it
+      this.presence = syncDiff(this.presence, frame);
+    } else if (frame.type === "presence_count") this.presence = null;
+    else return false;
+    this.presenceCount = this.presence === null ? frame.count : Object.keys(this.presence).length;
+    this._emit("presence", {room: frame.room, state: this.presence, count: this.presenceCount});
+    return true;
   }
-  // --------------------------------------------------------------------------
 
   _closed(socket, event) {
     if (this.socket !== socket) return;
@@ -202,4 +213,41 @@ export class RoomClient extends EventTarget {
   }
 
   _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, {detail})); }
+}
+
+// ---- Presence -----------------------------------------------------------------
+// Phoenix's Presence, reduced to what the server sends: a state is
+// {key: {metas: [meta, ...]}} with one meta per connection, and a meta is told
+// apart from another by its channel_id. Both functions return a new state and
+// leave their arguments alone; applying the same join or leave twice changes nothing.
+
+/** Return a presence_state's state as a state of its own (what was known before is replaced). */
+export function syncState(state) {
+  const next = {};
+  for (const [key, {metas}] of Object.entries(state ?? {})) {
+    if (metas.length) next[key] = {metas: uniqueMetas(metas)};
+  }
+  return next;
+}
+
+/** Return `state` with a presence_diff applied: its joins added, then its leaves removed. */
+export function syncDiff(state, {joins = {}, leaves = {}}) {
+  const next = {...state};
+  for (const [key, {metas}] of Object.entries(joins)) {
+    next[key] = {metas: uniqueMetas([...(next[key]?.metas ?? []), ...metas])};
+  }
+  for (const [key, {metas}] of Object.entries(leaves)) {
+    if (!next[key]) continue;
+    const gone = new Set(metas.map((meta) => meta.channel_id));
+    const kept = next[key].metas.filter((meta) => !gone.has(meta.channel_id));
+    if (kept.length) next[key] = {metas: kept}; else delete next[key];
+  }
+  return next;
+}
+
+// One meta per channel_id, the latest kept in the first one's place.
+function uniqueMetas(metas) {
+  const byId = new Map();
+  for (const meta of metas) byId.set(meta.channel_id, meta);
+  return [...byId.values()];
 }
