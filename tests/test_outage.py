@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import room_name, until
-from tests.mp_helpers import Member, cluster_env, migrate
+from tests.mp_helpers import Member, PresenceView, cluster_env, migrate
 from tests.servers import DaphneServer, PostgresServer
 
 pytestmark = pytest.mark.timeout(180)
@@ -94,6 +94,12 @@ async def test_a_postgres_outage_closes_no_socket_and_leaves_no_ghost_member(
         await stays.wait(lambda f: UNAVAILABLE in f, "the history_unavailable error frame")
         newcomer = await Member.open(server, path + "newcomer", "newcomer")  # handshakes still work
         await newcomer.wait(lambda f: UNAVAILABLE in f, "its join notice failing, not its socket")
+        # Live presence comes from memory: the leave and the join reach the room all the same.
+        await stays.wait(
+            lambda f: set(PresenceView().apply(f).keys()) == {"stays", "newcomer"},
+            "presence without the database",
+        )
+        assert PresenceView().apply(stays.frames).errors == []
         during = await scrape(server)
         assert value(during, "nexios_compat_membership_dirty") == 1
         assert value(during, "nexios_compat_members") == 2  # the closed socket left memory

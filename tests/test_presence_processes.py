@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 import typing
@@ -168,3 +169,30 @@ async def test_above_the_list_limit_every_process_sends_counts(
 
 def view_counts(frames: list[typing.Any]) -> list[int]:
     return PresenceView().apply(frames).counts
+
+
+async def test_presence_changed_while_redis_was_down_is_repaired_when_it_returns(
+    redis_url: str, postgres_url: str, redis_server: typing.Any, daphne_factory: typing.Any
+) -> None:
+    env = cluster_env(redis_url, postgres_url, {"PRESENCE_INTERVAL": 0.1, "HEARTBEAT_INTERVAL": 0.5})
+    migrate(env)
+    a, b = start_cluster(daphne_factory, env, 2)
+    room = room_name("redis")
+    ann = await join(a, room, "ann")
+    bob = await join(b, room, "bob")
+    await sees(ann, {"ann": 1, "bob": 1}, "bob")
+
+    await asyncio.to_thread(redis_server.stop)
+    try:
+        await bob.send("leave")  # its diff cannot be published: Redis is down
+        bea = await join(b, room, "bea")  # joins on b; the DB rows seed b's view of a
+        assert view(bea).keys() == {"ann": 1, "bea": 1}
+    finally:
+        await asyncio.to_thread(redis_server.start)
+    # b's layer recovery re-announces its entries and asks for a's: both views converge.
+    await sees(ann, {"ann": 1, "bea": 1}, "the changes made while Redis was down", timeout=30)
+    await sees(bea, {"ann": 1, "bea": 1}, "an unchanged view")
+    states = [await (await Control.open(server))("presence", room=room) for server in (a, b)]
+    assert states[0] == states[1]
+    for member in (ann, bob, bea):
+        await member.close()
