@@ -90,6 +90,10 @@ class BaseHistoryStore:
         newest = self.fetch(room, None, 1)
         return (newest[-1].seq or 0) if newest else 0
 
+    def head(self, room: str) -> tuple[int, str]:
+        """Return the room's counter and epoch ("" from stores without epochs)."""
+        return self.last_seq(room), ""
+
     def read(self, room: str, since: int) -> Position:
         """Return the room's epoch and counter with its messages after ``since``, read together."""
         return Position("", self.last_seq(room), self.fetch(room, since))
@@ -204,6 +208,13 @@ class DatabaseHistoryStore(BaseHistoryStore):
         from .models import Room
 
         return Room.objects.filter(name=room).values_list("last_seq", flat=True).first() or 0
+
+    def head(self, room: str) -> tuple[int, str]:
+        """Return the room's counter and epoch from its row (``(0, "")`` before it exists)."""
+        from .models import Room
+
+        row = Room.objects.filter(name=room).values_list("last_seq", "epoch").first()
+        return (int(row[0]), str(row[1])) if row is not None else (0, "")
 
     def read(self, room: str, since: int) -> Position:
         """Read the room row and the messages after ``since`` in one transaction."""

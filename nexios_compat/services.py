@@ -110,6 +110,10 @@ class HistoryService:
         """Return the highest sequence number handed out in a room."""
         return await run_db(self.store.last_seq, room)
 
+    async def head(self, room: str) -> tuple[int, str]:
+        """Return the room's counter and epoch ("" when unknown)."""
+        return await run_db(self.store.head, room)
+
     async def flush(self, room: str | None = None) -> int:
         """Delete the messages of one room, or of every room."""
         return await run_db(self.store.flush, room)

@@ -102,7 +102,7 @@ class DatabaseDown:
 
         self.down = False
         for cls, names in (
-            (DatabaseHistoryStore, ("append", "last_seq", "fetch")),
+            (DatabaseHistoryStore, ("append", "last_seq", "head", "fetch")),
             (DatabasePresenceStore, ("add", "remove", "members", "count", "reconcile")),
         ):
             for name in names:
