@@ -42,6 +42,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # PostgreSQL statement_timeout, in seconds, on the writer's own connection (None: none),
     # so one locked row cannot hold every room's saves for long.
     "HISTORY_STATEMENT_TIMEOUT": 5.0,
+    # PostgreSQL: seconds the writer waits for a room's row that another transaction
+    # holds before it sets that room aside and commits the other rooms of the batch.
+    "HISTORY_LOCK_TIMEOUT": 0.1,
     # Seconds between full reconciliations of this process's membership rows with its
     # live sockets (after a failed write they are reconciled at every heartbeat).
     "RECONCILE_INTERVAL": 60.0,

@@ -9,7 +9,7 @@ import logging
 import typing
 import uuid
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -47,6 +47,14 @@ class SavedMessage:
 
 
 @dataclasses.dataclass(frozen=True)
+class Appended:
+    """What ``append_available`` stored (in order) and the rooms it set aside because their row was busy."""
+
+    saved: list[SavedMessage]
+    busy: frozenset[str] = frozenset()
+
+
+@dataclasses.dataclass(frozen=True)
 class Position:
     """A room's stream position as read at one moment: epoch, counter, and saved messages after a point."""
 
@@ -62,6 +70,13 @@ class BaseHistoryStore:
         """Store messages in order, numbering each room's messages; return what was assigned."""
         raise NotImplementedError
 
+    def append_available(self, messages: list[PendingMessage], lock_timeout: float) -> Appended:
+        """Store the messages of rooms that can be numbered now; set aside rooms another transaction holds.
+
+        Stores that cannot tell store everything (``append``) and set nothing aside.
+        """
+        return Appended(self.append(messages))
+
     def fetch(self, room: str, since: int | None = None, limit: int | None = None) -> list[ChannelMessageDC]:
         """Return a room's messages with ``seq > since``, oldest first (the newest ``limit``)."""
         raise NotImplementedError
@@ -74,6 +89,10 @@ class BaseHistoryStore:
         """Return the highest sequence number handed out in a room (0 if none), flushed or not."""
         newest = self.fetch(room, None, 1)
         return (newest[-1].seq or 0) if newest else 0
+
+    def head(self, room: str) -> tuple[int, str]:
+        """Return the room's counter and epoch ("" from stores without epochs)."""
+        return self.last_seq(room), ""
 
     def read(self, room: str, since: int) -> Position:
         """Return the room's epoch and counter with its messages after ``since``, read together."""
@@ -109,26 +128,55 @@ class DatabaseHistoryStore(BaseHistoryStore):
             Room.objects.bulk_create([Room(name=name) for name in missing.names], ignore_conflicts=True)
         return self._append_numbered(messages)
 
+    def append_available(self, messages: list[PendingMessage], lock_timeout: float) -> Appended:
+        """On PostgreSQL, lock the rooms' rows without waiting long; rooms whose row stays busy are set aside.
+
+        A row that another transaction holds (an admin's ``SELECT … FOR UPDATE``,
+        a view's open ``atomic()``) then delays only its own room's messages.
+        SQLite locks the whole file for every writer, so there everything is
+        stored as by ``append``.
+        """
+        from .models import Room
+
+        if connection.vendor != "postgresql":
+            return Appended(self.append(messages))
+        try:
+            return self._append_available(messages, lock_timeout)
+        except _RoomsMissing as missing:
+            Room.objects.bulk_create([Room(name=name) for name in missing.names], ignore_conflicts=True)
+        return self._append_available(messages, lock_timeout)
+
+    def _append_available(self, messages: list[PendingMessage], lock_timeout: float) -> Appended:
+        with transaction.atomic():
+            busy = _lock_rooms(sorted({message.room for message in messages}), lock_timeout)
+            kept = [message for message in messages if message.room not in busy]
+            saved = self._number(kept) if kept else []
+        return Appended(saved, frozenset(busy))
+
     def _append_numbered(self, messages: list[PendingMessage]) -> list[SavedMessage]:
+        with transaction.atomic():
+            return self._number(messages)
+
+    def _number(self, messages: list[PendingMessage]) -> list[SavedMessage]:
+        """Number and insert messages; the caller's transaction must be open."""
         counts = collections.Counter(message.room for message in messages)
         now = timezone.now()
-        with transaction.atomic():
-            # Rooms in one global order, so that concurrent batches never deadlock.
-            numbered = {name: _take_numbers(name, counts[name], now) for name in sorted(counts)}
-            missing = [name for name, row in numbered.items() if row is None]
-            if missing:
-                raise _RoomsMissing(missing)  # rolls back the numbers already taken
-            next_seq = {name: row[1] - counts[name] for name, row in numbered.items() if row is not None}
-            room_ids = {name: row[0] for name, row in numbered.items() if row is not None}
-            epochs = {name: row[2] for name, row in numbered.items() if row is not None}
-            saved = []
-            rows = []
-            for message in messages:
-                next_seq[message.room] += 1
-                record = SavedMessage(next_seq[message.room], uuid.uuid4(), now, epochs[message.room])
-                saved.append(record)
-                rows.append((room_ids[message.room], record, message))
-            _insert_messages(rows)
+        # Rooms in one global order, so that concurrent batches never deadlock.
+        numbered = {name: _take_numbers(name, counts[name], now) for name in sorted(counts)}
+        missing = [name for name, row in numbered.items() if row is None]
+        if missing:
+            raise _RoomsMissing(missing)  # rolls back the numbers already taken
+        next_seq = {name: row[1] - counts[name] for name, row in numbered.items() if row is not None}
+        room_ids = {name: row[0] for name, row in numbered.items() if row is not None}
+        epochs = {name: row[2] for name, row in numbered.items() if row is not None}
+        saved = []
+        rows = []
+        for message in messages:
+            next_seq[message.room] += 1
+            record = SavedMessage(next_seq[message.room], uuid.uuid4(), now, epochs[message.room])
+            saved.append(record)
+            rows.append((room_ids[message.room], record, message))
+        _insert_messages(rows)
         return saved
 
     @staticmethod
@@ -160,6 +208,13 @@ class DatabaseHistoryStore(BaseHistoryStore):
         from .models import Room
 
         return Room.objects.filter(name=room).values_list("last_seq", flat=True).first() or 0
+
+    def head(self, room: str) -> tuple[int, str]:
+        """Return the room's counter and epoch from its row (``(0, "")`` before it exists)."""
+        from .models import Room
+
+        row = Room.objects.filter(name=room).values_list("last_seq", "epoch").first()
+        return (int(row[0]), str(row[1])) if row is not None else (0, "")
 
     def read(self, room: str, since: int) -> Position:
         """Read the room row and the messages after ``since`` in one transaction."""
@@ -263,6 +318,52 @@ def _take_numbers(room: str, count: int, now: datetime.datetime) -> tuple[int, i
         )
         row = cursor.fetchone()
     return (int(row[0]), int(row[1]), str(row[2])) if row is not None else None
+
+
+def _lock_rooms(rooms: list[str], lock_timeout: float) -> set[str]:
+    """Lock the rows of ``rooms`` for this transaction; return those another transaction keeps busy.
+
+    One ``SKIP LOCKED`` statement takes every free row at once. A busy row is
+    usually another writer's short batch, so each one gets ``lock_timeout``
+    to come free, in a savepoint that a lock timeout alone rolls back. Waiting
+    while holding other rows cannot deadlock for long: ``lock_timeout`` ends
+    the wait before PostgreSQL's deadlock detector would.
+    """
+    from .models import Room
+
+    table = connection.ops.quote_name(Room._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT name FROM {table} WHERE name = ANY(%s) ORDER BY name FOR UPDATE SKIP LOCKED", [rooms]
+        )
+        taken = {row[0] for row in cursor.fetchall()}
+        rest = [name for name in rooms if name not in taken]
+        if not rest:
+            return set()
+        cursor.execute(f"SELECT name FROM {table} WHERE name = ANY(%s)", [rest])
+        existing = {row[0] for row in cursor.fetchall()}
+        if len(existing) < len(rest):
+            raise _RoomsMissing([name for name in rest if name not in existing])
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{max(int(lock_timeout * 1000), 1)}"])
+        busy = set()
+        for name in rest:
+            try:
+                with transaction.atomic():
+                    cursor.execute(f"SELECT 1 FROM {table} WHERE name = %s FOR UPDATE", [name])
+                    found = cursor.fetchone() is not None
+            except OperationalError as exc:
+                if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+                busy.add(name)
+                continue
+            if not found:
+                raise _RoomsMissing([name])  # deleted while we waited for it
+        cursor.execute("SELECT set_config('lock_timeout', '0', true)")
+    return busy
+
+
+# PostgreSQL's SQLSTATE for a lock wait ended by ``lock_timeout``.
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 def payload_size(message: PendingMessage) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from django.db import connection, transaction
 
 from .db import call_db, call_db_limited, run_db
-from .history import BaseHistoryStore, PendingMessage, Position, SavedMessage, get_history_store
+from .history import Appended, BaseHistoryStore, PendingMessage, Position, SavedMessage, get_history_store
 from .presence import BasePresenceStore, Heartbeat, MemberInfo, MembershipRow, get_presence_store
 from .types import ChannelMessageDC
 
@@ -46,6 +46,14 @@ class HistoryService:
         if self.executor is None:
             return await run_db(self.store.append, messages)
         call = functools.partial(call_db_limited, self.statement_timeout, self.store.append, messages)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    async def append_available(self, messages: list[PendingMessage], lock_timeout: float) -> Appended:
+        """Store what can be numbered now; rooms whose row another transaction holds are set aside."""
+        store = self.store.append_available
+        if self.executor is None:
+            return await run_db(store, messages, lock_timeout)
+        call = functools.partial(call_db_limited, self.statement_timeout, store, messages, lock_timeout)
         return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
     async def close(self) -> None:
@@ -101,6 +109,10 @@ class HistoryService:
     async def last_seq(self, room: str) -> int:
         """Return the highest sequence number handed out in a room."""
         return await run_db(self.store.last_seq, room)
+
+    async def head(self, room: str) -> tuple[int, str]:
+        """Return the room's counter and epoch ("" when unknown)."""
+        return await run_db(self.store.head, room)
 
     async def flush(self, room: str | None = None) -> int:
         """Delete the messages of one room, or of every room."""

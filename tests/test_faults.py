@@ -13,9 +13,11 @@ from prometheus_client import REGISTRY
 
 from nexios_compat import WebSocket, get_application
 from nexios_compat.engine import current_hub, get_hub
+from nexios_compat.exceptions import HistoryUnavailable
 from nexios_compat.services import PresenceService
-from nexios_compat.websockets.channels import ChannelBox
+from nexios_compat.websockets.channels import Channel, ChannelBox, PayloadTypeEnum
 from nexios_compat.websockets.consumers import WebSocketEndpoint
+from nexios_compat.websockets.routes import WebsocketRoute
 from tests.helpers import until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
@@ -100,7 +102,7 @@ class DatabaseDown:
 
         self.down = False
         for cls, names in (
-            (DatabaseHistoryStore, ("append", "last_seq", "fetch")),
+            (DatabaseHistoryStore, ("append", "last_seq", "head", "fetch")),
             (DatabasePresenceStore, ("add", "remove", "members", "count", "reconcile")),
         ):
             for name in names:
@@ -157,3 +159,51 @@ async def test_a_database_outage_keeps_sockets_open_and_membership_rows_follow_t
     assert current_hub() is hub
     for communicator in (stays, newcomer):
         await communicator.disconnect()
+
+
+async def saving_handler(ws: WebSocket) -> None:
+    """A function handler whose saved sends fail while the database is down; it catches some."""
+    await ws.accept()
+    channel = Channel(websocket=ws, payload_type=PayloadTypeEnum.JSON)
+    await ChannelBox.add_channel_to_group(channel, "f")
+    await ws.send_json({"ready": True})
+    while True:
+        data = await ws.receive_json()
+        if not data.get("catch"):
+            await ChannelBox.group_send("f", data, save_history=True)
+            continue
+        try:
+            await ChannelBox.group_send("f", data, save_history=True)
+        except HistoryUnavailable:
+            await ws.send_json({"caught": True})
+
+
+async def test_history_unavailable_in_a_function_handler_sends_the_error_frame_and_closes_1013(
+    settings: typing.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.NEXIOS_COMPAT = {"HISTORY_WRITE_TIMEOUT": 0.3, "HEARTBEAT_INTERVAL": 0.1}
+    database = DatabaseDown(monkeypatch)
+    app = get_application()
+    app.add_ws_route(WebsocketRoute("/f", saving_handler))
+    client = WebsocketCommunicator(app, "/f")
+    assert (await client.connect())[0]
+    assert await client.receive_json_from() == {"ready": True}
+    hub = await get_hub()
+
+    database.down = True
+    await client.send_json_to({"catch": True, "n": 0})  # accepted before the writer knew
+    await until(lambda: hub.writer.failing, "the writer to fail")
+    await client.send_json_to({"catch": True, "n": 1})  # waits for its outcome; the handler catches it
+    assert await client.receive_json_from(timeout=5) == {"caught": True}
+    await client.send_json_to({"n": 2})  # not caught: escapes the handler
+    assert await client.receive_json_from(timeout=5) == {"type": "error", "error": "history_unavailable"}
+    assert await client.receive_output(timeout=5) == {
+        "type": "websocket.close",
+        "code": 1013,
+        "reason": "History unavailable",
+    }
+    newcomer = WebsocketCommunicator(app, "/f")  # new connections keep working
+    assert (await newcomer.connect())[0]
+    assert await newcomer.receive_json_from() == {"ready": True}
+    await newcomer.disconnect()
+    await client.wait(timeout=5)

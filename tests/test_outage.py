@@ -131,37 +131,3 @@ async def test_a_postgres_outage_closes_no_socket_and_leaves_no_ghost_member(
     assert not stays.closed and not newcomer.closed
     await stays.close()
     await newcomer.close()
-
-
-async def test_a_locked_room_row_times_out_the_writers_statements_and_handshakes_go_on(
-    redis_url: str, postgres_url: str, daphne_factory: typing.Any
-) -> None:
-    env = cluster_env(
-        redis_url,
-        postgres_url,
-        {"HISTORY_STATEMENT_TIMEOUT": 0.3, "HISTORY_WRITE_TIMEOUT": 60.0, "PROCESS_TIMEOUT": 60.0},
-    )
-    migrate(env)
-    server = daphne_factory(env=env, app=APP)
-    locked, other = room_name("locked"), room_name("other")
-    stays = await Member.open(server, f"/ws/chat/{locked}/?username=stays", "stays")
-    await stays.wait(lambda f: said(f, "stays joined"), "its join notice")
-    before = await scrape(server)
-    with psycopg.connect(postgres_url) as blocker:  # a transaction holding the room's row
-        blocker.execute("SELECT 1 FROM nexios_compat_room WHERE name = %s FOR UPDATE", (locked,))
-        await stays.send({"type": "message", "content": "behind the lock"})
-
-        async def statements_timed_out() -> bool:
-            samples = await scrape(server)
-            failed = "nexios_compat_database_failures_total"
-            return value(samples, failed, op="history_write") >= value(before, failed, op="history_write") + 2
-
-        await until(statements_timed_out, "the writer's statements to time out and be retried")
-        newcomer = await Member.open(server, f"/ws/chat/{other}/?username=newcomer", "newcomer")
-        assert not said(stays.frames, "behind the lock")
-        blocker.rollback()
-    await stays.wait(lambda f: said(f, "behind the lock"), "the message once the lock is gone")
-    await newcomer.wait(lambda f: said(f, "newcomer joined"), "the newcomer's notice")
-    assert not stays.closed and not newcomer.closed
-    await stays.close()
-    await newcomer.close()

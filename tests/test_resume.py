@@ -8,12 +8,13 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
+from nexios_compat.engine import get_hub
 from nexios_compat.history import DatabaseHistoryStore, Position
 from nexios_compat.models import Message, Room
 from nexios_compat.resume import decide
 from nexios_compat.types import ChannelMessageDC
 from nexios_compat.websockets.channels import ChannelBox
-from tests.helpers import join, pending, room_app
+from tests.helpers import join, pending, receive_seqs, room_app
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 
@@ -153,4 +154,22 @@ async def test_a_deleted_message_makes_a_hole_that_is_not_recovered() -> None:
     await sync_to_async(Message.objects.filter(room__name="hole", seq=2).delete)()
     client, replayed = await join(room_app(), f"/room/hole?since=1&epoch={epoch}&envelope=1")
     assert replayed == [resume_frame("hole", False, epoch, 3)]
+    await client.disconnect()
+
+
+async def test_a_room_recreated_under_its_members_is_delivered_from_seq_one_at_once() -> None:
+    client, _ = await join(room_app(), "/room/reborn?envelope=1")
+    for n in range(3):
+        await client.send_json_to({"n": n})
+    assert await receive_seqs(client, 3) == [1, 2, 3]
+    old = await sync_to_async(epoch_of)("reborn")
+    await sync_to_async(Room.objects.filter(name="reborn").delete)()  # an admin deletes the room
+    for n in range(3, 6):
+        await client.send_json_to({"n": n})
+    frames = [await client.receive_json_from(timeout=5) for _ in range(3)]
+    assert [(f["seq"], f["payload"]["n"]) for f in frames] == [(1, 3), (2, 4), (3, 5)]
+    assert await sync_to_async(epoch_of)("reborn") != old
+    hub = await get_hub()
+    assert hub.ordering.epochs["reborn"] != old
+    assert (hub.held_back, hub.gap_fills) == (0, 0)  # delivered as saved, not after REORDER_TIMEOUT
     await client.disconnect()

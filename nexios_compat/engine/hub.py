@@ -71,6 +71,7 @@ class Hub:
             max_pending=int(config["HISTORY_MAX_PENDING"]),
             max_pending_bytes=int(config["HISTORY_MAX_PENDING_BYTES"]),
             write_timeout=_seconds(config["HISTORY_WRITE_TIMEOUT"]),
+            lock_timeout=float(config["HISTORY_LOCK_TIMEOUT"]),
             reject=self._history_unavailable,
         )
         self.ordering = RoomOrdering(

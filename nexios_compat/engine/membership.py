@@ -143,7 +143,8 @@ class RoomMembership:
 
     async def _start_ordering(self, room: str) -> bool:
         try:
-            self.ordering.start(room, await self.history.last_seq(room) + 1)
+            last_seq, epoch = await self.history.head(room)
+            self.ordering.start(room, last_seq + 1, epoch or None)
         except TRANSIENT:
             # The database is down: the room's saved broadcasts reach its members as
             # they come (from the one writer, in order but unchecked) until ``reconcile``.

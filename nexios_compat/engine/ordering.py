@@ -1,4 +1,11 @@
-"""Saved broadcasts reach local members in sequence order, per room; gaps are filled from history."""
+"""Saved broadcasts reach local members in sequence order, per room; gaps are filled from history.
+
+A room has an epoch (``Room.epoch``): a flush starts a new one and numbering
+goes on; a recreated room starts a new one at seq 1. A saved broadcast of an
+epoch this process has not seen for the room moves the ordering to it: on a
+restart, at seq 1, and broadcasts of the epoch left behind are dropped (their
+numbers would collide with the new ones).
+"""
 
 from __future__ import annotations
 
@@ -24,15 +31,23 @@ class RoomOrdering:
         self.read_since = read_since
         self.reorder_timeout = reorder_timeout
         self.sequencers: dict[str, RoomSequencer] = {}
+        # Per room, the epoch of the broadcasts being ordered, and epochs left behind at a restart.
+        self.epochs: dict[str, str] = {}
+        self._retired: dict[str, set[str]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._gap_timers: dict[str, asyncio.Task[None]] = {}
         # Broadcasts held back behind a gap, and gaps filled from history (diagnostics).
         self.held_back = 0
         self.gap_fills = 0
 
-    def start(self, room: str, next_seq: int) -> None:
-        """Begin ordering a room whose local members are to receive ``next_seq`` next."""
+    def start(self, room: str, next_seq: int, epoch: str | None = None) -> None:
+        """Begin ordering a room whose local members are to receive ``next_seq`` next (in ``epoch``)."""
         self.sequencers[room] = RoomSequencer(next_seq)
+        self._retired.pop(room, None)
+        if epoch:
+            self.epochs[room] = epoch
+        else:
+            self.epochs.pop(room, None)
 
     def next_seq(self, room: str) -> int | None:
         """The sequence number a room's local members receive next, if the room is ordered."""
@@ -42,6 +57,8 @@ class RoomOrdering:
     def forget(self, room: str) -> None:
         """Stop ordering a room (its last local member left)."""
         self.sequencers.pop(room, None)
+        self.epochs.pop(room, None)
+        self._retired.pop(room, None)
         self._locks.pop(room, None)
         timer = self._gap_timers.pop(room, None)
         if timer is not None:
@@ -66,6 +83,10 @@ class RoomOrdering:
         async with self._lock(cache.room):
             if self.sequencers.get(cache.room) is not sequencer:
                 return
+            if cache.epoch and cache.epoch != self.epochs.get(cache.room):
+                if cache.epoch in self._retired.get(cache.room, ()):
+                    return  # a late broadcast of the room's previous life
+                await self._enter_epoch(sequencer, cache)
             ready = sequencer.offer(cache)
             if cache.seq in sequencer.held:
                 self.held_back += 1
@@ -77,6 +98,22 @@ class RoomOrdering:
                 self._gap_timers[cache.room] = asyncio.create_task(
                     self._fill_later(cache.room), name="nexios_compat.hub-gap"
                 )
+
+    async def _enter_epoch(self, sequencer: RoomSequencer, cache: FrameCache) -> None:
+        """Follow the room into the epoch ``cache`` carries (the lock is held)."""
+        assert cache.seq is not None and cache.epoch is not None
+        room, previous = cache.room, self.epochs.get(cache.room)
+        self.epochs[room] = cache.epoch
+        if cache.seq >= sequencer.next_seq or previous is None:
+            # A flush (numbering goes on), or a store that told no epoch at the start.
+            return
+        # The room restarted at 1: what waited behind a gap of the old epoch can no
+        # longer be completed from history; deliver it, then order the new epoch.
+        for frame in sequencer.fill([]):
+            await self.deliver(frame)
+        self._retired.setdefault(room, set()).add(previous)
+        sequencer.next_seq = 1
+        self._cancel_gap_timer(room)
 
     def _cancel_gap_timer(self, room: str) -> None:
         timer = self._gap_timers.pop(room, None)

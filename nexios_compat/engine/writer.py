@@ -13,13 +13,17 @@ oldest message has waited ``HISTORY_WRITE_TIMEOUT`` (``write_timeout``); then
 its messages fail with ``HistoryUnavailable`` and are not sent. While the
 writer is failing, ``submit`` of a saved message waits for its outcome, so the
 sender learns it (instead of returning at once with a message that may be lost).
+
+A room whose row another transaction holds is set aside (``holding``) while
+the batch's other rooms commit: each room keeps its order, rooms do not wait
+for each other. So delivery is in acceptance order per room, not across rooms.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
+import contextlib
 import logging
 import typing
 from collections.abc import Awaitable, Callable
@@ -28,8 +32,9 @@ from django.db import InterfaceError, OperationalError
 
 from .. import metrics
 from ..exceptions import HistoryUnavailable
-from ..history import PendingMessage, SavedMessage, payload_size
+from ..history import Appended, PendingMessage, SavedMessage, payload_size
 from ..services import HistoryService
+from .holding import Entry, HeldRooms
 
 logger = logging.getLogger("nexios_compat.history")
 
@@ -41,16 +46,8 @@ MAX_RETRY_DELAY = 1.0
 Publish = Callable[[PendingMessage, SavedMessage | None], Awaitable[None]]
 # Told about a message that failed with HistoryUnavailable after its sender moved on.
 Reject = Callable[[PendingMessage], Awaitable[None]]
-
-
-@dataclasses.dataclass
-class _Entry:
-    message: PendingMessage
-    save: bool
-    size: int
-    done: asyncio.Future[SavedMessage | None] | None
-    ticket: int
-    accepted: float
+# An entry with what became of it: its record, or the error that kept it from being stored.
+Outcome = tuple[Entry, SavedMessage | None, Exception | None]
 
 
 class HistoryWriter:
@@ -65,6 +62,7 @@ class HistoryWriter:
         max_pending: int = 10_000,
         max_pending_bytes: int = 16 * 1024 * 1024,
         write_timeout: float | None = 10.0,
+        lock_timeout: float = 0.1,
         reject: Reject | None = None,
     ) -> None:
         self.history = history
@@ -73,20 +71,20 @@ class HistoryWriter:
         self.max_pending = max(1, max_pending)
         self.max_pending_bytes = max(1, max_pending_bytes)
         self.write_timeout = write_timeout
+        self.lock_timeout = lock_timeout
         self.reject = reject
-        self._queue: collections.deque[_Entry] = collections.deque()
-        self._rooms: collections.Counter[str] = collections.Counter()
-        # Accepted and not yet delivered (queued or in the current batch): what the bounds count.
+        self._queue: collections.deque[Entry] = collections.deque()
+        self._held = HeldRooms(write_timeout)
+        # Accepted and not yet delivered (queued, held or in a batch): what the bounds count.
         self._count = 0
         self._bytes = 0
         self._space = asyncio.Event()
         self._space.set()
         self._wakeup = asyncio.Event()
-        # Entries are numbered as accepted; ``_delivered`` is the last number handled
-        # (in order), and ``_last_in`` the last number accepted per room.
+        # Entries are numbered as accepted; per room, the numbers not yet handled, oldest
+        # first (a room's entries are handled in order, rooms independently of each other).
         self._tickets = 0
-        self._delivered = 0
-        self._last_in: dict[str, int] = {}
+        self._open: dict[str, collections.deque[int]] = {}
         self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -97,17 +95,23 @@ class HistoryWriter:
         self.waits = 0
         # True from a failed attempt to store until the next success.
         self.failing = False
-        # Messages that failed with HistoryUnavailable.
+        # Messages that failed with HistoryUnavailable; times a room was set aside (its row busy).
         self.unavailable = 0
+        self.set_aside = 0
 
     @property
     def pending(self) -> int:
         """Messages accepted and not yet delivered."""
         return self._count
 
+    @property
+    def held(self) -> int:
+        """Rooms set aside now because another transaction holds their row."""
+        return len(self._held)
+
     def pending_in(self, room: str) -> bool:
         """Whether messages for ``room`` wait to be stored (a later unsaved one must queue behind)."""
-        return self._rooms[room] > 0
+        return bool(self._open.get(room))
 
     def start(self) -> None:
         """Start the background writer task."""
@@ -132,14 +136,13 @@ class HistoryWriter:
             self.waits += 1
             self._space.clear()
             await self._space.wait()
-        # A failing database: the sender waits for the outcome (bounded by write_timeout).
-        wait = wait or (save and self.failing)
+        # A failing database or a busy room: the sender waits for the outcome (bounded by write_timeout).
+        wait = wait or (save and (self.failing or message.room in self._held))
         loop = asyncio.get_running_loop()
         done = loop.create_future() if wait else None
         self._tickets += 1
-        self._queue.append(_Entry(message, save, size, done, self._tickets, loop.time()))
-        self._last_in[message.room] = self._tickets
-        self._rooms[message.room] += 1
+        self._queue.append(Entry(message, save, size, done, self._tickets, loop.time()))
+        self._open.setdefault(message.room, collections.deque()).append(self._tickets)
         self._count += 1
         self._bytes += size
         self._wakeup.set()
@@ -153,7 +156,7 @@ class HistoryWriter:
 
     async def flush(self) -> None:
         """Wait until everything accepted so far is stored and delivered (read your writes)."""
-        await self._wait_for(self._tickets)
+        await self._wait_for(None, self._tickets)
 
     async def flush_rooms(self, rooms: typing.Iterable[str]) -> None:
         """Wait until what was accepted so far for ``rooms`` is delivered.
@@ -161,24 +164,38 @@ class HistoryWriter:
         A socket's own frames wait here behind the saved broadcasts of its rooms,
         so a handler's direct send or close never overtakes a broadcast it made.
         """
-        if not self._rooms:
-            return
-        await self._wait_for(max((self._last_in.get(room, 0) for room in rooms), default=0))
+        if self._open:
+            await self._wait_for(list(rooms), self._tickets)
 
-    async def _wait_for(self, ticket: int) -> None:
-        if ticket <= self._delivered or self._task is None or self._task.done():
+    def _handled(self, rooms: list[str] | None, ticket: int) -> bool:
+        """Whether every entry numbered up to ``ticket`` (of ``rooms``, or of all) was handled."""
+        opened = self._open.values() if rooms is None else (self._open.get(room) for room in rooms)
+        return all(not tickets or tickets[0] > ticket for tickets in opened)
+
+    async def _wait_for(self, rooms: list[str] | None, ticket: int) -> None:
+        if self._handled(rooms, ticket) or self._task is None or self._task.done():
             return
         async with self._progress:
-            await self._progress.wait_for(lambda: self._delivered >= ticket or self._task is None)
+            await self._progress.wait_for(lambda: self._handled(rooms, ticket) or self._task is None)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
+            await self._wait_for_work(loop)
+            while self._queue or self._held.due(loop.time()):
                 await self._write_batches()
-            if self._closing:
+            if self._closing and not self._held:
                 return
+
+    async def _wait_for_work(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait for a message, or until a held room is to be tried again."""
+        retry = self._held.next_retry()
+        if retry is None:
+            await self._wakeup.wait()
+        elif retry > loop.time():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), retry - loop.time())
+        self._wakeup.clear()
 
     async def _write_batches(self) -> None:
         """Store batches one after another; deliver each while the next one is being stored.
@@ -187,43 +204,73 @@ class HistoryWriter:
         take lower numbers); only a batch's delivery overlaps the next one's save.
         """
         batch = self._take()
-        outcome = await self._save(batch)
+        if not batch:
+            return
+        outcomes = await self._save(batch)
         while True:
             following = self._take()
             saving = asyncio.ensure_future(self._save(following)) if following else None
             try:
-                await self._deliver(batch, *outcome)
+                await self._deliver(outcomes)
             finally:
                 if saving is not None:
-                    outcome = await saving
+                    outcomes = await saving
             if saving is None:
                 return
-            batch = following
 
-    def _take(self) -> list[_Entry]:
-        batch: list[_Entry] = []
+    def _take(self) -> list[Entry]:
+        """The next batch: held rooms due for a retry (whole), then queued entries of rooms not held."""
+        now = asyncio.get_running_loop().time()
+        batch: list[Entry] = []
+        for room in self._held.due(now):
+            batch.extend(self._held.take(room))
         while self._queue and len(batch) < self.batch_size:
-            batch.append(self._queue.popleft())
+            entry = self._queue.popleft()
+            if entry.message.room in self._held:
+                self._held.follow(entry)  # behind its room's held messages, in order
+            else:
+                batch.append(entry)
         return batch
 
-    async def _save(self, batch: list[_Entry]) -> tuple[list[SavedMessage], Exception | None]:
+    async def _save(self, batch: list[Entry]) -> list[Outcome]:
         to_save = [entry for entry in batch if entry.save]
         if not to_save:
-            return [], None
+            return [(entry, None, None) for entry in batch]
         try:
-            return await self._store(to_save), None
+            appended = await self._store(to_save)
         except Exception as exc:
-            return [], exc
+            return [(entry, None, exc if entry.save else None) for entry in batch]
+        return self._sort_out(batch, appended)
 
-    async def _deliver(
-        self, batch: list[_Entry], records: list[SavedMessage], error: Exception | None
-    ) -> None:
-        saved = iter(records)
-        loop = asyncio.get_running_loop()
+    def _sort_out(self, batch: list[Entry], appended: Appended) -> list[Outcome]:
+        """Pair stored entries with their records; set the busy rooms' entries aside (or fail them)."""
+        records = iter(appended.saved)
+        ready: list[Outcome] = []
+        busy: dict[str, list[Entry]] = {}
         for entry in batch:
-            record = next(saved) if entry.save and error is None else None
+            if entry.message.room in appended.busy:
+                busy.setdefault(entry.message.room, []).append(entry)
+            else:
+                ready.append((entry, next(records) if entry.save else None, None))
+                self._held.settled(entry.message.room)
+        now = asyncio.get_running_loop().time()
+        for room, entries in busy.items():
+            self.set_aside += 1
+            settle = self._held.set_aside(room, entries, now)
+            lost = sum(entry.save for entry in settle)
+            error = HistoryUnavailable("History could not be saved in time; nothing was sent")
+            if lost:
+                self.unavailable += lost
+                metrics.HISTORY_UNAVAILABLE.inc(lost)
+                logger.error("History unavailable: %r's row stayed busy; %d message(s) not sent", room, lost)
+            ready.extend((entry, None, error if entry.save else None) for entry in settle)
+        return ready
+
+    async def _deliver(self, outcomes: list[Outcome]) -> None:
+        loop = asyncio.get_running_loop()
+        for entry, record, error in outcomes:
             try:
-                if entry.save and error is not None:
+                if error is not None:
                     if (
                         entry.done is None
                         and self.reject is not None
@@ -241,16 +288,19 @@ class HistoryWriter:
                 # Only now: an unsaved send to this room must not overtake it.
                 self._release(entry)
             _settle(entry.done, result=record)
-        await self._advance(batch[-1].ticket)
+        async with self._progress:
+            self._progress.notify_all()
 
-    async def _store(self, entries: list[_Entry]) -> list[SavedMessage]:
+    async def _store(self, entries: list[Entry]) -> Appended:
         """Store a batch, retrying transient failures until its oldest entry's deadline."""
         loop = asyncio.get_running_loop()
         deadline = None if self.write_timeout is None else entries[0].accepted + self.write_timeout
         delay = 0.05
         while True:
             try:
-                records = await self.history.append([entry.message for entry in entries])
+                appended = await self.history.append_available(
+                    [entry.message for entry in entries], self.lock_timeout
+                )
             except Exception as exc:
                 self.failed += 1
                 metrics.DB_FAILURES.labels("history_write").inc()
@@ -276,23 +326,21 @@ class HistoryWriter:
                 metrics.RECOVERIES.labels("history_writer").inc()
                 logger.warning("Saving to history works again")
             self.transactions += 1
-            self.stored += len(records)
-            metrics.SAVED.inc(len(records))
-            metrics.BATCH_SIZE.observe(len(records))
-            return records
+            self.stored += len(appended.saved)
+            metrics.SAVED.inc(len(appended.saved))
+            metrics.BATCH_SIZE.observe(len(appended.saved))
+            return appended
 
-    async def _advance(self, ticket: int) -> None:
-        self._delivered = ticket
-        async with self._progress:
-            self._progress.notify_all()
-
-    def _release(self, entry: _Entry) -> None:
+    def _release(self, entry: Entry) -> None:
         room = entry.message.room
-        self._rooms[room] -= 1
-        if self._rooms[room] <= 0:
-            del self._rooms[room]
-            if self._last_in.get(room) == entry.ticket:
-                del self._last_in[room]
+        tickets = self._open.get(room)
+        if tickets:
+            if tickets[0] == entry.ticket:
+                tickets.popleft()
+            else:
+                tickets.remove(entry.ticket)
+            if not tickets:
+                del self._open[room]
         self._count -= 1
         self._bytes -= entry.size
         self._space.set()

@@ -8,9 +8,9 @@ import typing
 from collections.abc import Awaitable, Coroutine
 
 from ..engine import Hub, current_hub, get_hub
-from ..exceptions import WebSocketException
+from ..exceptions import HistoryUnavailable, WebSocketException
 from .base import WebSocket, WebSocketDisconnect, WebSocketState
-from .utils import WS_1000_NORMAL_CLOSURE, WS_1011_INTERNAL_ERROR
+from .utils import WS_1000_NORMAL_CLOSURE, WS_1011_INTERNAL_ERROR, WS_1013_TRY_AGAIN_LATER
 
 logger = logging.getLogger("nexios_compat.consumers")
 
@@ -69,7 +69,10 @@ async def close_code_of(websocket: WebSocket, handling: Awaitable[int], name: st
     """Await a connection's handling; return its close code, closing the socket for what it raised.
 
     A disconnect gives the client's code; a ``WebSocketException`` closes with its
-    code and reason; any other error is logged and closes only this socket, with 1011.
+    code and reason; ``HistoryUnavailable`` (a saved send the database could not
+    take, which a function handler did not catch) sends the error frame and
+    closes with 1013 Try Again Later; any other error is logged and closes only
+    this socket, with 1011.
     """
     try:
         return await handling
@@ -78,6 +81,13 @@ async def close_code_of(websocket: WebSocket, handling: Awaitable[int], name: st
     except WebSocketException as exc:
         await websocket.close(exc.code, str(exc))
         return exc.code
+    except HistoryUnavailable:
+        # The database's fault, not the handler's: the client may reconnect and retry.
+        logger.warning("%s: history unavailable; closing the socket with 1013", name)
+        if websocket.application_state == WebSocketState.CONNECTED:
+            await websocket.send_text(HistoryUnavailable.frame)
+        await websocket.close(WS_1013_TRY_AGAIN_LATER, "History unavailable")
+        return WS_1013_TRY_AGAIN_LATER
     except Exception:
         logger.exception("%s failed; closing the socket with 1011", name)
         await websocket.close(WS_1011_INTERNAL_ERROR, "Internal error")

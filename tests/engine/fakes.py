@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import typing
 import uuid
 
 from channels.layers import InMemoryChannelLayer
 
+from nexios_compat.history import Appended, PendingMessage, SavedMessage
 from nexios_compat.presence import BasePresenceStore, Heartbeat, MemberInfo
 from nexios_compat.types import PayloadTypeEnum
 
@@ -70,6 +72,41 @@ class FakeMember:
 
     def texts(self) -> list[str]:
         return [frame["text"] for frame in self.frames]
+
+
+class SlowHistory:
+    """Stores in memory; each append waits for the test to open ``gate``."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.batches: list[list[str]] = []
+        self.seq: dict[str, int] = {}
+        self.fail = False
+        self.calls = 0
+        # Rooms whose row another transaction holds: set aside, not stored.
+        self.busy: set[str] = set()
+        self.attempts = 0
+
+    async def append_available(self, messages: list[PendingMessage], lock_timeout: float) -> Appended:
+        self.attempts += 1
+        busy = frozenset(m.room for m in messages if m.room in self.busy)
+        stored = [m for m in messages if m.room not in busy]
+        return Appended(await self.append(stored) if stored else [], busy)
+
+    async def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
+        self.calls += 1
+        await self.gate.wait()
+        if self.fail:
+            raise OSError("database down")
+        self.batches.append([m.text or "" for m in messages])
+        saved = []
+        for message in messages:
+            self.seq[message.room] = self.seq.get(message.room, 0) + 1
+            saved.append(
+                SavedMessage(self.seq[message.room], uuid.uuid4(), datetime.datetime.now(datetime.UTC))
+            )
+        return saved
 
 
 class MemoryPresenceStore(BasePresenceStore):
@@ -147,7 +184,6 @@ class MemoryPresenceStore(BasePresenceStore):
 
 async def until(predicate: typing.Callable[[], bool], what: str, timeout: float = 5.0) -> None:
     """Wait for ``predicate`` (letting the loop run), or fail saying what never happened."""
-    import asyncio
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

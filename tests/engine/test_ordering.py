@@ -88,3 +88,32 @@ async def test_forgetting_a_room_cancels_its_gap_timer() -> None:
     await asyncio.sleep(0)
     assert timer.cancelled()
     assert ordering.next_seq("r") is None
+
+
+def in_epoch(seq: int, epoch: str) -> FrameCache:
+    return FrameCache("r", "text", f"{epoch}{seq}", None, seq, epoch)
+
+
+async def test_a_room_that_restarts_at_one_in_a_new_epoch_is_ordered_from_one() -> None:
+    rec = Recorder()
+    ordering = RoomOrdering(rec.deliver, rec.read_since, reorder_timeout=60)
+    ordering.start("r", 3, "e1")  # two messages before this process subscribed
+    for seq in (3, 5):
+        await ordering.offer(in_epoch(seq, "e1"))  # 4 never comes: the room is recreated
+    for seq in (2, 1, 3):
+        await ordering.offer(in_epoch(seq, "e2"))
+    await ordering.offer(in_epoch(6, "e1"))  # late, from the room's previous life
+    assert rec.delivered == [3, 5, 1, 2, 3]  # what waited behind the old gap, then the new epoch
+    assert ordering.gap_fills == 0 and rec.reads == [] and ordering.timers() == []
+    assert ordering.next_seq("r") == 4 and ordering.epochs["r"] == "e2"
+
+
+async def test_a_flush_starts_an_epoch_but_numbering_goes_on() -> None:
+    rec = Recorder()
+    ordering = RoomOrdering(rec.deliver, rec.read_since, reorder_timeout=60)
+    ordering.start("r", 1, "e1")
+    await ordering.offer(in_epoch(1, "e1"))
+    await ordering.offer(in_epoch(2, "e2"))
+    await ordering.offer(in_epoch(1, "e2"))  # a duplicate, not a restart: numbering went on
+    assert rec.delivered == [1, 2] and ordering.next_seq("r") == 3
+    assert ordering.held_back == 0

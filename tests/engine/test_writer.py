@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
-import uuid
 
 import pytest
 from django.db import OperationalError
@@ -13,33 +11,7 @@ from nexios_compat.engine.writer import HistoryWriter
 from nexios_compat.exceptions import HistoryUnavailable
 from nexios_compat.history import PendingMessage, SavedMessage
 
-from .fakes import until
-
-
-class SlowHistory:
-    """Stores in memory; each append waits for the test to open ``gate``."""
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.batches: list[list[str]] = []
-        self.seq: dict[str, int] = {}
-        self.fail = False
-        self.calls = 0
-
-    async def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
-        self.calls += 1
-        await self.gate.wait()
-        if self.fail:
-            raise OSError("database down")
-        self.batches.append([m.text or "" for m in messages])
-        saved = []
-        for message in messages:
-            self.seq[message.room] = self.seq.get(message.room, 0) + 1
-            saved.append(
-                SavedMessage(self.seq[message.room], uuid.uuid4(), datetime.datetime.now(datetime.UTC))
-            )
-        return saved
+from .fakes import SlowHistory, until
 
 
 def msg(text: str, room: str = "r") -> PendingMessage:
