@@ -73,6 +73,12 @@ ABANDONED = Counter(
     f"{PREFIX}_handshakes_abandoned", "Handshakes whose client was gone before accept (no side effects)"
 )
 RATE_LIMITED = Counter(f"{PREFIX}_rate_limited", "Frames over the rate limit, by action", ["action"])
+PRESENCE_FRAMES = Counter(f"{PREFIX}_presence_frames", "Presence events sent to clients, by type", ["type"])
+PRESENCE_REPAIRS = Counter(
+    f"{PREFIX}_presence_repairs",
+    "Presence repairs: a peer's full entries asked after a gap, or a dead process forgotten",
+    ["reason"],
+)
 FANOUT_LATENCY = Histogram(
     f"{PREFIX}_fanout_latency_seconds",
     "From a broadcast's acceptance to its delivery to this process's members",
@@ -96,12 +102,14 @@ ROOMS = Gauge(f"{PREFIX}_rooms", "Rooms with members in this process")
 MEMBERS = Gauge(f"{PREFIX}_members", "Room memberships held by this process")
 QUEUE_DEPTH = Gauge(f"{PREFIX}_history_queue_depth", "Messages accepted by the writer, not yet delivered")
 DIRTY = Gauge(f"{PREFIX}_membership_dirty", "1 while this process's membership rows await reconciliation")
+PRESENCE_ROOMS = Gauge(f"{PREFIX}_presence_rooms", "Rooms whose live presence this process tracks")
 for _gauge, _name in (
     (CONNECTIONS, "connections"),
     (ROOMS, "rooms"),
     (MEMBERS, "members"),
     (QUEUE_DEPTH, "queue_depth"),
     (DIRTY, "dirty"),
+    (PRESENCE_ROOMS, "presence_rooms"),
 ):
     _gauge.set_function(_total(_name))
 

@@ -7,6 +7,7 @@ import typing
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
+from prometheus_client import REGISTRY
 
 from nexios_compat import WebSocket, get_application
 from nexios_compat.engine import current_hub
@@ -147,6 +148,22 @@ async def test_keys_come_from_the_django_user_and_from_track_presence() -> None:
     assert state["state"][own]["metas"][0]["channel_id"] == own
     for communicator in (first, fn, anonymous):
         await communicator.disconnect()
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.usefixtures("fast")
+async def test_events_are_plain_json_with_envelopes_and_counted_in_metrics() -> None:
+    app = application()
+    states = metric("nexios_compat_presence_frames_total", type="presence_state")
+    enveloped = await connect(app, "/p/room?username=env&envelope=1&epoch=")
+    frame = await next_of(enveloped, "presence_state")  # not {"room", "seq", "payload"}
+    assert set(frame) == {"type", "room", "state"}
+    assert metric("nexios_compat_presence_frames_total", type="presence_state") == states + 1
+    assert metric("nexios_compat_presence_rooms") >= 1
+    await enveloped.disconnect()
 
 
 @pytest.mark.usefixtures("fast")

@@ -16,6 +16,7 @@ def gauges(hub: Hub) -> dict[str, float]:
         "members": sum(len(slots) for slots in hub.registry.rooms.values()),
         "queue_depth": hub.writer.pending,
         "dirty": 1.0 if hub.reconciler.dirty else 0.0,
+        "presence_rooms": len(hub.tracker.rooms),
     }
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from channels.layers import BaseChannelLayer
 
+from .. import metrics
 from ..rooms import control_group, layer_group
 from ..services import PresenceService
 from ..types import PayloadTypeEnum
@@ -156,6 +157,7 @@ class PresenceTracker:
         if message.want:
             await self._send_entries(message.room, roster, message.reply_to)
         if missed:
+            metrics.PRESENCE_REPAIRS.labels("gap").inc()
             await self._send_layer(
                 message.reply_to, wire.presence_want(message.room, self.origin, self.channel())
             )
@@ -173,10 +175,16 @@ class PresenceTracker:
             if origin == self.origin:
                 continue
             self._first_seen.pop(origin, None)
-            for room, roster in self.rooms.items():
-                if origin in roster.versions or roster.entries_of(origin):
-                    roster.forget(origin)
-                    self._schedule(room)
+            rooms = [
+                room
+                for room, roster in self.rooms.items()
+                if origin in roster.versions or roster.entries_of(origin)
+            ]
+            if rooms:
+                metrics.PRESENCE_REPAIRS.labels("gone").inc()
+            for room in rooms:
+                self.rooms[room].forget(origin)
+                self._schedule(room)
 
     def prune(self, alive: typing.Collection[str], since: float) -> None:
         """Forget origins missing from a list of live processes read at ``since`` (monotonic)."""
@@ -303,6 +311,7 @@ class PresenceTracker:
     async def _send(self, client: LocalMember, frame: dict[str, typing.Any], kind: str) -> None:
         if await client.send_frame(frame):
             self.sent[kind] += 1
+            metrics.PRESENCE_FRAMES.labels(kind).inc()
 
     async def _send_entries(self, room: str, roster: Roster, reply_to: str) -> None:
         message = wire.presence(
