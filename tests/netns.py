@@ -27,6 +27,7 @@ import os
 import random
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -240,19 +241,29 @@ class Topology:
 
 
 class DelayProxy:
-    """A TCP proxy that forwards each chunk ``delay`` seconds after it arrived, in order, both ways."""
+    """A TCP proxy that forwards each chunk ``delay`` seconds after it arrived, in order, both ways.
+
+    It runs its own event loop on a thread, so a test whose loop blocks (starting a server,
+    a synchronous query) does not stall the connections it carries.
+    """
 
     def __init__(self, target_host: str, target_port: int, *, delay: float = 0.0) -> None:
         self.target = (target_host, target_port)
         self.delay = delay
         self.host = ""
         self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="delay-proxy", daemon=True)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
-    async def start(self, host: str) -> Self:
+    def start(self, host: str) -> Self:
         """Listen on ``host`` (a free port: ``.port``)."""
-        self._server = await asyncio.start_server(self._accept, host, 0)
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._accept, host, 0), self._loop
+        ).result(timeout=10)
         self.host, self.port = host, self._server.sockets[0].getsockname()[1]
         return self
 
@@ -262,6 +273,7 @@ class DelayProxy:
         except OSError:
             writer.close()
             return
+        self._writers |= {writer, up_writer}
         for src, dst in ((reader, up_writer), (up_reader, writer)):
             task = asyncio.create_task(self._pipe(src, dst))
             self._tasks.add(task)
@@ -298,10 +310,19 @@ class DelayProxy:
         finally:
             dst.close()
 
-    async def close(self) -> None:
-        """Stop listening and cut every proxied connection."""
+    async def _close(self) -> None:
         if self._server is not None:
             self._server.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:  # a server must not keep a session open through us
+            writer.close()
+
+    def close(self) -> None:
+        """Stop listening, cut every proxied connection, stop the thread."""
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+        self._loop.close()

@@ -93,7 +93,7 @@ async def test_the_delay_proxy_adds_its_delay_each_way_and_keeps_the_order() -> 
         writer.close()
 
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
-    proxy = await DelayProxy("127.0.0.1", server.sockets[0].getsockname()[1], delay=0.2).start("127.0.0.1")
+    proxy = DelayProxy("127.0.0.1", server.sockets[0].getsockname()[1], delay=0.2).start("127.0.0.1")
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
         started = time.monotonic()
@@ -106,5 +106,5 @@ async def test_the_delay_proxy_adds_its_delay_each_way_and_keeps_the_order() -> 
         assert time.monotonic() - started >= 0.4  # 0.2 s to the server and 0.2 s back
         writer.close()
     finally:
-        await proxy.close()
+        proxy.close()
         server.close()
