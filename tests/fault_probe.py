@@ -11,15 +11,27 @@ import json
 import time
 import typing
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import until, ws_connect
+from tests.helpers import room_name, until, ws_connect
 from tests.mp_helpers import Database
 from tests.servers import DaphneServer
+
+
+class Servers(typing.Protocol):
+    """Two daphnes of the probe app and the cluster's database."""
+
+    @property
+    def d1(self) -> DaphneServer: ...
+    @property
+    def d2(self) -> DaphneServer: ...
+    @property
+    def db(self) -> Database: ...
+
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 # A client's pause before it reconnects: the pacing of a real client's retries.
@@ -222,3 +234,87 @@ def _diff(got: list[int], want: list[int]) -> str:
     missing = sorted(set(want) - set(got))
     doubled = sorted({s for s in got if got.count(s) > 1})
     return f"missing {missing[:20]}, doubled {doubled[:20]}, out of order {got != sorted(got)}"
+
+
+def total(samples: Samples, name: str) -> float:
+    """A counter summed over its labels."""
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
+async def exercise(
+    c: Servers,
+    cut: Callable[[], Awaitable[None] | None],
+    restore: Callable[[], Awaitable[None] | None],
+    *,
+    moved: Callable[[Samples, Samples], bool],
+    watch: DaphneServer | None = None,
+    hold: float,
+    ghost_deadline: float,
+    heal_within: float = 15.0,
+    moved_within: float | None = None,
+) -> dict[str, float]:
+    """The workload around one fault on d1; every invariant checked; returns what was measured."""
+    room = room_name("net")
+    servers = [c.d1, c.d2]
+    readers = [ProbeClient(f"r{n}", servers, room, n) for n in (0, 1)]
+    senders = [ProbeClient(f"s{n}", servers, room, n, rate=5) for n in (0, 1)]
+    ghost = ProbeClient("ghost", servers, room, 0)
+    clients = [*readers, *senders]
+    try:
+        await until(lambda: all(len(s.acked) >= 3 for s in senders) and ghost.channel_id, "the load to run")
+        watch = watch or c.d1
+        before = await asyncio.to_thread(scrape, watch)
+        started = time.monotonic()
+        await _call(cut)
+        gone = await ghost.leave()
+        ghost_time = await until(
+            lambda: asyncio.to_thread(lambda: gone not in {m for m, _ in c.db.members(room)}),
+            "the closed socket's membership row to go",
+            timeout=ghost_deadline,
+        )
+        await until(
+            lambda: asyncio.to_thread(lambda: moved(before, scrape(watch))),
+            f"{watch.url}/metrics to show the fault",
+            timeout=hold if moved_within is None else moved_within,
+        )
+        with contextlib.suppress(TimeoutError):  # the fault lasts ``hold`` seconds
+            await asyncio.wait_for(asyncio.Event().wait(), started + hold - time.monotonic())
+        await _call(restore)
+        heal = await round_trip(c.d1, room, timeout=heal_within)
+        last = await settle(clients, c.db, room)
+        counts = check_invariants(clients, await asyncio.to_thread(c.db.history, room))
+        live = {client.channel_id for client in clients}
+        await until(
+            lambda: asyncio.to_thread(lambda: {m for m, _ in c.db.members(room)} == live),
+            "membership rows to be the live sockets' exactly",
+            timeout=ghost_deadline + heal_within,
+        )
+        print(f"{room}: last seq {last}, {counts}, ghost gone {ghost_time:.1f}s, healed {heal:.1f}s")
+        print(f"{watch.url} counters moved: {moved_counters(before, await asyncio.to_thread(scrape, watch))}")
+        return {"ghost": ghost_time, "heal": heal, **counts}
+    finally:
+        for client in [*clients, ghost]:
+            await client.stop()
+
+
+def moved_counters(before: Samples, after: Samples) -> dict[str, float]:
+    """The nexios_compat counters that changed, for the test's output (what an operator would see)."""
+    return {
+        f"{name}{dict(labels) or ''}": after[name, labels] - before.get((name, labels), 0.0)
+        for name, labels in after
+        if name.startswith("nexios_compat_")
+        and name.endswith("_total")
+        and after[name, labels] != before.get((name, labels), 0.0)
+    }
+
+
+async def _call(action: Callable[[], Awaitable[None] | None]) -> None:
+    result = action()
+    if result is not None:
+        await result
+
+
+def grew(name: str, **labels: str) -> Callable[[Samples, Samples], bool]:
+    if labels:
+        return lambda before, now: value(now, name, **labels) > value(before, name, **labels)
+    return lambda before, now: total(now, name) > total(before, name)

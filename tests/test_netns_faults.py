@@ -16,14 +16,13 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
 import typing
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.fault_probe import ProbeClient, Samples, check_invariants, round_trip, scrape, settle, value
-from tests.helpers import room_name, until
+from tests.fault_probe import Samples, exercise, grew, scrape, total, value
+from tests.helpers import until
 from tests.mp_helpers import Database, cluster_env, migrate
 from tests.netns import DelayProxy, Topology, remove_leftovers, require_netns
 from tests.servers import (
@@ -118,90 +117,24 @@ def cluster(backends: Backends, d1_database: str | None = None) -> Iterator[Clus
         db.close()
 
 
-def total(samples: Samples, name: str) -> float:
-    """A counter summed over its labels."""
-    return sum(v for (n, _), v in samples.items() if n == name)
-
-
-async def exercise(
+async def run(
     c: Cluster,
-    cut: Callable[[], Awaitable[None] | None],
-    restore: Callable[[], Awaitable[None] | None],
+    cut: Callable[[], typing.Any],
+    restore: Callable[[], typing.Any],
     *,
     moved: Callable[[Samples, Samples], bool],
     watch: DaphneServer | None = None,
     hold: float = FAULT,
 ) -> dict[str, float]:
-    """The workload around one fault on d1; every invariant checked; returns what was measured."""
-    room = room_name("net")
-    servers = [c.d1, c.d2]
-    readers = [ProbeClient(f"r{n}", servers, room, n) for n in (0, 1)]
-    senders = [ProbeClient(f"s{n}", servers, room, n, rate=5) for n in (0, 1)]
-    ghost = ProbeClient("ghost", servers, room, 0)
-    clients = [*readers, *senders]
-    try:
-        await until(lambda: all(len(s.acked) >= 3 for s in senders) and ghost.channel_id, "the load to run")
-        watch = watch or c.d1
-        before = await asyncio.to_thread(scrape, watch)
-        started = time.monotonic()
-        await _call(cut)
-        gone = await ghost.leave()
-        ghost_time = await until(
-            lambda: asyncio.to_thread(lambda: gone not in {m for m, _ in c.db.members(room)}),
-            "the closed socket's membership row to go",
-            timeout=GHOST_DEADLINE,
-        )
-        await until(
-            lambda: asyncio.to_thread(lambda: moved(before, scrape(watch))),
-            f"{watch.url}/metrics to show the fault",
-            timeout=hold,
-        )
-        with contextlib.suppress(TimeoutError):  # the fault lasts ``hold`` seconds
-            await asyncio.wait_for(asyncio.Event().wait(), started + hold - time.monotonic())
-        await _call(restore)
-        heal = await round_trip(c.d1, room, timeout=HEAL)
-        last = await settle(clients, c.db, room)
-        counts = check_invariants(clients, await asyncio.to_thread(c.db.history, room))
-        live = {client.channel_id for client in clients}
-        await until(
-            lambda: asyncio.to_thread(lambda: {m for m, _ in c.db.members(room)} == live),
-            "membership rows to be the live sockets' exactly",
-            timeout=GHOST_DEADLINE + HEAL,
-        )
-        print(f"{room}: last seq {last}, {counts}, ghost gone {ghost_time:.1f}s, healed {heal:.1f}s")
-        print(f"{watch.url} counters moved: {moved_counters(before, await asyncio.to_thread(scrape, watch))}")
-        return {"ghost": ghost_time, "heal": heal, **counts}
-    finally:
-        for client in [*clients, ghost]:
-            await client.stop()
-
-
-def moved_counters(before: Samples, after: Samples) -> dict[str, float]:
-    """The nexios_compat counters that changed, for the test's output (what an operator would see)."""
-    return {
-        f"{name}{dict(labels) or ''}": after[name, labels] - before.get((name, labels), 0.0)
-        for name, labels in after
-        if name.startswith("nexios_compat_")
-        and name.endswith("_total")
-        and after[name, labels] != before.get((name, labels), 0.0)
-    }
-
-
-async def _call(action: Callable[[], Awaitable[None] | None]) -> None:
-    result = action()
-    if result is not None:
-        await result
-
-
-def grew(name: str, **labels: str) -> Callable[[Samples, Samples], bool]:
-    if labels:
-        return lambda before, now: value(now, name, **labels) > value(before, name, **labels)
-    return lambda before, now: total(now, name) > total(before, name)
+    """The fault-probe workload around one fault of d1, with this suite's deadlines."""
+    return await exercise(
+        c, cut, restore, moved=moved, watch=watch, hold=hold, ghost_deadline=GHOST_DEADLINE, heal_within=HEAL
+    )
 
 
 async def test_d1_cut_from_redis_for_10s(backends: Backends) -> None:
     with cluster(backends) as c:
-        measured = await exercise(
+        measured = await run(
             c,
             lambda: c.net.cut("d1", "redis"),
             lambda: c.net.restore("d1", "redis"),
@@ -217,7 +150,7 @@ async def test_d1_cut_from_postgres_for_10s(
     backends: Backends, mode: typing.Literal["drop", "reject"]
 ) -> None:
     with cluster(backends) as c:
-        await exercise(
+        await run(
             c,
             lambda: c.net.cut("d1", "pg", mode),
             lambda: c.net.restore("d1", "pg"),
@@ -238,7 +171,7 @@ async def test_d1_cut_from_redis_and_postgres_for_10s(backends: Backends) -> Non
         c.net.restore("d1", "pg")
 
     with cluster(backends) as c:
-        await exercise(c, cut, restore, moved=grew("nexios_compat_layer_failures_total"))
+        await run(c, cut, restore, moved=grew("nexios_compat_layer_failures_total"))
 
 
 async def test_200ms_on_d1s_database_link(backends: Backends) -> None:
@@ -259,7 +192,7 @@ async def test_200ms_on_d1s_database_link(backends: Backends) -> None:
             def delay(seconds: float) -> Callable[[], None]:
                 return lambda: setattr(proxy, "delay", seconds)
 
-            await exercise(c, delay(0.2), delay(0.0), moved=slow)
+            await run(c, delay(0.2), delay(0.0), moved=slow)
     finally:
         proxy.close()
 
@@ -280,5 +213,5 @@ async def test_d1_frozen_past_process_timeout(backends: Backends) -> None:
         def peers_gave_up(_: Samples, __: Samples) -> bool:
             return len(c.db.processes()) < len(before)
 
-        await exercise(c, freeze, thaw, moved=peers_gave_up, watch=c.d2, hold=PROCESS_TIMEOUT * 2 + 1)
+        await run(c, freeze, thaw, moved=peers_gave_up, watch=c.d2, hold=PROCESS_TIMEOUT * 2 + 1)
         await until(lambda: len(c.db.processes()) == 2, "d1 to register again")
