@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import netns
 from tests.netns import OWNERS, DelayProxy, Topology, ip, remove_leftovers, require_netns
 
 pytestmark = pytest.mark.timeout(60)
@@ -108,3 +109,13 @@ async def test_the_delay_proxy_adds_its_delay_each_way_and_keeps_the_order() -> 
     finally:
         proxy.close()
         server.close()
+
+
+def test_without_namespaces_ci_fails_and_elsewhere_the_suite_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(netns, "unavailable_reason", lambda: "network namespaces need root")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="required in CI: network namespaces need root"):
+        netns.require_netns()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="need root"):
+        netns.require_netns()
