@@ -105,6 +105,9 @@ async def test_a_sentinel_failover_under_load_keeps_every_saved_message(
         )
     finally:
         db.close()
-    after = await asyncio.to_thread(scrape, d1)
-    assert value(after, "nexios_compat_recoveries_total", part="layer") >= 1
+
+    def recovered() -> bool:
+        return value(scrape(d1), "nexios_compat_recoveries_total", part="layer") >= 1
+
+    await until(lambda: asyncio.to_thread(recovered), "d1 to count its layer recovery", timeout=15)
     assert measured["saved"] > 0
