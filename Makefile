@@ -32,7 +32,7 @@ lint: $(BIN)/activate
 	$(BIN)/mypy nexios_compat
 	$(BIN)/lint-imports
 
-# System packages the suite needs (redis-server, PostgreSQL, chromium, nginx, python3.11-venv);
+# System packages the suite needs (redis-server, PostgreSQL, chromium, nginx, iproute2, python3.11-venv);
 # the list lives in .ci/deps.
 deps:
 	bash .ci/deps

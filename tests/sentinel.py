@@ -13,13 +13,18 @@ MASTER_NAME = "mymaster"
 
 
 class SentinelServer(RedisServer):
-    """``redis-server <conf> --sentinel`` monitoring ``primary`` as ``mymaster``; ``.address``."""
+    """``redis-server <conf> --sentinel`` monitoring ``primary`` as ``mymaster``; ``.address``.
+
+    ``down_after`` (ms): silence after which the primary is taken for down and,
+    with a replica, failed over (the default never does so in a test's time).
+    """
 
     name = "redis-sentinel"
 
-    def __init__(self, primary: RedisServer) -> None:
+    def __init__(self, primary: RedisServer, *, down_after: int = 60000) -> None:
         super().__init__()
         self.primary = primary
+        self.down_after = down_after
 
     @property
     def address(self) -> str:
@@ -31,11 +36,23 @@ class SentinelServer(RedisServer):
         config.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {self.tmpdir}\n"
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.primary.port} 1\n"
-            f"sentinel down-after-milliseconds {MASTER_NAME} 60000\n"
+            f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after}\n"
+            f"sentinel failover-timeout {MASTER_NAME} 10000\n"
         )
         proc = self._spawn([self.executable, str(config), "--sentinel"], cwd=self.tmpdir)
         wait_for_port("127.0.0.1", self.port, self.startup_timeout, proc, log_path=self.log_path)
         self._wait_master()
+
+    def master_port(self) -> int | None:
+        """The port of the primary this Sentinel names now (None if it does not answer)."""
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+        try:
+            reply = client.sentinel_get_master_addr_by_name(MASTER_NAME)
+            return int(reply[1]) if reply else None
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
 
     def _wait_master(self) -> None:
         """Wait until the Sentinel answers with the primary's address."""

@@ -227,6 +227,10 @@ class _Server:
 
     name = "server"
     tmpdir: Path
+    # Where it listens and is reached, and an argv prefix it runs under
+    # (``ip netns exec NAME``: tests/netns.py places servers in network namespaces).
+    host = "127.0.0.1"
+    netns_exec: Sequence[str] = ()
     stop_signal = signal.SIGTERM
     stop_timeout = 10.0
 
@@ -277,7 +281,7 @@ class _Server:
         if threading.current_thread() is not threading.main_thread():
             pdeathsig = None
         self.proc = subprocess.Popen(
-            [*_launch_prefix(run_as, pdeathsig), *argv],
+            [*self.netns_exec, *_launch_prefix(run_as, pdeathsig), *argv],
             cwd=cwd,
             env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL,
@@ -413,13 +417,13 @@ class RedisServer(_Server):
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def _start(self) -> None:
         argv = [
             self.executable,
             "--port", str(self.port),
-            "--bind", "127.0.0.1",
+            "--bind", self.host,
             "--save", "",
             "--appendonly", "no",
             "--daemonize", "no",
@@ -428,7 +432,7 @@ class RedisServer(_Server):
             *self.extra_args,
         ]  # fmt: skip
         proc = self._spawn(argv, cwd=self.tmpdir)
-        wait_for_port("127.0.0.1", self.port, self.startup_timeout, proc, log_path=self.log_path)
+        wait_for_port(self.host, self.port, self.startup_timeout, proc, log_path=self.log_path)
         self._wait_ping(proc)
 
     def _wait_ping(self, proc: subprocess.Popen[bytes]) -> None:
@@ -439,7 +443,7 @@ class RedisServer(_Server):
             if proc.poll() is not None:
                 raise _exited_error("redis-server", proc, self.log_path)
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:
+                with socket.create_connection((self.host, self.port), timeout=1.0) as sock:
                     sock.sendall(b"PING\r\n")
                     reply = sock.recv(64)
                 if reply.startswith(b"+PONG"):
@@ -496,7 +500,6 @@ class PostgresServer(_Server):
         self.run_as = run_as if os.geteuid() == 0 else None
         self.startup_timeout = startup_timeout
         self.settings = {
-            "listen_addresses": "127.0.0.1",
             "fsync": "off",
             "synchronous_commit": "off",
             "full_page_writes": "off",
@@ -528,7 +531,7 @@ class PostgresServer(_Server):
         return pwd.getpwnam(user).pw_gid
 
     def url(self, dbname: str | None = None) -> str:
-        return f"postgres://{self.user}@127.0.0.1:{self.port}/{dbname or self.default_db}"
+        return f"postgres://{self.user}@{self.host}:{self.port}/{dbname or self.default_db}"
 
     def _initdb(self) -> None:
         argv = [
@@ -564,7 +567,7 @@ class PostgresServer(_Server):
             "-p", str(self.port),
             "-k", str(self.tmpdir),
         ]  # fmt: skip
-        for key, value in self.settings.items():
+        for key, value in {"listen_addresses": self.host, **self.settings}.items():
             argv += ["-c", f"{key}={value}"]
         # SIGQUIT on parent death: immediate shutdown that also ends backends.
         proc = self._spawn(argv, cwd=self.tmpdir, pdeathsig="QUIT", run_as=self.run_as)
@@ -576,7 +579,7 @@ class PostgresServer(_Server):
 
     def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         """Poll until a real connection succeeds (the port opens before recovery ends)."""
-        wait_for_port("127.0.0.1", self.port, self.startup_timeout, proc, log_path=self.log_path)
+        wait_for_port(self.host, self.port, self.startup_timeout, proc, log_path=self.log_path)
         deadline = time.monotonic() + self.startup_timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
@@ -669,22 +672,22 @@ class DaphneServer(_Server):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def ws_url(self, path: str = "/") -> str:
-        return f"ws://127.0.0.1:{self.port}/{path.lstrip('/')}"
+        return f"ws://{self.host}:{self.port}/{path.lstrip('/')}"
 
     def _start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
         argv = [
             sys.executable, "-m", "daphne",
-            "-b", "127.0.0.1",
+            "-b", self.host,
             "-p", str(self.port),
             *self.extra_args,
             self.app,
         ]  # fmt: skip
         proc = self._spawn(argv, cwd=self.cwd, env=env)
-        wait_for_port("127.0.0.1", self.port, self.startup_timeout, proc, log_path=self.log_path)
+        wait_for_port(self.host, self.port, self.startup_timeout, proc, log_path=self.log_path)
         self._wait_http(proc)
 
     def _wait_http(self, proc: subprocess.Popen[bytes]) -> None:
@@ -693,7 +696,7 @@ class DaphneServer(_Server):
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise _exited_error("daphne", proc, self.log_path)
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
             try:
                 conn.request("GET", "/")
                 conn.getresponse().read()

@@ -17,6 +17,8 @@ logger = logging.getLogger("nexios_compat.engine")
 
 # Longest pause between attempts to reach the layer again after it failed.
 MAX_RETRY_DELAY = 1.0
+# Longest time a probe's send holds the scheduler's probe job.
+PROBE_SEND_WAIT = 1.0
 
 
 class LayerRecovery:
@@ -44,6 +46,7 @@ class LayerRecovery:
         self._again = False
         self._probes_sent = 0
         self._probes_seen = 0
+        self._probe_send: asyncio.Task[None] | None = None
 
     @property
     def recovering(self) -> bool:
@@ -114,9 +117,18 @@ class LayerRecovery:
             logger.warning("Layer probes are not coming back; re-adding subscriptions")
             self._probes_seen = self._probes_sent
             self.failed()
+        # Awaited for a bounded time only: over a link whose packets vanish the send hangs
+        # until the socket times out (15 s), and awaiting it would hide the loss for that
+        # long instead of one interval. A send still hanging is not repeated.
+        if self._probe_send is not None and not self._probe_send.done():
+            return
         self._probes_sent += 1
+        self._probe_send = asyncio.create_task(self._send_probe(self._probes_sent))
+        await asyncio.wait([self._probe_send], timeout=PROBE_SEND_WAIT)
+
+    async def _send_probe(self, number: int) -> None:
         try:
-            await self.layer.group_send(self.probe_group, wire.probe(self._probes_sent))
+            await self.layer.group_send(self.probe_group, wire.probe(number))
         except Exception:
             self.failed()
 
@@ -127,6 +139,8 @@ class LayerRecovery:
     async def stop(self) -> None:
         """Stop recovering and drop every subscription (bounded: the layer may hang)."""
         self.stopped = True
+        if self._probe_send is not None:
+            self._probe_send.cancel()
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=2.0)

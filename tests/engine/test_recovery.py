@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import typing
+
 from nexios_compat.engine import wire
 from nexios_compat.engine.recovery import LayerRecovery
 from nexios_compat.rooms import control_group, layer_group
@@ -69,3 +72,19 @@ async def test_stop_drops_every_subscription() -> None:
     assert {group for group, _ in layer.discarded} == {control_group(), "nexios.probe.test", layer_group("a")}
     recovery.failed()  # stopped: no new recovery
     assert not recovery.recovering
+
+
+async def test_a_probe_whose_send_hangs_is_noticed_at_the_next_interval() -> None:
+    layer, recovery, _ = await make(["a"])
+    hang = asyncio.Event()
+
+    async def hanging_send(group: str, message: dict[str, typing.Any]) -> None:
+        await hang.wait()  # a link whose packets vanish: no error, no answer
+
+    layer.group_send = hanging_send  # type: ignore[method-assign]
+    await asyncio.wait_for(recovery.probe(), 5)  # the scheduler is held for a bounded time
+    assert recovery.recoveries == 0
+    await asyncio.wait_for(recovery.probe(), 5)  # one interval without the probe back
+    await until(lambda: recovery.recoveries == 1, "a recovery")
+    hang.set()
+    await recovery.stop()
