@@ -36,6 +36,7 @@ def call_db_limited(
     of holding this thread (and everything queued on it) for as long as the lock.
     """
     if statement_timeout is not None and connection.vendor == "postgresql":
+        _bound_the_network(statement_timeout)
         connection.ensure_connection()
         raw = connection.connection
         if raw is not None and getattr(raw, "_nexios_statement_timeout", None) != statement_timeout:
@@ -45,6 +46,33 @@ def call_db_limited(
                 )
             raw._nexios_statement_timeout = statement_timeout
     return call_db(fn, *args, **kwargs)
+
+
+def _bound_the_network(seconds: float) -> None:
+    """Have this thread's PostgreSQL connection give up on a silent network after about ``seconds``.
+
+    ``statement_timeout`` is enforced by the server: when packets to it vanish
+    (a partition, a dead host) nothing comes back, and a statement or a
+    reconnection would hang for the kernel's TCP timeouts (minutes). libpq's
+    ``connect_timeout``, ``tcp_user_timeout`` and keepalives bound that on this
+    connection only; the site's own ``OPTIONS`` win where they set the same.
+    """
+    if getattr(connection, "_nexios_network_bound", None) == seconds:
+        return
+    bounds = {
+        "connect_timeout": max(1, round(seconds)),
+        "tcp_user_timeout": int(seconds * 1000),
+        "keepalives": 1,
+        "keepalives_idle": 1,
+        "keepalives_interval": 1,
+        "keepalives_count": max(1, round(seconds)),
+    }
+    options = {**bounds, **connection.settings_dict.get("OPTIONS", {})}
+    # This thread's connection wrapper only: the shared settings dict is left alone.
+    connection.settings_dict = {**connection.settings_dict, "OPTIONS": options}
+    connection._nexios_network_bound = seconds  # type: ignore[attr-defined]
+    if connection.connection is not None:
+        connection.close()  # reconnect with the bounds
 
 
 async def run_db(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -67,3 +67,8 @@ class HistoryUnavailable(RuntimeError):
     """
 
     frame = '{"type":"error","error":"history_unavailable"}'
+
+    def __init__(self, *args: object, reported: bool = False) -> None:
+        super().__init__(*args)
+        # The client was already sent ``frame`` for it: handlers need not send it again.
+        self.reported = reported

@@ -34,10 +34,10 @@ class Probe(WebSocketEndpoint):
     async def on_receive(self, ws: WebSocket, data: typing.Any) -> None:
         try:
             await self.broadcast(data, self.room, save_history=True)
+            # Raises too if the save, accepted, failed afterwards: an ack never follows a lost save.
+            await ws.send_json({"ack": data["n"]})
         except HistoryUnavailable:
             await ws.send_json({"nack": data["n"]})
-            return
-        await ws.send_json({"ack": data["n"]})
 
 
 app.add_ws_route(Probe.as_route("/probe/{room}/"))

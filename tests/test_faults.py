@@ -207,3 +207,37 @@ async def test_history_unavailable_in_a_function_handler_sends_the_error_frame_a
     assert await newcomer.receive_json_from() == {"ready": True}
     await newcomer.disconnect()
     await client.wait(timeout=5)
+
+
+class Acker(WebSocketEndpoint):
+    """Saves each frame to the room, then acknowledges it: the reply must not lie."""
+
+    encoding = "json"
+
+    async def on_connect(self, ws: WebSocket) -> None:
+        await ws.accept()
+        await self.join_group("g")
+
+    async def on_receive(self, ws: WebSocket, data: typing.Any) -> None:
+        await self.broadcast(data, "g", save_history=True)
+        await ws.send_json({"ack": data["n"]})
+
+
+async def test_a_reply_after_a_save_that_failed_later_raises_instead_of_acknowledging(
+    settings: typing.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.NEXIOS_COMPAT = {"HISTORY_WRITE_TIMEOUT": 0.3}
+    database = DatabaseDown(monkeypatch)
+    communicator = WebsocketCommunicator(app_for(Acker), "/g")
+    assert (await communicator.connect())[0]
+    # The writer has seen no failure yet: the save is accepted and the handler moves on
+    # to its reply, which waits for the save, which fails after HISTORY_WRITE_TIMEOUT.
+    database.down = True
+    await communicator.send_json_to({"n": 1})
+    assert await communicator.receive_from(timeout=5) == HistoryUnavailable.frame
+    assert await communicator.receive_nothing(timeout=0.5)  # no {"ack": 1}, no second error frame
+    database.down = False
+    await communicator.send_json_to({"n": 2})
+    assert await communicator.receive_json_from(timeout=5) == {"n": 2}
+    assert await communicator.receive_json_from(timeout=5) == {"ack": 2}  # once only, then replies work
+    await communicator.disconnect()

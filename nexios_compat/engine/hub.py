@@ -289,6 +289,7 @@ class Hub:
         # The sender returned before the database was known to be down: tell its socket.
         member = self.registry.get(message.sender) if message.sender is not None else None
         if member is not None:
+            member.failed_saves += 1
             await member.send_frame({"type": "websocket.send", "text": HistoryUnavailable.frame})
 
     async def _publish_batch(self, room: str, items: list[wire.Item]) -> None:

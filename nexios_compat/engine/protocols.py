@@ -21,6 +21,9 @@ class LocalMember(typing.Protocol):
     envelope: int
     # The rooms it is in; the engine keeps this up to date.
     groups: set[str]
+    # Saved broadcasts it sent that the writer gave up on after its sender had moved
+    # on; the API raises HistoryUnavailable at the socket's next own send, once.
+    failed_saves: int
     # (key, meta) when its rooms show it in their live presence, else None.
     presence: tuple[str, dict[str, typing.Any]] | None
 

@@ -12,6 +12,7 @@ from .. import metrics
 from ..conf import get_config
 from ..encoding import dumps, loads
 from ..engine import current_hub
+from ..exceptions import HistoryUnavailable
 from ..limits import FrameLimiter
 from ..objects import URL, Address, Headers, QueryParams, State
 from .asgi import Message, Receive, Scope, Send, WebSocketDisconnect, WebSocketState
@@ -189,7 +190,7 @@ class WebSocket(SendFlow):
             )
             await self._send(message)
         elif self.application_state == WebSocketState.CONNECTED:
-            await self._after_own_broadcasts()
+            await self._after_own_broadcasts(raise_failed=message_type == "websocket.send")
             if message_type not in {"websocket.send", "websocket.close"}:
                 raise RuntimeError(f'Expected "websocket.send" or "websocket.close", got {message_type!r}')
             if message_type == "websocket.close":
@@ -336,7 +337,7 @@ class WebSocket(SendFlow):
             return
         await self.send({"type": "websocket.close", "code": code, "reason": reason or ""})
 
-    async def _after_own_broadcasts(self) -> None:
+    async def _after_own_broadcasts(self, raise_failed: bool = False) -> None:
         # Saved broadcasts to this socket's rooms that the writer accepted but has
         # not stored yet reach the socket first: a handler that broadcasts, then
         # replies or closes, is seen in that order, as with Nexios.
@@ -345,6 +346,18 @@ class WebSocket(SendFlow):
         hub = current_hub()
         if hub is not None and hub.writer.pending:
             await hub.writer.flush_rooms({room for channel in self.channels for room in channel.groups})
+        if raise_failed:
+            self._raise_failed_saves()
+
+    def _raise_failed_saves(self) -> None:
+        # One of this socket's saved sends was accepted, then could not be stored
+        # (the client got the error frame then). Its next reply must not read as
+        # if the save had worked (an "ok" after a lost message): it raises instead, once.
+        failed = sum(channel.failed_saves for channel in self.channels)
+        if failed:
+            for channel in self.channels:
+                channel.failed_saves = 0
+            raise HistoryUnavailable(f"{failed} saved send(s) of this socket were not stored", reported=True)
 
     def is_connected(self) -> bool:
         """Whether both sides still consider the connection open."""

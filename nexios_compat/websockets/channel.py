@@ -60,6 +60,8 @@ class Channel:
         self.created = time.time()
         self.last_active = time.monotonic()
         self.groups: set[str] = set()
+        # Saved sends of this channel the writer gave up on after it had moved on (see base.py).
+        self.failed_saves = 0
         # (key, meta) once presence is on for it (``presence = True``, ``ChannelBox.track_presence``).
         self.presence: tuple[str, dict[str, typing.Any]] | None = None
         # Opt-in: ?envelope=1 wraps JSON broadcasts as {"room", "seq", "payload"}; a

@@ -128,11 +128,12 @@ class WebSocketConsumer(AsyncConsumer):
         # its saved send failed and keep the connection, instead of a 1011.
         try:
             await hook
-        except HistoryUnavailable:
+        except HistoryUnavailable as exc:
             if websocket.application_state != WebSocketState.CONNECTED:
                 raise
             logger.warning("%s: history unavailable; sent an error frame", type(self).__name__)
-            await websocket.send_text(HistoryUnavailable.frame)
+            if not exc.reported:
+                await websocket.send_text(HistoryUnavailable.frame)
 
     def _decode(self, message: Message) -> typing.Any:
         text, data = message.get("text"), message.get("bytes")

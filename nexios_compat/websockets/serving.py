@@ -81,10 +81,10 @@ async def close_code_of(websocket: WebSocket, handling: Awaitable[int], name: st
     except WebSocketException as exc:
         await websocket.close(exc.code, str(exc))
         return exc.code
-    except HistoryUnavailable:
+    except HistoryUnavailable as exc:
         # The database's fault, not the handler's: the client may reconnect and retry.
         logger.warning("%s: history unavailable; closing the socket with 1013", name)
-        if websocket.application_state == WebSocketState.CONNECTED:
+        if websocket.application_state == WebSocketState.CONNECTED and not exc.reported:
             await websocket.send_text(HistoryUnavailable.frame)
         await websocket.close(WS_1013_TRY_AGAIN_LATER, "History unavailable")
         return WS_1013_TRY_AGAIN_LATER

@@ -56,6 +56,7 @@ class FakeMember:
         self.closed: tuple[int, str] | None = None
         self.expired = False
         self.presence: tuple[str, dict[str, typing.Any]] | None = None
+        self.failed_saves = 0
 
     async def send_frame(self, frame: typing.MutableMapping[str, typing.Any]) -> bool:
         self.frames.append(frame)
