@@ -63,7 +63,8 @@ class HistoryUnavailable(RuntimeError):
 
     Nothing was sent. Endpoints answer the client with ``frame`` and keep the
     socket open; a send accepted before the writer knew the database was down
-    (its sender had moved on) gets the same frame on the sending channel.
+    (its sender had moved on) gets the same frame on the sending channel, and
+    the socket's next own send raises this (``reported`` set), once.
     """
 
     frame = '{"type":"error","error":"history_unavailable"}'
