@@ -102,7 +102,7 @@ class DatabaseDown:
 
         self.down = False
         for cls, names in (
-            (DatabaseHistoryStore, ("append", "last_seq", "head", "fetch")),
+            (DatabaseHistoryStore, ("append", "last_seq", "head", "fetch", "read")),
             (DatabasePresenceStore, ("add", "remove", "members", "count", "reconcile")),
         ):
             for name in names:
@@ -241,3 +241,44 @@ async def test_a_reply_after_a_save_that_failed_later_raises_instead_of_acknowle
     assert await communicator.receive_json_from(timeout=5) == {"n": 2}
     assert await communicator.receive_json_from(timeout=5) == {"ack": 2}  # once only, then replies work
     await communicator.disconnect()
+
+
+async def test_a_resume_the_database_cannot_answer_leaves_the_room_and_closes_1013(
+    settings: typing.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.NEXIOS_COMPAT = {}
+    database = DatabaseDown(monkeypatch)
+    app = app_for(Acker)
+    watcher = WebsocketCommunicator(app, "/g")
+    assert (await watcher.connect())[0]
+    database.down = True
+    # The client asks for what it missed; history cannot be read: staying in the room
+    # would show it live messages after a gap it was promised it would not have.
+    resuming = WebsocketCommunicator(app, "/g?since=0&epoch=")
+    assert (await resuming.connect())[0]
+    assert await resuming.receive_from(timeout=5) == HistoryUnavailable.frame
+    assert (await resuming.receive_output(timeout=5))["code"] == 1013
+    hub = current_hub()
+    assert hub is not None
+    await until(lambda: len(hub.registry.rooms.get("g", {})) == 1, "only the watcher in the room")
+    database.down = False
+    await watcher.disconnect()
+
+
+async def test_room_limits_are_checked_against_local_members_while_the_database_is_down(
+    settings: typing.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.NEXIOS_COMPAT = {"MAX_MEMBERS_PER_ROOM": 2, "HISTORY_WRITE_TIMEOUT": 0.3}
+    database = DatabaseDown(monkeypatch)
+    app = app_for(Acker)
+    database.down = True  # the cluster-wide count cannot be read: joins go on
+    first, second, third = (WebsocketCommunicator(app, "/g") for _ in range(3))
+    for communicator in (first, second):
+        assert (await communicator.connect())[0]
+        await communicator.send_json_to({"n": 0})  # a reply proves the join went through
+        assert await communicator.receive_from(timeout=5) == HistoryUnavailable.frame
+    assert (await third.connect())[0]
+    assert (await third.receive_output(timeout=5))["code"] == 4409  # full, by this process's count
+    database.down = False
+    for communicator in (first, second):
+        await communicator.disconnect()

@@ -84,6 +84,21 @@ class RoomMembership:
         if since is not None:
             slot.buffer = []
         try:
+            await self._enter(member, slot, room, since, epoch)
+        except BaseException:
+            # Staying would show live broadcasts after a gap the replay was to fill.
+            slot.buffer = None
+            await self.leave(member, room)
+            raise
+        if member.presence is not None and self.tracker is not None:
+            await self.tracker.join(member, room, member.presence)
+        return ChannelAddStatusEnum.CHANNEL_ADDED
+
+    async def _enter(
+        self, member: LocalMember, slot: Slot, room: str, since: int | None, epoch: str | None
+    ) -> None:
+        """Record the membership and replay what the member missed (live broadcasts wait meanwhile)."""
+        try:
             await self._rows().add(room, member.id, member.metadata, _row_presence(member))
             if since is not None and epoch is not None:
                 try:
@@ -99,9 +114,6 @@ class RoomMembership:
                 await delivery.replay(member, slot, saved, since, self.ordering.next_seq(room))
         finally:
             slot.buffer = None
-        if member.presence is not None and self.tracker is not None:
-            await self.tracker.join(member, room, member.presence)
-        return ChannelAddStatusEnum.CHANNEL_ADDED
 
     async def track(self, member: LocalMember) -> None:
         """Show a member (whose ``presence`` was just set) in the presence of the rooms it is in."""

@@ -62,8 +62,10 @@ class ChannelBox:
         if since is None and group_name not in channel._resumed:
             since = resume_point(channel.websocket)
             epoch = resume_epoch(channel.websocket)
+        status = await hub.join(channel, group_name, since=since, epoch=epoch)
+        # Only once it worked: a join whose replay failed resumes when tried again.
         channel._resumed.add(group_name)
-        return await hub.join(channel, group_name, since=since, epoch=epoch)
+        return status
 
     @classmethod
     async def remove_channel_from_group(cls, channel: Channel, group_name: str) -> ChannelRemoveStatusEnum:

@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 
 from ..encoding import loads
 from ..engine import Hub
-from ..exceptions import HistoryUnavailable, RoomAccessDenied
+from ..exceptions import HistoryUnavailable, RoomAccessDenied, WebSocketException
 from .base import Message, Receive, Scope, Send, WebSocket, WebSocketState
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
 from .functions import FunctionConsumer, Handler
@@ -22,6 +22,7 @@ from .utils import (
     WS_1000_NORMAL_CLOSURE,
     WS_1001_GOING_AWAY,
     WS_1003_UNSUPPORTED_DATA,
+    WS_1013_TRY_AGAIN_LATER,
     GroupSendStatusEnum,
     PayloadTypeEnum,
 )
@@ -204,6 +205,9 @@ class WebSocketConsumer(AsyncConsumer):
         """Add this connection's channel to a group (replaying history after ``?since=N``).
 
         Raises ``RoomAccessDenied`` (the socket closes with 4403) when ``authorize`` refuses.
+        When the replay cannot be read (the database is down), the client gets the
+        ``history_unavailable`` error frame and a 1013 close, and the channel is not left
+        in the room (live messages after a gap would break the resume promise).
         """
         channel = self._require_channel()
         assert self.websocket is not None
@@ -211,7 +215,14 @@ class WebSocketConsumer(AsyncConsumer):
             raise RoomAccessDenied(f"Not allowed to join {group_name!r}")
         if self.presence and channel.presence is None:
             await ChannelBox.track_presence(channel, self.presence_key(self.websocket))
-        await ChannelBox.add_channel_to_group(channel, group_name)
+        try:
+            await ChannelBox.add_channel_to_group(channel, group_name)
+        except HistoryUnavailable:
+            # The replay the client asked for (?since=) cannot be read now, and the
+            # channel is not in the room: close, so that it reconnects and resumes later.
+            if self.websocket.application_state == WebSocketState.CONNECTED:
+                await self.websocket.send_text(HistoryUnavailable.frame)
+            raise WebSocketException(WS_1013_TRY_AGAIN_LATER, "History unavailable; resume later") from None
 
     def presence_key(self, websocket: WebSocket) -> str:
         """The presence key of this connection (override to choose).

@@ -7,6 +7,8 @@ import typing
 import uuid
 from collections.abc import Generator
 
+from django.db import DatabaseError
+
 from .. import engine
 from ..conf import get_config
 from ..exceptions import RoomFull, TooManyRooms
@@ -81,7 +83,16 @@ async def check_room_limits(channel: Channel, group_name: str) -> None:
             raise TooManyRooms(f"This connection is already in {max_rooms} rooms")
     max_members = config["MAX_MEMBERS_PER_ROOM"]
     if max_members is not None:
-        count = await PresenceService().count(group_name)
+        try:
+            count = await PresenceService().count(group_name)
+        except DatabaseError:
+            # The database is down: count this process's members only, so that joins
+            # keep working (the limit may be passed across processes until it returns).
+            hub = engine.current_hub()
+            count = len(hub.registry.rooms.get(group_name, ())) if hub is not None else 0
+            logger.warning(
+                "Membership rows unreadable; checking %r's limit against local members", group_name
+            )
         if count >= max_members:
             raise RoomFull(f"Room is full ({max_members} members)")
 
