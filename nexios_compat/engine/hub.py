@@ -295,9 +295,10 @@ class Hub:
     async def _publish_batch(self, room: str, items: list[wire.Item]) -> None:
         await self.layer.group_send(layer_group(room), wire.fanout(room, items, self.process_id))
 
-    async def _read_since(self, room: str, since: int) -> list[FrameCache]:
+    async def _read_since(self, room: str, since: int) -> tuple[list[FrameCache], int]:
         position = await self.history.read(room, since)
-        return [delivery.saved_frame(room, message, position.epoch) for message in position.messages]
+        frames = [delivery.saved_frame(room, message, position.epoch) for message in position.messages]
+        return frames, position.last_seq
 
     # Receiving -----------------------------------------------------------------
 

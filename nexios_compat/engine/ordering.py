@@ -19,8 +19,9 @@ from .sequencer import RoomSequencer
 logger = logging.getLogger("nexios_compat.engine")
 
 Deliver = Callable[[FrameCache], Awaitable[None]]
-# Read a room's saved messages after a sequence number, as frames, oldest first.
-ReadSince = Callable[[str, int], Awaitable[list[FrameCache]]]
+# Read a room's saved messages after a sequence number, as frames (any order), with
+# the room's last seq at that moment.
+ReadSince = Callable[[str, int], Awaitable[tuple[list[FrameCache], int]]]
 
 
 class RoomOrdering:
@@ -131,20 +132,26 @@ class RoomOrdering:
         sequencer = self.sequencers.get(room)
         if sequencer is None:
             return
+        upto: int | None
         try:
-            saved = await self.read_since(room, sequencer.next_seq - 1)
+            saved, upto = await self.read_since(room, sequencer.next_seq - 1)
         except Exception:
             # Better late and with a gap than never: deliver what was held back.
             logger.exception("Reading %r's history to fill a gap failed", room)
-            saved = []
+            saved, upto = [], None
         async with self._lock(room):
             if self.sequencers.get(room) is not sequencer:
                 return
-            ready = sequencer.fill(saved)
+            ready = sequencer.fill(saved, upto)
             if ready:
                 self.gap_fills += 1
             for frame in ready:
                 await self.deliver(frame)
+            if sequencer.waiting and room not in self._gap_timers:
+                # Held behind a number saved after history was read: look again later.
+                self._gap_timers[room] = asyncio.create_task(
+                    self._fill_later(room), name="nexios_compat.hub-gap"
+                )
 
     async def fill_all(self) -> None:
         """Fill every local room from history (after the layer lost messages)."""

@@ -47,17 +47,24 @@ class RoomSequencer:
             self.next_seq += 1
         return ready
 
-    def fill(self, saved: Iterable[FrameCache]) -> list[FrameCache]:
-        """Close every gap with messages read from history; return what to deliver, in order.
+    def fill(self, saved: Iterable[FrameCache], upto: int | None = None) -> list[FrameCache]:
+        """Close gaps with messages read from history; return what to deliver, in order.
 
-        Sequence numbers missing from history too (pruned or flushed) are skipped.
+        ``upto`` is the room's last seq when history was read: numbers up to it
+        missing from history too (pruned or flushed) are skipped. A number past it
+        was not saved yet when history was read (it may be committing now): what
+        is held behind it stays held. Without ``upto`` every gap is skipped.
         """
         frames = {cache.seq: cache for cache in saved if cache.seq is not None}
         frames.update(self.held)
         self.held.clear()
         ready = []
         for seq in sorted(frames):
-            if seq >= self.next_seq:
-                ready.append(frames[seq])
-                self.next_seq = seq + 1
+            if seq < self.next_seq:
+                continue
+            if seq > self.next_seq and upto is not None and seq - 1 > upto:
+                self.held = {later: frames[later] for later in frames if later >= seq}
+                break
+            ready.append(frames[seq])
+            self.next_seq = seq + 1
         return ready

@@ -23,12 +23,13 @@ class Recorder:
     async def deliver(self, cache: FrameCache) -> None:
         self.delivered.append(cache.seq)
 
-    async def read_since(self, room: str, since: int) -> list[FrameCache]:
+    async def read_since(self, room: str, since: int) -> tuple[list[FrameCache], int]:
         self.reads.append((room, since))
         # Newest first, as a careless store might return them: the fill must sort.
-        return sorted(
+        frames = sorted(
             (c for c in self.history if c.seq is not None and c.seq > since), key=lambda c: -(c.seq or 0)
         )
+        return frames, max((c.seq or 0 for c in self.history), default=since)
 
 
 async def test_out_of_order_broadcasts_are_delivered_in_order() -> None:
@@ -69,7 +70,7 @@ async def test_a_gap_that_stays_open_is_filled_from_history_in_order() -> None:
 async def test_a_failing_history_read_still_delivers_what_was_held() -> None:
     rec = Recorder()
 
-    async def broken(room: str, since: int) -> list[FrameCache]:
+    async def broken(room: str, since: int) -> tuple[list[FrameCache], int]:
         raise OSError("database down")
 
     ordering = RoomOrdering(rec.deliver, broken, reorder_timeout=0.01)
@@ -117,3 +118,19 @@ async def test_a_flush_starts_an_epoch_but_numbering_goes_on() -> None:
     await ordering.offer(in_epoch(1, "e2"))  # a duplicate, not a restart: numbering went on
     assert rec.delivered == [1, 2] and ordering.next_seq("r") == 3
     assert ordering.held_back == 0
+
+
+async def test_a_fill_never_skips_a_number_saved_after_history_was_read() -> None:
+    # 30 is being committed by another process while this one reads history: the read
+    # sees the room at 29, and 31 (committed after 30) is already held here. Skipping
+    # 30 as "pruned" would lose it for this process's members for good.
+    rec = Recorder(history=[saved(n) for n in range(1, 30)])
+    ordering = RoomOrdering(rec.deliver, rec.read_since, reorder_timeout=60)
+    ordering.start("r", 30)
+    await ordering.offer(saved(31))
+    await ordering.fill("r")
+    assert rec.delivered == []
+    assert len(ordering.timers()) == 1  # it will look again
+    await ordering.offer(saved(30))  # arrives live (or from the next read)
+    assert rec.delivered == [30, 31]
+    assert ordering.timers() == []
