@@ -19,6 +19,8 @@ logger = logging.getLogger("nexios_compat.engine")
 MAX_RETRY_DELAY = 1.0
 # Longest time a probe's send holds the scheduler's probe job.
 PROBE_SEND_WAIT = 1.0
+# Probe intervals a send may stay in flight before the link counts as lost.
+PROBE_STALL_RUNS = 2
 
 
 class LayerRecovery:
@@ -47,6 +49,7 @@ class LayerRecovery:
         self._probes_sent = 0
         self._probes_seen = 0
         self._probe_send: asyncio.Task[None] | None = None
+        self._stalled = 0
 
     @property
     def recovering(self) -> bool:
@@ -110,18 +113,28 @@ class LayerRecovery:
 
     async def probe(self) -> None:
         """Send this hub a message through its probe group; recover if earlier ones never came."""
-        # The previous probe had a whole interval to come back: if it did not,
-        # the layer lost our subscriptions (a restarted Redis has none), or the
-        # reader is that far behind, when re-adding them and catching up is harmless.
+        # Awaited for a bounded time only: over a link whose packets vanish the send hangs
+        # until the socket times out (15 s), and awaiting it would hide the loss for that
+        # long. A send still in flight is not repeated; one in flight for PROBE_STALL_RUNS
+        # intervals is a lost link. One merely slow (a saturated Redis) is not: recovering
+        # then (re-adding subscriptions, reading every room's history) only adds load.
+        if self._probe_send is not None and not self._probe_send.done():
+            self._stalled += 1
+            if self._stalled >= PROBE_STALL_RUNS:
+                logger.warning(
+                    "A layer probe has hung for %d intervals; re-adding subscriptions", self._stalled
+                )
+                self._stalled = 0
+                self.failed()
+            return
+        self._stalled = 0
+        # The previous probe was sent and had a whole interval to come back: if it did
+        # not, the layer lost our subscriptions (a restarted Redis has none), or the
+        # reader is that far behind.
         if self._probes_seen < self._probes_sent:
             logger.warning("Layer probes are not coming back; re-adding subscriptions")
             self._probes_seen = self._probes_sent
             self.failed()
-        # Awaited for a bounded time only: over a link whose packets vanish the send hangs
-        # until the socket times out (15 s), and awaiting it would hide the loss for that
-        # long instead of one interval. A send still hanging is not repeated.
-        if self._probe_send is not None and not self._probe_send.done():
-            return
         self._probes_sent += 1
         self._probe_send = asyncio.create_task(self._send_probe(self._probes_sent))
         await asyncio.wait([self._probe_send], timeout=PROBE_SEND_WAIT)

@@ -74,17 +74,30 @@ async def test_stop_drops_every_subscription() -> None:
     assert not recovery.recovering
 
 
-async def test_a_probe_whose_send_hangs_is_noticed_at_the_next_interval() -> None:
+async def test_a_probe_whose_send_hangs_is_noticed_after_two_intervals_and_a_slow_one_is_not() -> None:
     layer, recovery, _ = await make(["a"])
     hang = asyncio.Event()
+    real_send = layer.group_send
 
-    async def hanging_send(group: str, message: dict[str, typing.Any]) -> None:
-        await hang.wait()  # a link whose packets vanish: no error, no answer
+    async def held_send(group: str, message: dict[str, typing.Any]) -> None:
+        await hang.wait()  # a saturated Redis (released), or a link whose packets vanish (never)
+        await real_send(group, message)
 
-    layer.group_send = hanging_send  # type: ignore[method-assign]
+    layer.group_send = held_send  # type: ignore[method-assign]
     await asyncio.wait_for(recovery.probe(), 5)  # the scheduler is held for a bounded time
+    await asyncio.wait_for(recovery.probe(), 5)  # in flight for one interval: maybe just slow
     assert recovery.recoveries == 0
-    await asyncio.wait_for(recovery.probe(), 5)  # one interval without the probe back
+    hang.set()  # slow, not lost: the probe comes back
+    recovery.probe_seen((await asyncio.wait_for(layer.receive(recovery.channel), 5))["n"])
+    await asyncio.wait_for(recovery.probe(), 5)
+    recovery.probe_seen((await asyncio.wait_for(layer.receive(recovery.channel), 5))["n"])
+    assert recovery.recoveries == 0 and not recovery.recovering
+    hang.clear()  # lost: the next send hangs
+    await asyncio.wait_for(recovery.probe(), 5)
+    await asyncio.wait_for(recovery.probe(), 5)
+    assert recovery.recoveries == 0
+    await asyncio.wait_for(recovery.probe(), 5)  # in flight for two intervals: the link is lost
+    layer.group_send = real_send  # type: ignore[method-assign]
     await until(lambda: recovery.recoveries == 1, "a recovery")
     hang.set()
     await recovery.stop()
