@@ -364,26 +364,18 @@ def _take_free_numbers(
         return {str(row[0]): (int(row[1]), int(row[2]), str(row[3])) for row in cursor.fetchall()}
 
 
-def _lock_rooms(rooms: list[str], lock_timeout: float) -> set[str]:
-    """Lock the rows of ``rooms`` for this transaction; return those another transaction keeps busy.
+def _lock_rooms(rest: list[str], lock_timeout: float) -> set[str]:
+    """Lock the rows ``_take_free_numbers`` skipped; return those another transaction keeps busy.
 
-    One ``SKIP LOCKED`` statement takes every free row at once. A busy row is
-    usually another writer's short batch, so each one gets ``lock_timeout``
-    to come free, in a savepoint that a lock timeout alone rolls back. Waiting
-    while holding other rows cannot deadlock for long: ``lock_timeout`` ends
-    the wait before PostgreSQL's deadlock detector would.
+    A busy row is usually another writer's short batch, so each one gets
+    ``lock_timeout`` to come free, in a savepoint that a lock timeout alone
+    rolls back. Waiting while holding other rows cannot deadlock for long:
+    ``lock_timeout`` ends the wait before PostgreSQL's deadlock detector would.
     """
     from .models import Room
 
     table = connection.ops.quote_name(Room._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT name FROM {table} WHERE name = ANY(%s) ORDER BY name FOR UPDATE SKIP LOCKED", [rooms]
-        )
-        taken = {row[0] for row in cursor.fetchall()}
-        rest = [name for name in rooms if name not in taken]
-        if not rest:
-            return set()
         cursor.execute(f"SELECT name FROM {table} WHERE name = ANY(%s)", [rest])
         existing = {row[0] for row in cursor.fetchall()}
         if len(existing) < len(rest):
