@@ -20,8 +20,8 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # Seconds between sweeps that close channels idle for longer than ``expires``.
     "EXPIRE_SWEEP_INTERVAL": 2.0,
     # Dotted paths of the storage classes.
-    "HISTORY_STORE": "nexios_compat.history.DatabaseHistoryStore",
-    "PRESENCE_STORE": "nexios_compat.presence.DatabasePresenceStore",
+    "HISTORY_STORE": "nexios_compat.stores.history.DatabaseHistoryStore",
+    "PRESENCE_STORE": "nexios_compat.stores.membership.DatabasePresenceStore",
     # Retention: messages kept per room (None: unlimited) and their age in seconds.
     "HISTORY_MAX_MESSAGES": 1000,
     "HISTORY_MAX_AGE": None,

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from channels.routing import URLRouter
 from django.urls.resolvers import URLPattern
 
+from .websockets._functions import Handler
+from .websockets._routes import WebsocketRoute, WebsocketRoutes
 from .websockets.base import Receive, Scope, Send
 from .websockets.consumers import WebSocketConsumer
-from .websockets.functions import Handler
-from .websockets.routes import WebsocketRoute, WebsocketRoutes
 
 __all__ = [
     "NexiosApp",

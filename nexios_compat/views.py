@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
 from .rooms import check_group_name
-from .services import HistoryService
+from .stores.services import HistoryService
 from .types import ChannelMessageDC
 from .websockets.base import WebSocket
 from .websockets.consumers import WebSocketConsumer

@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 
 from nexios_compat import WebSocket, get_application
 from nexios_compat.encoding import pack
-from nexios_compat.history import PendingMessage
+from nexios_compat.stores.history import PendingMessage
 from nexios_compat.websockets import WebSocketDisconnect
 from nexios_compat.websockets.channels import Channel, ChannelBox
 from tests.servers import DaphneServer, run_manage

@@ -28,7 +28,7 @@ def append(sender: int, rooms: list[str], count: int, go: Path) -> None:
     from django.db import connection
 
     from nexios_compat.encoding import pack
-    from nexios_compat.history import DatabaseHistoryStore, PendingMessage
+    from nexios_compat.stores.history import DatabaseHistoryStore, PendingMessage
 
     store = DatabaseHistoryStore()
     connection.ensure_connection()
@@ -55,7 +55,7 @@ def append(sender: int, rooms: list[str], count: int, go: Path) -> None:
 
 
 def dump() -> None:
-    from nexios_compat.history import DatabaseHistoryStore
+    from nexios_compat.stores.history import DatabaseHistoryStore
 
     history = DatabaseHistoryStore().fetch_all()
     print(json.dumps({room: [[m.seq, m.payload] for m in messages] for room, messages in history.items()}))

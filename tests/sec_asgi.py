@@ -36,15 +36,15 @@ def stats(collect: bool) -> dict[str, typing.Any]:
     tasks = asyncio.all_tasks()
     result: dict[str, typing.Any] = {
         "hub": hub is not None,
-        "groups": len(hub.groups) if hub is not None else 0,
-        "channels": len(hub.channels) if hub is not None else 0,
+        "groups": len(hub.registry.rooms) if hub is not None else 0,
+        "channels": len(hub.registry.members) if hub is not None else 0,
         # The in-memory layer's groups (the hub's control group is one) and channel queues.
         "layer_groups": len(getattr(hub.layer, "groups", {})) if hub is not None else 0,
         "layer_channels": len(getattr(hub.layer, "channels", {})) if hub is not None else 0,
         "tasks": len(tasks),
         "task_names": dict(collections.Counter(_task_name(task) for task in tasks)),
         # Bytes waiting in daphne's buffers for each open socket's client to read them.
-        "send_backlogs": sorted(ws.backlog() for ws in hub.sockets) if hub is not None else [],
+        "send_backlogs": sorted(ws.backlog() for ws in hub.shutdown.sockets) if hub is not None else [],
     }
     if collect:
         gc.collect()

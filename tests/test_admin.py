@@ -15,8 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from nexios_compat.encoding import pack
-from nexios_compat.history import DatabaseHistoryStore, PendingMessage
 from nexios_compat.models import Member, Message, Process, Room
+from nexios_compat.stores.history import DatabaseHistoryStore, PendingMessage
 from nexios_compat.websockets.channels import ChannelBox
 from tests import helpers
 

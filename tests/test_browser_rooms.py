@@ -22,12 +22,15 @@ from tests.servers import DaphneServer, run_manage
 from tests.test_browser import browser, log_line, migrated, open_room, pages, send, server  # noqa: F401
 
 SAVE = (
-    "import time; from nexios_compat.history import DatabaseHistoryStore, PendingMessage; "
+    "import time; from nexios_compat.stores.history import DatabaseHistoryStore, PendingMessage; "
     "from nexios_compat.encoding import pack; "
     "DatabaseHistoryStore().append([PendingMessage({room!r}, *pack({{'type': 'chat', 'user': 'old', "
     "'message': f'm{{i:03}}', 'timestamp': time.time()}})) for i in range({count})])"
 )
-FLUSH = "from nexios_compat.history import DatabaseHistoryStore; DatabaseHistoryStore().flush({room!r})"
+FLUSH = (
+    "from nexios_compat.stores.history import DatabaseHistoryStore; "
+    "DatabaseHistoryStore().flush({room!r})"
+)
 
 
 class CuttableProxy:

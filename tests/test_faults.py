@@ -14,10 +14,10 @@ from prometheus_client import REGISTRY
 from nexios_compat import WebSocket, get_application
 from nexios_compat.engine import current_hub, get_hub
 from nexios_compat.exceptions import HistoryUnavailable
-from nexios_compat.services import PresenceService
+from nexios_compat.stores.services import PresenceService
+from nexios_compat.websockets._routes import WebsocketRoute
 from nexios_compat.websockets.channels import Channel, ChannelBox, PayloadTypeEnum
 from nexios_compat.websockets.consumers import WebSocketEndpoint
-from nexios_compat.websockets.routes import WebsocketRoute
 from tests.helpers import until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
@@ -97,8 +97,8 @@ class DatabaseDown:
     """Makes the stores raise what a stopped PostgreSQL raises, while ``down``."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from nexios_compat.history import DatabaseHistoryStore
-        from nexios_compat.presence import DatabasePresenceStore
+        from nexios_compat.stores.history import DatabaseHistoryStore
+        from nexios_compat.stores.membership import DatabasePresenceStore
 
         self.down = False
         for cls, names in (

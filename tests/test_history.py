@@ -18,11 +18,11 @@ from django.utils import timezone
 
 from nexios_compat import WebSocket, get_application
 from nexios_compat.conf import CONFIG_DEFAULTS
-from nexios_compat.db import run_db
 from nexios_compat.encoding import dumps
 from nexios_compat.engine import get_hub, get_layer, publish_remote
-from nexios_compat.history import DatabaseHistoryStore, PendingMessage
 from nexios_compat.models import Message, Room
+from nexios_compat.stores.db import run_db
+from nexios_compat.stores.history import DatabaseHistoryStore, PendingMessage
 from nexios_compat.websockets import WebSocketEndpoint
 from nexios_compat.websockets.channels import Channel, ChannelBox, GroupSendStatusEnum
 from nexios_compat.websockets.utils import ChannelMessageDC

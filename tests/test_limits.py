@@ -9,8 +9,9 @@ from channels.auth import AuthMiddlewareStack
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission, User
 
-from nexios_compat import WebSocket, get_application, limits
+from nexios_compat import WebSocket, get_application
 from nexios_compat.exceptions import PayloadTooLarge
+from nexios_compat.websockets import _limits as limits
 from nexios_compat.websockets.channels import ChannelBox
 from nexios_compat.websockets.consumers import WebSocketEndpoint
 from tests.helpers import until
@@ -89,7 +90,7 @@ async def test_a_frame_of_exactly_max_message_size_passes(settings: typing.Any) 
 
 
 class FakeClock:
-    """Stands in for the ``time`` module of ``nexios_compat.limits``: time moves when told."""
+    """Stands in for the ``time`` module of ``nexios_compat.websockets._limits``: time moves when told."""
 
     def __init__(self) -> None:
         self.now = 1000.0

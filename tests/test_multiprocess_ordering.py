@@ -18,9 +18,9 @@ from django.utils import timezone
 from nexios_compat.encoding import FrameCache
 from nexios_compat.engine import Hub, get_hub, get_layer, publish_remote
 from nexios_compat.engine.sequencer import RoomSequencer
-from nexios_compat.history import DatabaseHistoryStore, PendingMessage, SavedMessage
 from nexios_compat.models import Member, Process, Room
 from nexios_compat.rooms import control_group, layer_group
+from nexios_compat.stores.history import DatabaseHistoryStore, PendingMessage, SavedMessage
 from nexios_compat.websockets.channels import ChannelBox
 from tests import helpers
 from tests.helpers import pending, receive_seqs, until

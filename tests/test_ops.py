@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.test import AsyncClient
 
 from nexios_compat import WebSocket, get_application
-from nexios_compat.presence import DatabasePresenceStore
+from nexios_compat.stores.membership import DatabasePresenceStore
 from nexios_compat.websockets.consumers import WebSocketEndpoint
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]

@@ -9,9 +9,9 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
 from nexios_compat.engine import get_hub
-from nexios_compat.history import DatabaseHistoryStore, Position
+from nexios_compat.engine.resume import decide
 from nexios_compat.models import Message, Room
-from nexios_compat.resume import decide
+from nexios_compat.stores.history import DatabaseHistoryStore, Position
 from nexios_compat.types import ChannelMessageDC
 from nexios_compat.websockets.channels import ChannelBox
 from tests.helpers import join, pending, receive_seqs, room_app
@@ -171,5 +171,6 @@ async def test_a_room_recreated_under_its_members_is_delivered_from_seq_one_at_o
     assert await sync_to_async(epoch_of)("reborn") != old
     hub = await get_hub()
     assert hub.ordering.epochs["reborn"] != old
-    assert (hub.held_back, hub.gap_fills) == (0, 0)  # delivered as saved, not after REORDER_TIMEOUT
+    # delivered as saved, not after REORDER_TIMEOUT
+    assert (hub.ordering.held_back, hub.ordering.gap_fills) == (0, 0)
     await client.disconnect()

@@ -110,7 +110,10 @@ async def test_resume_is_all_or_nothing_across_processes(
             assert [f["payload"].get("message") for f in resumed[2:]] == ["c", "d"]
             position = (await frames_until(reader, position + 4))[-1]["seq"]  # its own join notice
 
-    flush = f"from nexios_compat.history import DatabaseHistoryStore; DatabaseHistoryStore().flush({ROOM!r})"
+    flush = (
+        "from nexios_compat.stores.history import DatabaseHistoryStore; "
+        f"DatabaseHistoryStore().flush({ROOM!r})"
+    )
     run_manage("shell", "-c", flush, env=env)
     async with chat(two, f"username=reader&since={position}&epoch={epoch}") as reader:
         answer = await frame(reader)

@@ -9,8 +9,8 @@ from django.contrib.auth.models import Permission, User
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
-from nexios_compat.history import DatabaseHistoryStore
 from nexios_compat.models import Room
+from nexios_compat.stores.history import DatabaseHistoryStore
 from tests.helpers import pending
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.views_urls")]

@@ -14,9 +14,9 @@ from channels.layers import BaseChannelLayer
 from django.db import connections
 
 from .. import metrics
-from ..presence import BasePresenceStore, Heartbeat, MembershipRow
 from ..rooms import control_group, layer_group
-from ..services import PresenceService
+from ..stores.membership import BasePresenceStore, Heartbeat, MembershipRow
+from ..stores.services import PresenceService
 
 logger = logging.getLogger("nexios_compat.engine")
 

@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import collections
 import typing
 
-if typing.TYPE_CHECKING:
-    from .hub import Hub
+from .cluster import ClusterMembership
+from .ordering import RoomOrdering
+from .presence.tracker import PresenceTracker
+from .reconcile import MembershipReconciler
+from .recovery import LayerRecovery
+from .registry import LocalRegistry
+from .shutdown import GracefulShutdown
+from .writer import HistoryWriter
 
 
-def gauges(hub: Hub) -> dict[str, float]:
+class Observed(typing.Protocol):
+    """The parts of a hub whose counters and gauges are read (the ``Hub`` is one)."""
+
+    process_id: str
+    registry: LocalRegistry
+    ordering: RoomOrdering
+    recovery: LayerRecovery
+    tracker: PresenceTracker
+    writer: HistoryWriter
+    reconciler: MembershipReconciler
+    cluster: ClusterMembership
+    shutdown: GracefulShutdown
+    received: collections.Counter[str]
+
+    @property
+    def layer_channel(self) -> str:
+        """The layer channel the hub receives on."""
+
+
+def gauges(hub: Observed) -> dict[str, float]:
     """Return what the Prometheus gauges show for this hub."""
     return {
         "connections": len(hub.shutdown.sockets),
@@ -20,7 +46,7 @@ def gauges(hub: Hub) -> dict[str, float]:
     }
 
 
-def stats(hub: Hub) -> dict[str, typing.Any]:
+def stats(hub: Observed) -> dict[str, typing.Any]:
     """Return counters and state for tests and diagnostics."""
     return {
         "process_id": hub.process_id,

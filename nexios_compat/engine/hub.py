@@ -5,9 +5,13 @@ Local-first fan-out: a broadcast is written to this process's members at once
 accumulated per room as one layer message; every other hub subscribed to the
 room receives it once and writes it to its own members. Saved broadcasts are
 stored by the writer before anyone receives them, and reach local members in
-sequence order. The parts: ``LocalRegistry`` (who is here), ``Outbox``,
-``RoomOrdering``, ``LayerRecovery``, ``ClusterMembership``, ``GracefulShutdown``
-and ``Scheduler``; ``wire`` builds and parses every layer message.
+sequence order. The parts: ``LocalRegistry`` (who is here), ``RoomMembership``
+(joining and leaving), ``HistoryWriter`` (saves), ``RoomOrdering`` (seq order,
+gap fills), ``Outbox`` (fan-out to the other processes), ``LayerRecovery``
+(subscriptions), ``PresenceTracker`` (live presence), ``MembershipReconciler``
+(membership rows), ``ClusterMembership`` (this process's row and heartbeats),
+``GracefulShutdown`` and ``Scheduler``; ``wire`` builds and parses every layer
+message, and ``inbox`` hands each received one to its part.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from django.db import connection
 from ..conf import get_config
 from ..encoding import FrameCache
 from ..exceptions import HistoryUnavailable
-from ..history import PendingMessage, SavedMessage
-from ..presence import Heartbeat, get_presence_store
 from ..rooms import control_group, layer_group
-from ..services import HistoryService, PresenceService
+from ..stores.history import PendingMessage, SavedMessage
+from ..stores.membership import Heartbeat, get_presence_store
+from ..stores.services import HistoryService, PresenceService
 from ..types import ChannelAddStatusEnum, ChannelRemoveStatusEnum
 from . import delivery, diagnostics, inbox, wire
 from .cluster import ClusterMembership
@@ -37,13 +41,13 @@ from .layer import get_layer, refresh_interval
 from .membership import RoomMembership
 from .ordering import RoomOrdering
 from .outbox import Outbox
+from .presence.tracker import PresenceTracker
 from .protocols import LocalMember
 from .reconcile import MembershipReconciler
 from .recovery import LayerRecovery
 from .registry import LocalRegistry
 from .scheduler import Scheduler
 from .shutdown import GracefulShutdown
-from .tracker import PresenceTracker
 from .writer import HistoryWriter
 
 logger = logging.getLogger("nexios_compat.hub")
@@ -118,7 +122,7 @@ class Hub:
         self.started = False
         self.stopped = False
 
-    # Names tests and diagnostics read ------------------------------------------
+    # Names the API and diagnostics read ----------------------------------------
 
     @property
     def layer_channel(self) -> str:
@@ -129,36 +133,6 @@ class Hub:
     def probe_group(self) -> str:
         """The layer group this hub probes its own subscriptions through."""
         return self.recovery.probe_group
-
-    @property
-    def recoveries(self) -> int:
-        """How many times the layer subscriptions were re-added."""
-        return self.recovery.recoveries
-
-    @property
-    def held_back(self) -> int:
-        """Saved broadcasts held back behind a gap so far."""
-        return self.ordering.held_back
-
-    @property
-    def gap_fills(self) -> int:
-        """Gaps filled from history so far."""
-        return self.ordering.gap_fills
-
-    @property
-    def groups(self) -> dict[str, dict[LocalMember, typing.Any]]:
-        """Local rooms with their local members."""
-        return typing.cast(dict[str, dict[LocalMember, typing.Any]], self.registry.rooms)
-
-    @property
-    def channels(self) -> dict[uuid.UUID, LocalMember]:
-        """Local members by id."""
-        return self.registry.members
-
-    @property
-    def sockets(self) -> dict[typing.Any, asyncio.Task[None]]:
-        """Sockets served by this process, with their handler tasks."""
-        return self.shutdown.sockets
 
     @property
     def stopping(self) -> bool:

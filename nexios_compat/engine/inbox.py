@@ -3,18 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import typing
 
-from . import wire
+from channels.layers import BaseChannelLayer
 
-if typing.TYPE_CHECKING:
-    from .hub import Hub
+from . import wire
+from .ordering import RoomOrdering
+from .presence.tracker import PresenceTracker
+from .recovery import LayerRecovery
+from .registry import LocalRegistry
 
 logger = logging.getLogger("nexios_compat.hub")
 
 
-async def read(hub: Hub) -> None:
+class InboxHandler(typing.Protocol):
+    """What the inbox hands layer messages to (the ``Hub``): the parts they concern, and a few acts."""
+
+    process_id: str
+    layer: BaseChannelLayer
+    registry: LocalRegistry
+    ordering: RoomOrdering
+    recovery: LayerRecovery
+    tracker: PresenceTracker
+    received: collections.Counter[str]
+
+    async def handle(self, message: wire.LayerMessage) -> None:
+        """Act on one layer message."""
+
+    async def close_local(self, room: str | None, code: int = 1000, reason: str = "") -> int:
+        """Close local members (of one room, or all); return how many."""
+
+    async def flush_local(self) -> None:
+        """Take every local member out of every room."""
+
+    def spawn(self, coro: typing.Coroutine[typing.Any, typing.Any, None], name: str) -> None:
+        """Run a background task that stopping the hub cancels."""
+
+
+async def read(hub: InboxHandler) -> None:
     """Receive layer messages for this process and act on them."""
     failures = 0
     while True:
@@ -39,7 +67,7 @@ async def read(hub: Hub) -> None:
             logger.exception("Handling layer message %r failed", message.get("type"))
 
 
-async def handle(hub: Hub, message: wire.LayerMessage) -> None:
+async def handle(hub: InboxHandler, message: wire.LayerMessage) -> None:
     """Act on one layer message."""
     parsed = wire.parse(message)
     if isinstance(parsed, wire.Fanout):

@@ -9,18 +9,18 @@ import typing
 from channels.layers import BaseChannelLayer
 
 from ..exceptions import HistoryUnavailable
-from ..presence import MembershipRow
-from ..resume import decide
 from ..rooms import check_group_name, layer_group
-from ..services import HistoryService
+from ..stores.membership import MembershipRow
+from ..stores.services import HistoryService
 from ..types import ChannelAddStatusEnum, ChannelRemoveStatusEnum
 from . import delivery
 from .ordering import RoomOrdering
+from .presence.tracker import PresenceTracker
 from .protocols import LocalMember
 from .reconcile import MembershipReconciler
 from .recovery import LayerRecovery
 from .registry import LocalRegistry, Slot
-from .tracker import PresenceTracker
+from .resume import decide
 from .writer import TRANSIENT
 
 logger = logging.getLogger("nexios_compat.hub")
@@ -68,7 +68,7 @@ class RoomMembership:
         """Add a member to a room; with ``since``, first replay saved messages after it.
 
         With ``epoch`` too the member first gets a ``resume`` frame, and the replay
-        is all or nothing (see ``nexios_compat.resume``).
+        is all or nothing (see ``nexios_compat.engine.resume``).
         """
         check_group_name(room)
         while True:

@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Callable
 
 from .. import metrics
-from ..presence import MembershipRow
-from ..services import PresenceService
+from ..stores.membership import MembershipRow
+from ..stores.services import PresenceService
 
 logger = logging.getLogger("nexios_compat.engine")
 

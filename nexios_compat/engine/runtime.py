@@ -12,9 +12,9 @@ from asgiref.sync import AsyncToSync, async_to_sync
 from .. import metrics
 from ..conf import get_config
 from ..encoding import FrameCache, pack
-from ..history import PendingMessage, SavedMessage
 from ..rooms import control_group, layer_group
-from ..services import HistoryService, PresenceService
+from ..stores.history import PendingMessage, SavedMessage
+from ..stores.services import HistoryService, PresenceService
 from . import wire
 from .hub import Hub
 from .layer import get_layer

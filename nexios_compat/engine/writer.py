@@ -32,11 +32,11 @@ from django.db import InterfaceError, OperationalError
 
 from .. import metrics
 from ..exceptions import HistoryUnavailable
-from ..history import Appended, PendingMessage, SavedMessage, payload_size
-from ..services import HistoryService
-from .holding import Entry, HeldRooms
+from ..stores.history import Appended, PendingMessage, SavedMessage, payload_size
+from ..stores.services import HistoryService
+from .locked_rooms import Entry, HeldRooms
 
-logger = logging.getLogger("nexios_compat.history")
+logger = logging.getLogger("nexios_compat.stores.history")
 
 # What a lost connection, a stopped server or a statement timeout raise: worth retrying.
 TRANSIENT = (OperationalError, InterfaceError)
@@ -116,7 +116,7 @@ class HistoryWriter:
     def start(self) -> None:
         """Start the background writer task."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="nexios_compat.history-writer")
+            self._task = asyncio.create_task(self._run(), name="nexios_compat.stores.history-writer")
 
     async def stop(self) -> None:
         """Store and deliver everything queued, then stop the task."""

@@ -11,13 +11,12 @@ from collections.abc import Iterable
 from .. import metrics
 from ..conf import get_config
 from ..encoding import dumps, loads
-from ..engine import current_hub
+from ..engine import LocalMember, current_hub
 from ..exceptions import HistoryUnavailable
-from ..limits import FrameLimiter
 from ..objects import URL, Address, Headers, QueryParams, State
-from .asgi import Message, Receive, Scope, Send, WebSocketDisconnect, WebSocketState
-from .flow import NO_LIMIT, SendFlow
-from .server import (
+from ._asgi import Message, Receive, Scope, Send, WebSocketDisconnect, WebSocketState
+from ._backlog import NO_LIMIT, SendFlow
+from ._daphne import (
     ARRIVED,
     client_gone,
     daphne_close,
@@ -26,11 +25,9 @@ from .server import (
     send_buffer,
     stamp_arrivals,
 )
+from ._limits import FrameLimiter
 
 logger = logging.getLogger("nexios_compat.websockets")
-
-if typing.TYPE_CHECKING:
-    from .channel import Channel
 
 __all__ = ["Message", "Receive", "Scope", "Send", "WebSocket", "WebSocketDisconnect", "WebSocketState"]
 
@@ -67,7 +64,7 @@ class WebSocket(SendFlow):
         self.application_state = WebSocketState.CONNECTING
         self.last_receive = time.monotonic()
         # Channels created on this socket, so that they leave their groups when it ends.
-        self.channels: list[Channel] = []
+        self.channels: list[LocalMember] = []
         self._headers: Headers | None = None
         self._limiter: FrameLimiter | None = None
         self._frame_send: Send | None = None

@@ -10,13 +10,13 @@ from .. import engine
 from ..conf import get_config
 from ..encoding import pack
 from ..exceptions import PayloadTooLarge
-from ..history import PendingMessage
 from ..rooms import check_group_name
-from ..services import HistoryService
+from ..stores.history import PendingMessage
+from ..stores.services import HistoryService
+from . import _presence as live
 from . import history as managers
-from . import presence as live
-from .channel import Channel, resume_epoch, resume_point
-from .members import GroupsView, RemoteChannel, check_room_limits, members_of
+from ._channel import Channel, resume_epoch, resume_point
+from ._members import GroupsView, RemoteChannel, check_room_limits, members_of
 from .utils import (
     ChannelAddStatusEnum,
     ChannelMessageDC,

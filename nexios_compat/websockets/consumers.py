@@ -13,11 +13,11 @@ from channels.db import database_sync_to_async
 from ..encoding import loads
 from ..engine import Hub
 from ..exceptions import HistoryUnavailable, RoomAccessDenied, WebSocketException
+from ._functions import FunctionConsumer, Handler
+from ._presence import default_presence_key
+from ._serving import close_code_of, finish, open_socket, serve
 from .base import Message, Receive, Scope, Send, WebSocket, WebSocketState
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
-from .functions import FunctionConsumer, Handler
-from .presence import default_presence_key
-from .serving import close_code_of, finish, open_socket, serve
 from .utils import (
     WS_1000_NORMAL_CLOSURE,
     WS_1001_GOING_AWAY,
@@ -28,7 +28,7 @@ from .utils import (
 )
 
 if typing.TYPE_CHECKING:
-    from .routes import WebsocketRoute
+    from ._routes import WebsocketRoute
 
 __all__ = ["FunctionConsumer", "Handler", "WebSocketConsumer", "WebSocketEndpoint"]
 
@@ -69,7 +69,7 @@ class WebSocketConsumer(AsyncConsumer):
     @classmethod
     def as_route(cls, path: str) -> WebsocketRoute:
         """Return a route for ``app.add_ws_route`` / ``router.add_ws_route``."""
-        from .routes import WebsocketRoute
+        from ._routes import WebsocketRoute
 
         return WebsocketRoute(path, cls)
 

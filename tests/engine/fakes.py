@@ -9,8 +9,8 @@ import uuid
 
 from channels.layers import InMemoryChannelLayer
 
-from nexios_compat.history import Appended, PendingMessage, SavedMessage
-from nexios_compat.presence import BasePresenceStore, Heartbeat, MemberInfo
+from nexios_compat.stores.history import Appended, PendingMessage, SavedMessage
+from nexios_compat.stores.membership import BasePresenceStore, Heartbeat, MemberInfo
 from nexios_compat.types import PayloadTypeEnum
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nexios_compat.engine.roster import Roster
+from nexios_compat.engine.presence.roster import Roster
 
 
 def entry(key: str, n: int = 0) -> tuple[str, dict[str, object]]:

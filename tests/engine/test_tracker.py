@@ -8,8 +8,8 @@ import typing
 import uuid
 
 from nexios_compat.engine import wire
-from nexios_compat.engine.tracker import PresenceTracker
-from nexios_compat.services import PresenceService
+from nexios_compat.engine.presence.tracker import PresenceTracker
+from nexios_compat.stores.services import PresenceService
 
 from .fakes import FakeMember, FlakyLayer, MemoryPresenceStore, until
 

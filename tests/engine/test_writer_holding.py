@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from nexios_compat.engine.holding import FIRST_RETRY_DELAY, MAX_RETRY_DELAY, Entry, HeldRooms
+from nexios_compat.engine.locked_rooms import FIRST_RETRY_DELAY, MAX_RETRY_DELAY, Entry, HeldRooms
 from nexios_compat.engine.writer import HistoryWriter
 from nexios_compat.exceptions import HistoryUnavailable
-from nexios_compat.history import PendingMessage, SavedMessage
+from nexios_compat.stores.history import PendingMessage, SavedMessage
 
 from .fakes import SlowHistory, until
 

@@ -6,7 +6,7 @@ import typing
 
 from django.core.management.base import BaseCommand
 
-from ...history import get_history_store
+from ...stores.history import get_history_store
 
 
 class Command(BaseCommand):

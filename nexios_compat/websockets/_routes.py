@@ -10,8 +10,8 @@ from django.urls import path as django_path
 from django.urls import register_converter
 from django.urls.resolvers import RoutePattern, URLPattern
 
+from ._functions import FunctionConsumer, Handler
 from .base import Receive, Scope, Send
-from .functions import FunctionConsumer, Handler
 
 
 class FloatConverter:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import typing
 
-from .conf import get_config
+from ..conf import get_config
 
 # The close codes of websockets.utils, repeated here because base.py imports this module.
 WS_1008_POLICY_VIOLATION = 1008

@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 from django.db import connection, transaction
 
+from ..types import ChannelMessageDC
 from .db import call_db, call_db_limited, run_db
 from .history import Appended, BaseHistoryStore, PendingMessage, Position, SavedMessage, get_history_store
-from .presence import BasePresenceStore, Heartbeat, MemberInfo, MembershipRow, get_presence_store
-from .types import ChannelMessageDC
+from .membership import BasePresenceStore, Heartbeat, MemberInfo, MembershipRow, get_presence_store
 
 Deliver = typing.Callable[[PendingMessage, SavedMessage | None], None]
 

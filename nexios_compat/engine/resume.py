@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from .encoding import dumps
-from .history import Position
-from .types import ChannelMessageDC
+from ..encoding import dumps
+from ..stores.history import Position
+from ..types import ChannelMessageDC
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,9 +12,9 @@ from django.db import DatabaseError
 from .. import engine
 from ..conf import get_config
 from ..exceptions import RoomFull, TooManyRooms
-from ..presence import MemberInfo
-from ..services import PresenceService
-from .channel import Channel
+from ..stores.membership import MemberInfo
+from ..stores.services import PresenceService
+from ._channel import Channel
 
 logger = logging.getLogger("nexios_compat.websockets")
 

@@ -7,8 +7,8 @@ import logging
 import typing
 
 from .. import metrics
-from .asgi import Message, Receive, Send, WebSocketState
-from .server import daphne_close, unwrap_session_send
+from ._asgi import Message, Receive, Send, WebSocketState
+from ._daphne import daphne_close, unwrap_session_send
 
 logger = logging.getLogger("nexios_compat.websockets")
 

@@ -22,15 +22,15 @@ from collections.abc import Callable
 
 from channels.layers import BaseChannelLayer
 
-from .. import metrics
-from ..rooms import control_group, layer_group
-from ..services import PresenceService
-from ..types import PayloadTypeEnum
-from . import wire
-from .protocols import LocalMember
+from ... import metrics
+from ...rooms import control_group, layer_group
+from ...stores.services import PresenceService
+from ...types import PayloadTypeEnum
+from .. import wire
+from ..protocols import LocalMember
 from .roster import Entry, Roster, State
 
-logger = logging.getLogger("nexios_compat.presence")
+logger = logging.getLogger("nexios_compat.stores.membership")
 
 _incarnations = itertools.count(1)
 
@@ -220,7 +220,9 @@ class PresenceTracker:
         self._timers[room] = loop.call_later(max(wait, 0.0), self._spawn_flush, room)
 
     def _spawn_flush(self, room: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._flush(room), name="nexios_compat.presence-flush")
+        task = asyncio.get_running_loop().create_task(
+            self._flush(room), name="nexios_compat.stores.membership-flush"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -14,14 +14,14 @@ from django.db.models import Field
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from .conf import get_config
-from .encoding import KIND_BYTES, unpack
-from .types import ChannelMessageDC
+from ..conf import get_config
+from ..encoding import KIND_BYTES, unpack
+from ..types import ChannelMessageDC
 
 if typing.TYPE_CHECKING:
     pass
 
-logger = logging.getLogger("nexios_compat.history")
+logger = logging.getLogger("nexios_compat.stores.history")
 
 
 @dataclasses.dataclass
@@ -117,7 +117,7 @@ class DatabaseHistoryStore(BaseHistoryStore):
 
     def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
         """Store messages in one transaction; each room's numbers come from one ``UPDATE … RETURNING``."""
-        from .models import Room
+        from ..models import Room
 
         try:
             return self._append_numbered(messages)
@@ -136,7 +136,7 @@ class DatabaseHistoryStore(BaseHistoryStore):
         SQLite locks the whole file for every writer, so there everything is
         stored as by ``append``.
         """
-        from .models import Room
+        from ..models import Room
 
         if connection.vendor != "postgresql":
             return Appended(self.append(messages))
@@ -212,7 +212,7 @@ class DatabaseHistoryStore(BaseHistoryStore):
 
     def fetch(self, room: str, since: int | None = None, limit: int | None = None) -> list[ChannelMessageDC]:
         """Return a room's messages after ``since``, oldest first."""
-        from .models import Message
+        from ..models import Message
 
         rows = Message.objects.filter(room__name=room)
         if since is not None:
@@ -225,20 +225,20 @@ class DatabaseHistoryStore(BaseHistoryStore):
 
     def last_seq(self, room: str) -> int:
         """Return the room's counter, which flushing and pruning leave as it is."""
-        from .models import Room
+        from ..models import Room
 
         return Room.objects.filter(name=room).values_list("last_seq", flat=True).first() or 0
 
     def head(self, room: str) -> tuple[int, str]:
         """Return the room's counter and epoch from its row (``(0, "")`` before it exists)."""
-        from .models import Room
+        from ..models import Room
 
         row = Room.objects.filter(name=room).values_list("last_seq", "epoch").first()
         return (int(row[0]), str(row[1])) if row is not None else (0, "")
 
     def read(self, room: str, since: int) -> Position:
         """Read the room row and the messages after ``since`` in one transaction."""
-        from .models import Room
+        from ..models import Room
 
         with transaction.atomic():
             # No lock needed: a batch commits its rows with the counter, so the
@@ -250,7 +250,7 @@ class DatabaseHistoryStore(BaseHistoryStore):
 
     def page(self, room: str, before: int | None, limit: int) -> list[ChannelMessageDC]:
         """Return up to ``limit`` messages with ``seq < before``, newest first (one indexed query)."""
-        from .models import Message
+        from ..models import Message
 
         rows = Message.objects.filter(room__name=room)
         if before is not None:
@@ -259,7 +259,7 @@ class DatabaseHistoryStore(BaseHistoryStore):
 
     def fetch_all(self) -> dict[str, list[ChannelMessageDC]]:
         """Return every room that has messages, with its messages oldest first."""
-        from .models import Message
+        from ..models import Message
 
         result: dict[str, list[ChannelMessageDC]] = {}
         for row in Message.objects.select_related("room").order_by("room__name", "seq"):
@@ -268,7 +268,7 @@ class DatabaseHistoryStore(BaseHistoryStore):
 
     def flush(self, room: str | None = None) -> int:
         """Delete messages and start a new epoch; numbers keep counting, resumes across it are refused."""
-        from .models import Message, Room, new_epoch
+        from ..models import Message, Room, new_epoch
 
         rooms = Room.objects.all() if room is None else Room.objects.filter(name=room)
         with transaction.atomic():
@@ -297,7 +297,7 @@ def _insert_messages(rows: list[tuple[int, SavedMessage, PendingMessage]]) -> No
     statement per batch: a third of a save's time on the database thread.
     Values go through the fields' own database preparation, as the ORM does.
     """
-    from .models import Message
+    from ..models import Message
 
     fields = [typing.cast(Field, Message._meta.get_field(name)) for name in _MESSAGE_COLUMNS]
     table = connection.ops.quote_name(Message._meta.db_table)
@@ -327,7 +327,7 @@ _MESSAGE_COLUMNS = ("room", "seq", "uuid", "kind", "text", "data", "size", "send
 
 def _take_numbers(room: str, count: int, now: datetime.datetime) -> tuple[int, int, str] | None:
     """Advance a room's counter by ``count`` (locking its row); return ``(room id, new last_seq, epoch)``."""
-    from .models import Room
+    from ..models import Room
 
     table = connection.ops.quote_name(Room._meta.db_table)
     with connection.cursor() as cursor:
@@ -349,7 +349,7 @@ def _take_free_numbers(
     it is busy (another transaction holds its row) or does not exist yet.
     ``SKIP LOCKED`` never waits, so this cannot deadlock with another batch.
     """
-    from .models import Room
+    from ..models import Room
 
     table = connection.ops.quote_name(Room._meta.db_table)
     names = sorted(counts)
@@ -372,7 +372,7 @@ def _lock_rooms(rest: list[str], lock_timeout: float) -> set[str]:
     rolls back. Waiting while holding other rows cannot deadlock for long:
     ``lock_timeout`` ends the wait before PostgreSQL's deadlock detector would.
     """
-    from .models import Room
+    from ..models import Room
 
     table = connection.ops.quote_name(Room._meta.db_table)
     with connection.cursor() as cursor:

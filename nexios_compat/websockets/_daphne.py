@@ -11,7 +11,7 @@ import asyncio
 import time
 import typing
 
-from .asgi import Message, Receive, Send
+from ._asgi import Message, Receive, Send
 
 # Close codes an endpoint may send (RFC 6455 section 7.4; 1004-1006 and 1015 are reserved).
 SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})

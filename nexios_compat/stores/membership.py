@@ -16,7 +16,7 @@ from django.db.models import Count
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from .conf import get_config
+from ..conf import get_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +130,7 @@ class DatabasePresenceStore(BasePresenceStore):
 
     def register_process(self, process_id: str, layer_channel: str, pid: int) -> None:
         """Create or refresh the process row."""
-        from .models import Process
+        from ..models import Process
 
         Process.objects.update_or_create(
             id=process_id,
@@ -144,20 +144,20 @@ class DatabasePresenceStore(BasePresenceStore):
 
     def unregister_process(self, process_id: str) -> None:
         """Delete the process row; its members go with it."""
-        from .models import Process
+        from ..models import Process
 
         Process.objects.filter(id=process_id).delete()
 
     def retire_process(self, process_id: str) -> None:
         """Date the process's last heartbeat back to the epoch."""
-        from .models import Process
+        from ..models import Process
 
         epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
         Process.objects.filter(id=process_id).update(last_heartbeat=epoch)
 
     def heartbeat(self, process_id: str) -> Heartbeat:
         """Refresh our heartbeat and remove processes silent for ``PROCESS_TIMEOUT``."""
-        from .models import Member, Process
+        from ..models import Member, Process
 
         now = timezone.now()
         registered = Process.objects.filter(id=process_id).update(last_heartbeat=now) > 0
@@ -200,7 +200,7 @@ class DatabasePresenceStore(BasePresenceStore):
         presence: dict[str, typing.Any] | None = None,
     ) -> None:
         """Insert (or refresh) the member row."""
-        from .models import Member, Room
+        from ..models import Member, Room
 
         room_row = Room.objects.get_or_create(name=room)[0]
         Member.objects.update_or_create(
@@ -217,13 +217,13 @@ class DatabasePresenceStore(BasePresenceStore):
 
     def remove(self, room: str, channel_id: uuid.UUID) -> None:
         """Delete the member row."""
-        from .models import Member
+        from ..models import Member
 
         Member.objects.filter(room__name=room, channel_id=channel_id).delete()
 
     def reconcile(self, process_id: str, members: list[MembershipRow]) -> tuple[int, int]:
         """Delete the process's rows of gone sockets and add those missing, in one transaction."""
-        from .models import Member, Process
+        from ..models import Member, Process
 
         with transaction.atomic():
             if not Process.objects.filter(id=process_id).exists():
@@ -243,7 +243,7 @@ class DatabasePresenceStore(BasePresenceStore):
 
     def members(self, room: str | None = None) -> list[MemberInfo]:
         """Return members with their process's layer channel."""
-        from .models import Member
+        from ..models import Member
 
         rows = Member.objects.select_related("room", "process").order_by("joined", "pk")
         if room is not None:
@@ -263,7 +263,7 @@ class DatabasePresenceStore(BasePresenceStore):
 
     def counts(self) -> dict[str, int]:
         """Return members per room."""
-        from .models import Member
+        from ..models import Member
 
         return {
             row["room__name"]: row["n"] for row in Member.objects.values("room__name").annotate(n=Count("pk"))
@@ -271,13 +271,13 @@ class DatabasePresenceStore(BasePresenceStore):
 
     def count(self, room: str) -> int:
         """Return the members of one room."""
-        from .models import Member
+        from ..models import Member
 
         return Member.objects.filter(room__name=room).count()
 
     def locate(self, channel_id: uuid.UUID) -> str | None:
         """Return the holder's layer channel."""
-        from .models import Member
+        from ..models import Member
 
         return (
             Member.objects.filter(channel_id=channel_id)
@@ -287,7 +287,7 @@ class DatabasePresenceStore(BasePresenceStore):
 
     def clear(self) -> None:
         """Delete every member row."""
-        from .models import Member
+        from ..models import Member
 
         Member.objects.all().delete()
 

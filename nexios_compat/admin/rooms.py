@@ -19,12 +19,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from .admin_forms import AnnouncementForm, CloseForm, ConfirmForm
-from .admin_presence import presence_table
-from .history import get_history_store
-from .models import Member, Message, Room
-from .websockets.channels import ChannelBox
-from .websockets.utils import WS_1000_NORMAL_CLOSURE, GroupSendStatusEnum
+from ..models import Member, Message, Room
+from ..stores.history import get_history_store
+from ..websockets.channels import ChannelBox
+from ..websockets.utils import WS_1000_NORMAL_CLOSURE, GroupSendStatusEnum
+from .forms import AnnouncementForm, CloseForm, ConfirmForm
+from .presence import presence_table
 
 PREVIEW_CHARS = 120
 # Members listed on a room's page; the rest are one click away.

@@ -5,10 +5,10 @@ from __future__ import annotations
 import typing
 
 from .. import engine
-from ..presence import jsonable
 from ..rooms import check_group_name
-from ..services import PresenceService
-from .channel import Channel
+from ..stores.membership import jsonable
+from ..stores.services import PresenceService
+from ._channel import Channel
 
 # {key: {"metas": [meta, ...]}}: one key per user, one meta per connection.
 PresenceState = dict[str, dict[str, list[dict[str, typing.Any]]]]

@@ -11,7 +11,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from .models import Member, Room
+from ..models import Member, Room
 
 # Connections read for one room page; a room with more shows the first ones and says so.
 PRESENCE_PAGE_ROWS = 200

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from channels.consumer import AsyncConsumer
 
 from ..engine import Hub
+from ._serving import close_code_of, finish, open_socket, serve
 from .base import Receive, Scope, Send, WebSocket
-from .serving import close_code_of, finish, open_socket, serve
 from .utils import WS_1000_NORMAL_CLOSURE
 
 Handler = Callable[..., Awaitable[None]]

@@ -7,8 +7,8 @@ import datetime
 from django.db.models import F, Sum, Window
 from django.utils import timezone
 
-from .conf import get_config, history_size_bytes
-from .models import Message, Room
+from ..conf import get_config, history_size_bytes
+from ..models import Message, Room
 
 
 def prune_rooms() -> int:

@@ -16,7 +16,7 @@ import collections
 import dataclasses
 from collections.abc import Iterable
 
-from ..history import PendingMessage, SavedMessage
+from ..stores.history import PendingMessage, SavedMessage
 
 # First and longest pause before a busy room is tried again.
 FIRST_RETRY_DELAY = 0.05

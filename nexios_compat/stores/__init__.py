@@ -1,0 +1,1 @@
+"""Where history and membership live: pluggable synchronous stores and the async services over them."""
