@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from typing import Any
 
 from django.conf import settings
@@ -19,9 +20,10 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "MAX_GROUP_NAME_LENGTH": 500,
     # Seconds between sweeps that close channels idle for longer than ``expires``.
     "EXPIRE_SWEEP_INTERVAL": 2.0,
-    # Dotted paths of the storage classes.
+    # Dotted paths of the storage classes: saved messages, and which channel is in which
+    # room in which process (membership rows; live presence is built on them).
     "HISTORY_STORE": "nexios_compat.stores.history.DatabaseHistoryStore",
-    "PRESENCE_STORE": "nexios_compat.stores.membership.DatabasePresenceStore",
+    "MEMBERSHIP_STORE": "nexios_compat.stores.membership.DatabaseMembershipStore",
     # Retention: messages kept per room (None: unlimited) and their age in seconds.
     "HISTORY_MAX_MESSAGES": 1000,
     "HISTORY_MAX_AGE": None,
@@ -48,8 +50,8 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # Seconds between full reconciliations of this process's membership rows with its
     # live sockets (after a failed write they are reconciled at every heartbeat).
     "RECONCILE_INTERVAL": 60.0,
-    # Presence: seconds between a process's heartbeats, and silence after which
-    # the survivors delete a process and its members.
+    # Cluster membership: seconds between a process's heartbeats, and silence after
+    # which the survivors delete a process and its members.
     "HEARTBEAT_INTERVAL": 3.0,
     "PROCESS_TIMEOUT": 10.0,
     # Live presence (endpoints with ``presence = True``): at most one presence_diff per
@@ -87,12 +89,34 @@ CONFIG_DEFAULTS: dict[str, Any] = {
 }
 
 
+# Names of the previous release, accepted for one more with a DeprecationWarning.
+RENAMED_SETTINGS = {"PRESENCE_STORE": "MEMBERSHIP_STORE"}
+RENAMED_PATHS = {
+    "nexios_compat.history.DatabaseHistoryStore": "nexios_compat.stores.history.DatabaseHistoryStore",
+    "nexios_compat.presence.DatabasePresenceStore": "nexios_compat.stores.membership.DatabaseMembershipStore",
+}
+
+
 @functools.cache
 def get_config() -> dict[str, Any]:
     """Return the defaults merged with ``settings.NEXIOS_COMPAT``."""
-    user = getattr(settings, "NEXIOS_COMPAT", {}) or {}
-    config = {**CONFIG_DEFAULTS, **user}
-    return config
+    user = dict(getattr(settings, "NEXIOS_COMPAT", {}) or {})
+    for old, new in RENAMED_SETTINGS.items():
+        if old in user:
+            warnings.warn(
+                f"NEXIOS_COMPAT[{old!r}] is deprecated; call it {new!r}.", DeprecationWarning, stacklevel=2
+            )
+            user.setdefault(new, user.pop(old))
+    for key in ("HISTORY_STORE", "MEMBERSHIP_STORE"):
+        path = user.get(key)
+        if path in RENAMED_PATHS:
+            warnings.warn(
+                f"NEXIOS_COMPAT[{key!r}] = {path!r} is deprecated; use {RENAMED_PATHS[path]!r}.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            user[key] = RENAMED_PATHS[path]
+    return {**CONFIG_DEFAULTS, **user}
 
 
 def history_size_bytes() -> int | None:

@@ -15,8 +15,8 @@ from django.db import connections
 
 from .. import metrics
 from ..rooms import control_group, layer_group
-from ..stores.membership import BasePresenceStore, Heartbeat, MembershipRow
-from ..stores.services import PresenceService
+from ..stores.membership import BaseMembershipStore, Heartbeat, MembershipRow
+from ..stores.services import MembershipService
 
 logger = logging.getLogger("nexios_compat.engine")
 
@@ -31,7 +31,7 @@ class ClusterMembership:
     def __init__(
         self,
         process_id: str,
-        store: BasePresenceStore,
+        store: BaseMembershipStore,
         layer: BaseChannelLayer,
         memberships: Memberships,
         on_rejoin: Callable[[], None],
@@ -51,7 +51,7 @@ class ClusterMembership:
         # Heartbeats run on their own database thread, so that a backlog of ORM
         # work on the shared one cannot make peers think this process is dead.
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nexios-heartbeat")
-        self.beats = PresenceService(store, executor=self._thread)
+        self.beats = MembershipService(store, executor=self._thread)
         self._members_lost = False
         # time.monotonic() of the last heartbeat that reached the database (health checks).
         self.last_beat = time.monotonic()
@@ -61,7 +61,7 @@ class ClusterMembership:
     async def join(self, layer_channel: str) -> None:
         """Record this process; at exit, have peers remove it at their next heartbeat."""
         self.layer_channel = layer_channel
-        await PresenceService(self.store).register_process(self.process_id, layer_channel, os.getpid())
+        await MembershipService(self.store).register_process(self.process_id, layer_channel, os.getpid())
         # daphne stops on SIGTERM without closing its applications: let the
         # peers remove this process at their next heartbeat, not after PROCESS_TIMEOUT.
         atexit.register(self._retire_at_exit)
@@ -129,7 +129,7 @@ class ClusterMembership:
         if self._extra_task is not None:
             self._extra_task.cancel()
         atexit.unregister(self._retire_at_exit)
-        await PresenceService(self.store).unregister_process(self.process_id)
+        await MembershipService(self.store).unregister_process(self.process_id)
         await self.beats.close_connections()
         self._thread.shutdown(wait=False)
 

@@ -32,8 +32,8 @@ from ..encoding import FrameCache
 from ..exceptions import HistoryUnavailable
 from ..rooms import control_group, layer_group
 from ..stores.history import PendingMessage, SavedMessage
-from ..stores.membership import Heartbeat, get_presence_store
-from ..stores.services import HistoryService, PresenceService
+from ..stores.membership import Heartbeat, get_membership_store
+from ..stores.services import HistoryService, MembershipService
 from ..types import ChannelAddStatusEnum, ChannelRemoveStatusEnum
 from . import delivery, diagnostics, inbox, wire
 from .cluster import ClusterMembership
@@ -66,8 +66,8 @@ class Hub:
         self.process_id = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.registry = LocalRegistry()
         self.history = HistoryService()
-        store = get_presence_store()
-        self.presence = PresenceService(store)
+        store = get_membership_store()
+        self.rows = MembershipService(store)
         self.writer = HistoryWriter(
             _writer_history(),
             self.broadcast,
@@ -91,7 +91,7 @@ class Hub:
             self.layer,
             self.process_id,
             lambda: self.recovery.channel,
-            self.presence,
+            self.rows,
             float(config["PRESENCE_INTERVAL"]),
             int(config["PRESENCE_MAX_LIST"]),
         )
@@ -99,7 +99,7 @@ class Hub:
             self.layer, self.registry, self.ordering, self.recovery, self.history
         )
         self.reconciler = MembershipReconciler(
-            self.presence, self.process_id, self.membership.memberships, float(config["RECONCILE_INTERVAL"])
+            self.rows, self.process_id, self.membership.memberships, float(config["RECONCILE_INTERVAL"])
         )
         self.membership.reconciler = self.reconciler
         self.membership.tracker = self.tracker

@@ -1,5 +1,13 @@
 """Saved broadcasts reach local members in sequence order, per room; gaps are filled from history.
 
+Two processes that save messages to the same room at the same time publish them
+on the channel layer in whatever order their writes finish, so a hub can
+receive seq 8 before seq 7. Each hub holds a broadcast that arrives ahead of a
+missing one back until the gap closes (``RoomSequencer``, pure); a gap that
+stays open (the publisher died after saving, or the layer was down) is filled
+from history, which has every saved message because history is written before
+it is sent (``RoomOrdering``, which also owns the timers and epochs).
+
 A room has an epoch (``Room.epoch``): a flush starts a new one and numbering
 goes on; a recreated room starts a new one at seq 1. A saved broadcast of an
 epoch this process has not seen for the room moves the ordering to it: on a
@@ -11,10 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from ..encoding import FrameCache
-from .sequencer import RoomSequencer
 
 logger = logging.getLogger("nexios_compat.engine")
 
@@ -22,6 +29,61 @@ Deliver = Callable[[FrameCache], Awaitable[None]]
 # Read a room's saved messages after a sequence number, as frames (any order), with
 # the room's last seq at that moment.
 ReadSince = Callable[[str, int], Awaitable[tuple[list[FrameCache], int]]]
+
+
+class RoomSequencer:
+    """The delivery order of one room's saved broadcasts in one process."""
+
+    __slots__ = ("held", "next_seq")
+
+    def __init__(self, next_seq: int) -> None:
+        # The sequence number the local members are to receive next.
+        self.next_seq = next_seq
+        # Broadcasts that arrived ahead of a missing one, by sequence number.
+        self.held: dict[int, FrameCache] = {}
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a gap holds broadcasts back."""
+        return bool(self.held)
+
+    def offer(self, cache: FrameCache) -> list[FrameCache]:
+        """Take one saved broadcast; return those now deliverable, in order (maybe none)."""
+        seq = cache.seq
+        assert seq is not None
+        if seq < self.next_seq:
+            return []  # already delivered (or saved before this process subscribed)
+        if seq > self.next_seq:
+            self.held[seq] = cache
+            return []
+        ready = [cache]
+        self.next_seq += 1
+        while self.next_seq in self.held:
+            ready.append(self.held.pop(self.next_seq))
+            self.next_seq += 1
+        return ready
+
+    def fill(self, saved: Iterable[FrameCache], upto: int | None = None) -> list[FrameCache]:
+        """Close gaps with messages read from history; return what to deliver, in order.
+
+        ``upto`` is the room's last seq when history was read: numbers up to it
+        missing from history too (pruned or flushed) are skipped. A number past it
+        was not saved yet when history was read (it may be committing now): what
+        is held behind it stays held. Without ``upto`` every gap is skipped.
+        """
+        frames = {cache.seq: cache for cache in saved if cache.seq is not None}
+        frames.update(self.held)
+        self.held.clear()
+        ready = []
+        for seq in sorted(frames):
+            if seq < self.next_seq:
+                continue
+            if seq > self.next_seq and upto is not None and seq - 1 > upto:
+                self.held = {later: frames[later] for later in frames if later >= seq}
+                break
+            ready.append(frames[seq])
+            self.next_seq = seq + 1
+        return ready
 
 
 class RoomOrdering:

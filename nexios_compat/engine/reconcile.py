@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from .. import metrics
 from ..stores.membership import MembershipRow
-from ..stores.services import PresenceService
+from ..stores.services import MembershipService
 
 logger = logging.getLogger("nexios_compat.engine")
 
@@ -27,9 +27,9 @@ class MembershipReconciler:
     """Writes this process's membership rows, and repairs them after failures."""
 
     def __init__(
-        self, presence: PresenceService, process_id: str, memberships: Memberships, interval: float
+        self, rows: MembershipService, process_id: str, memberships: Memberships, interval: float
     ) -> None:
-        self.presence = presence
+        self.rows = rows
         self.process_id = process_id
         self.memberships = memberships
         self.interval = interval
@@ -49,14 +49,14 @@ class MembershipReconciler:
     ) -> None:
         """Record a membership; if the database fails, owe it to the next reconciliation."""
         try:
-            await self.presence.add(room, channel_id, self.process_id, metadata, presence)
+            await self.rows.add(room, channel_id, self.process_id, metadata, presence)
         except Exception:
             self._failed("add")
 
     async def remove(self, room: str, channel_id: uuid.UUID) -> None:
         """Forget a membership; if the database fails, owe it to the next reconciliation."""
         try:
-            await self.presence.remove(room, channel_id)
+            await self.rows.remove(room, channel_id)
         except Exception:
             self._failed("remove")
 
@@ -81,7 +81,7 @@ class MembershipReconciler:
         try:
             # The snapshot and the write are queued together on the presence
             # thread, so joins and leaves queued after it are applied after it.
-            removed, added = await self.presence.reconcile(self.process_id, self.memberships())
+            removed, added = await self.rows.reconcile(self.process_id, self.memberships())
         except Exception:
             metrics.DB_FAILURES.labels("presence_reconcile").inc()
             logger.debug("Reconciling membership rows failed", exc_info=True)

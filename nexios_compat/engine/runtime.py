@@ -14,7 +14,7 @@ from ..conf import get_config
 from ..encoding import FrameCache, pack
 from ..rooms import control_group, layer_group
 from ..stores.history import PendingMessage, SavedMessage
-from ..stores.services import HistoryService, PresenceService
+from ..stores.services import HistoryService, MembershipService
 from . import wire
 from .hub import Hub
 from .layer import get_layer
@@ -131,7 +131,7 @@ async def room_has_members(room: str) -> bool:
     if hub is not None and hub.has_members(room):
         return True
     try:
-        return await PresenceService().count(room) > 0
+        return await MembershipService().count(room) > 0
     except Exception:
         # The database is down: the broadcast went out; do not fail its sender for a count.
         metrics.DB_FAILURES.labels("presence_count").inc()
@@ -146,7 +146,7 @@ async def send_to(channel_id: uuid.UUID, payload: typing.Any) -> bool:
         frame = FrameCache("", *pack(payload), None).frame(member.payload_type, False)
         await member.send_frame(frame)
         return True
-    layer_channel = await PresenceService().locate(channel_id)
+    layer_channel = await MembershipService().locate(channel_id)
     if layer_channel is None:
         return False
     await get_layer().send(layer_channel, wire.send_to(channel_id, payload))
@@ -168,4 +168,4 @@ async def flush_groups() -> None:
     if hub is not None:
         await hub.flush_local()
     await get_layer().group_send(control_group(), wire.flush_groups(hub.process_id if hub else ""))
-    await PresenceService().clear()
+    await MembershipService().clear()

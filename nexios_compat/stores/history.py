@@ -3,64 +3,33 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 import datetime
 import logging
 import typing
 import uuid
 
-from django.db import OperationalError, connection, transaction
-from django.db.models import Field
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from ..conf import get_config
-from ..encoding import KIND_BYTES, unpack
+from ..encoding import unpack
 from ..types import ChannelMessageDC
+from ._numbering import RoomsMissing, insert_messages, lock_rooms, take_free_numbers, take_numbers
+from .records import Appended, PendingMessage, Position, SavedMessage, payload_size
 
-if typing.TYPE_CHECKING:
-    pass
+__all__ = [
+    "Appended",
+    "BaseHistoryStore",
+    "DatabaseHistoryStore",
+    "PendingMessage",
+    "Position",
+    "SavedMessage",
+    "get_history_store",
+    "payload_size",
+]
 
 logger = logging.getLogger("nexios_compat.stores.history")
-
-
-@dataclasses.dataclass
-class PendingMessage:
-    """A message on its way to history: packed payload plus who sent it."""
-
-    room: str
-    kind: str
-    text: str | None
-    data: bytes | None
-    sender: uuid.UUID | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class SavedMessage:
-    """What the store assigned to a pending message."""
-
-    seq: int
-    uuid: uuid.UUID
-    created: datetime.datetime
-    # The room's epoch when the number was handed out ("" from stores without epochs).
-    epoch: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class Appended:
-    """What ``append_available`` stored (in order) and the rooms it set aside because their row was busy."""
-
-    saved: list[SavedMessage]
-    busy: frozenset[str] = frozenset()
-
-
-@dataclasses.dataclass(frozen=True)
-class Position:
-    """A room's stream position as read at one moment: epoch, counter, and saved messages after a point."""
-
-    epoch: str
-    last_seq: int
-    messages: list[ChannelMessageDC]
 
 
 class BaseHistoryStore:
@@ -121,7 +90,7 @@ class DatabaseHistoryStore(BaseHistoryStore):
 
         try:
             return self._append_numbered(messages)
-        except _RoomsMissing as missing:
+        except RoomsMissing as missing:
             # Rooms are created outside the numbering transaction: inserting a row
             # while holding other rooms' locks could deadlock with a batch that
             # inserted it first and now waits for ours.
@@ -142,7 +111,7 @@ class DatabaseHistoryStore(BaseHistoryStore):
             return Appended(self.append(messages))
         try:
             return self._append_available(messages, lock_timeout)
-        except _RoomsMissing as missing:
+        except RoomsMissing as missing:
             Room.objects.bulk_create([Room(name=name) for name in missing.names], ignore_conflicts=True)
         return self._append_available(messages, lock_timeout)
 
@@ -152,14 +121,14 @@ class DatabaseHistoryStore(BaseHistoryStore):
         with transaction.atomic():
             # One statement numbers every room whose row is free (a round trip
             # matters: on a distant database each one holds the rows longer).
-            numbered = _take_free_numbers(counts, now)
+            numbered = take_free_numbers(counts, now)
             rest = [name for name in sorted(counts) if name not in numbered]
-            busy = _lock_rooms(rest, lock_timeout) if rest else set()
+            busy = lock_rooms(rest, lock_timeout) if rest else set()
             for name in rest:
                 if name not in busy:
-                    row = _take_numbers(name, counts[name], now)
+                    row = take_numbers(name, counts[name], now)
                     if row is None:
-                        raise _RoomsMissing([name])
+                        raise RoomsMissing([name])
                     numbered[name] = row
             kept = [message for message in messages if message.room not in busy]
             saved = self._insert(kept, numbered, now) if kept else []
@@ -174,10 +143,10 @@ class DatabaseHistoryStore(BaseHistoryStore):
         counts = collections.Counter(message.room for message in messages)
         now = timezone.now()
         # Rooms in one global order, so that concurrent batches never deadlock.
-        numbered = {name: _take_numbers(name, counts[name], now) for name in sorted(counts)}
+        numbered = {name: take_numbers(name, counts[name], now) for name in sorted(counts)}
         missing = [name for name, row in numbered.items() if row is None]
         if missing:
-            raise _RoomsMissing(missing)  # rolls back the numbers already taken
+            raise RoomsMissing(missing)  # rolls back the numbers already taken
         return self._insert(messages, typing.cast(dict[str, tuple[int, int, str]], numbered), now)
 
     @staticmethod
@@ -196,7 +165,7 @@ class DatabaseHistoryStore(BaseHistoryStore):
             record = SavedMessage(next_seq[message.room], uuid.uuid4(), now, epochs[message.room])
             saved.append(record)
             rows.append((room_ids[message.room], record, message))
-        _insert_messages(rows)
+        insert_messages(rows)
         return saved
 
     @staticmethod
@@ -282,131 +251,6 @@ class DatabaseHistoryStore(BaseHistoryStore):
         from .retention import prune_rooms
 
         return prune_rooms()
-
-
-class _RoomsMissing(Exception):
-    def __init__(self, names: list[str]) -> None:
-        super().__init__(names)
-        self.names = names
-
-
-def _insert_messages(rows: list[tuple[int, SavedMessage, PendingMessage]]) -> None:
-    """Insert message rows with one ``executemany``.
-
-    ``bulk_create`` built a model instance per message and compiled a
-    statement per batch: a third of a save's time on the database thread.
-    Values go through the fields' own database preparation, as the ORM does.
-    """
-    from ..models import Message
-
-    fields = [typing.cast(Field, Message._meta.get_field(name)) for name in _MESSAGE_COLUMNS]
-    table = connection.ops.quote_name(Message._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    prep = [field.get_db_prep_save for field in fields]
-    params = []
-    for room_id, record, message in rows:
-        values = (
-            room_id,
-            record.seq,
-            record.uuid,
-            message.kind,
-            message.text,
-            message.data,
-            payload_size(message),
-            message.sender,
-            record.created,
-        )
-        params.append([prepare(value, connection) for prepare, value in zip(prep, values, strict=True)])
-    with connection.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", params)
-
-
-_MESSAGE_COLUMNS = ("room", "seq", "uuid", "kind", "text", "data", "size", "sender", "created")
-
-
-def _take_numbers(room: str, count: int, now: datetime.datetime) -> tuple[int, int, str] | None:
-    """Advance a room's counter by ``count`` (locking its row); return ``(room id, new last_seq, epoch)``."""
-    from ..models import Room
-
-    table = connection.ops.quote_name(Room._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET last_seq = last_seq + %s, last_activity = %s WHERE name = %s "
-            "RETURNING id, last_seq, epoch",
-            [count, connection.ops.adapt_datetimefield_value(now), room],
-        )
-        row = cursor.fetchone()
-    return (int(row[0]), int(row[1]), str(row[2])) if row is not None else None
-
-
-def _take_free_numbers(
-    counts: typing.Mapping[str, int], now: datetime.datetime
-) -> dict[str, tuple[int, int, str]]:
-    """Advance the counters of the rooms whose rows no one holds, in one statement.
-
-    Return ``{room: (id, new last_seq, epoch)}`` for those; a room missing from
-    it is busy (another transaction holds its row) or does not exist yet.
-    ``SKIP LOCKED`` never waits, so this cannot deadlock with another batch.
-    """
-    from ..models import Room
-
-    table = connection.ops.quote_name(Room._meta.db_table)
-    names = sorted(counts)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS r SET last_seq = r.last_seq + c.n, last_activity = %s "
-            "FROM (SELECT unnest(%s::text[]) AS name, unnest(%s::bigint[]) AS n) AS c "
-            f"WHERE r.name = c.name AND r.id IN (SELECT id FROM {table} WHERE name = ANY(%s) "
-            "ORDER BY name FOR UPDATE SKIP LOCKED) RETURNING r.name, r.id, r.last_seq, r.epoch",
-            [connection.ops.adapt_datetimefield_value(now), names, [counts[n] for n in names], names],
-        )
-        return {str(row[0]): (int(row[1]), int(row[2]), str(row[3])) for row in cursor.fetchall()}
-
-
-def _lock_rooms(rest: list[str], lock_timeout: float) -> set[str]:
-    """Lock the rows ``_take_free_numbers`` skipped; return those another transaction keeps busy.
-
-    A busy row is usually another writer's short batch, so each one gets
-    ``lock_timeout`` to come free, in a savepoint that a lock timeout alone
-    rolls back. Waiting while holding other rows cannot deadlock for long:
-    ``lock_timeout`` ends the wait before PostgreSQL's deadlock detector would.
-    """
-    from ..models import Room
-
-    table = connection.ops.quote_name(Room._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT name FROM {table} WHERE name = ANY(%s)", [rest])
-        existing = {row[0] for row in cursor.fetchall()}
-        if len(existing) < len(rest):
-            raise _RoomsMissing([name for name in rest if name not in existing])
-        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{max(int(lock_timeout * 1000), 1)}"])
-        busy = set()
-        for name in rest:
-            try:
-                with transaction.atomic():
-                    cursor.execute(f"SELECT 1 FROM {table} WHERE name = %s FOR UPDATE", [name])
-                    found = cursor.fetchone() is not None
-            except OperationalError as exc:
-                if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
-                    raise
-                busy.add(name)
-                continue
-            if not found:
-                raise _RoomsMissing([name])  # deleted while we waited for it
-        cursor.execute("SELECT set_config('lock_timeout', '0', true)")
-    return busy
-
-
-# PostgreSQL's SQLSTATE for a lock wait ended by ``lock_timeout``.
-LOCK_NOT_AVAILABLE = "55P03"
-
-
-def payload_size(message: PendingMessage) -> int:
-    """Return a payload's size in bytes: the bytes, or the UTF-8 of the text or JSON."""
-    if message.kind == KIND_BYTES:
-        return len(message.data or b"")
-    return len((message.text or "").encode("utf-8"))
 
 
 def get_history_store() -> BaseHistoryStore:

@@ -1,6 +1,7 @@
-"""Cluster-wide membership: which channel is in which room, held by which process.
+"""Cluster-wide membership rows: which channel is in which room, held by which process.
 
-Stores are synchronous; ``PresenceService`` is how async code reaches them.
+Not live presence (``engine.presence``), though presence entries ride on these rows.
+Stores are synchronous; ``MembershipService`` is how async code reaches them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import datetime
 import socket
 import typing
 import uuid
+import warnings
 
 from django.db import transaction
 from django.db.models import Count
@@ -53,8 +55,8 @@ class Heartbeat:
 MembershipRow = tuple[str, uuid.UUID, dict[str, typing.Any], dict[str, typing.Any] | None]
 
 
-class BasePresenceStore:
-    """Where membership lives; methods are synchronous (``PresenceService`` runs them)."""
+class BaseMembershipStore:
+    """Where membership lives; methods are synchronous (``MembershipService`` runs them)."""
 
     def register_process(self, process_id: str, layer_channel: str, pid: int) -> None:
         """Record a process and the layer channel its hub listens on."""
@@ -125,7 +127,7 @@ class BasePresenceStore:
         raise NotImplementedError
 
 
-class DatabasePresenceStore(BasePresenceStore):
+class DatabaseMembershipStore(BaseMembershipStore):
     """Membership in the ``Process`` and ``Member`` models."""
 
     def register_process(self, process_id: str, layer_channel: str, pid: int) -> None:
@@ -313,7 +315,23 @@ def _is_json(value: typing.Any) -> bool:
     return True
 
 
-def get_presence_store() -> BasePresenceStore:
-    """Return an instance of the configured ``PRESENCE_STORE``."""
-    store_class = import_string(get_config()["PRESENCE_STORE"])
-    return typing.cast(BasePresenceStore, store_class())
+def get_membership_store() -> BaseMembershipStore:
+    """Return an instance of the configured ``MEMBERSHIP_STORE``."""
+    store_class = import_string(get_config()["MEMBERSHIP_STORE"])
+    return typing.cast(BaseMembershipStore, store_class())
+
+
+_DEPRECATED = {
+    "BasePresenceStore": BaseMembershipStore,
+    "DatabasePresenceStore": DatabaseMembershipStore,
+    "get_presence_store": get_membership_store,
+}
+
+
+def __getattr__(name: str) -> typing.Any:
+    """Return a name of the previous release with a ``DeprecationWarning``."""
+    if name in _DEPRECATED:
+        new = _DEPRECATED[name]
+        warnings.warn(f"{name} is deprecated; use {new.__name__}.", DeprecationWarning, stacklevel=2)
+        return new
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """Async access to the history and presence stores: how the engine and the API reach the database.
 
-Stores are synchronous and pluggable (``HISTORY_STORE``, ``PRESENCE_STORE``);
+Stores are synchronous and pluggable (``HISTORY_STORE``, ``MEMBERSHIP_STORE``);
 these services run them on Django's database thread, or on a thread of their own.
 """
 
@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from ..types import ChannelMessageDC
 from .db import call_db, call_db_limited, run_db
 from .history import Appended, BaseHistoryStore, PendingMessage, Position, SavedMessage, get_history_store
-from .membership import BasePresenceStore, Heartbeat, MemberInfo, MembershipRow, get_presence_store
+from .membership import BaseMembershipStore, Heartbeat, MemberInfo, MembershipRow, get_membership_store
 
 Deliver = typing.Callable[[PendingMessage, SavedMessage | None], None]
 
@@ -91,43 +91,43 @@ class HistoryService:
     async def fetch(
         self, room: str, since: int | None = None, limit: int | None = None
     ) -> list[ChannelMessageDC]:
-        """Return a room's messages after ``since``, oldest first (the newest ``limit``)."""
+        """Run ``BaseHistoryStore.fetch`` (described there)."""
         return await run_db(self.store.fetch, room, since, limit)
 
     async def read(self, room: str, since: int) -> Position:
-        """Return the room's epoch, counter and messages after ``since``, read together."""
+        """Run ``BaseHistoryStore.read`` (described there)."""
         return await run_db(self.store.read, room, since)
 
     async def page(self, room: str, before: int | None, limit: int) -> list[ChannelMessageDC]:
-        """Return up to ``limit`` messages with ``seq < before``, newest first."""
+        """Run ``BaseHistoryStore.page`` (described there)."""
         return await run_db(self.store.page, room, before, limit)
 
     async def fetch_all(self) -> dict[str, list[ChannelMessageDC]]:
-        """Return every room's messages, oldest first."""
+        """Run ``BaseHistoryStore.fetch_all`` (described there)."""
         return await run_db(self.store.fetch_all)
 
     async def last_seq(self, room: str) -> int:
-        """Return the highest sequence number handed out in a room."""
+        """Run ``BaseHistoryStore.last_seq`` (described there)."""
         return await run_db(self.store.last_seq, room)
 
     async def head(self, room: str) -> tuple[int, str]:
-        """Return the room's counter and epoch ("" when unknown)."""
+        """Run ``BaseHistoryStore.head`` (described there)."""
         return await run_db(self.store.head, room)
 
     async def flush(self, room: str | None = None) -> int:
-        """Delete the messages of one room, or of every room."""
+        """Run ``BaseHistoryStore.flush`` (described there)."""
         return await run_db(self.store.flush, room)
 
     async def prune(self) -> int:
-        """Apply retention now."""
+        """Run ``BaseHistoryStore.prune`` (described there)."""
         return await run_db(self.store.prune)
 
 
 T = typing.TypeVar("T")
 
 
-class PresenceService:
-    """Async access to the configured presence store.
+class MembershipService:
+    """Async access to the configured membership store (``BaseMembershipStore``, described there).
 
     Calls run on Django's database thread, or on ``executor`` when one is given
     (heartbeats use their own thread so that a backlog of other database work
@@ -136,10 +136,10 @@ class PresenceService:
 
     def __init__(
         self,
-        store: BasePresenceStore | None = None,
+        store: BaseMembershipStore | None = None,
         executor: concurrent.futures.ThreadPoolExecutor | None = None,
     ) -> None:
-        self.store = store if store is not None else get_presence_store()
+        self.store = store if store is not None else get_membership_store()
         self.executor = executor
 
     async def _run(self, fn: Callable[..., T], *args: typing.Any) -> T:
@@ -149,15 +149,15 @@ class PresenceService:
         return await loop.run_in_executor(self.executor, functools.partial(call_db, fn, *args))
 
     async def register_process(self, process_id: str, layer_channel: str, pid: int) -> None:
-        """Record a process and the layer channel its hub listens on."""
+        """Run ``BaseMembershipStore.register_process`` (described there)."""
         await self._run(self.store.register_process, process_id, layer_channel, pid)
 
     async def unregister_process(self, process_id: str) -> None:
-        """Forget a process and all its members."""
+        """Run ``BaseMembershipStore.unregister_process`` (described there)."""
         await self._run(self.store.unregister_process, process_id)
 
     async def heartbeat(self, process_id: str) -> Heartbeat:
-        """Mark a process alive; delete silent ones."""
+        """Run ``BaseMembershipStore.heartbeat`` (described there)."""
         return await self._run(self.store.heartbeat, process_id)
 
     async def add(
@@ -168,35 +168,35 @@ class PresenceService:
         metadata: dict[str, typing.Any],
         presence: dict[str, typing.Any] | None = None,
     ) -> None:
-        """Record a channel's membership of a room."""
+        """Run ``BaseMembershipStore.add`` (described there)."""
         await self._run(self.store.add, room, channel_id, process_id, metadata, presence)
 
     async def add_many(self, process_id: str, members: list[MembershipRow]) -> None:
-        """Record several memberships of one process."""
+        """Run ``BaseMembershipStore.add_many`` (described there)."""
         await self._run(self.store.add_many, process_id, members)
 
     async def remove(self, room: str, channel_id: uuid.UUID) -> None:
-        """Forget a channel's membership of a room."""
+        """Run ``BaseMembershipStore.remove`` (described there)."""
         await self._run(self.store.remove, room, channel_id)
 
     async def reconcile(self, process_id: str, members: list[MembershipRow]) -> tuple[int, int]:
-        """Make a process's memberships exactly ``members``; return ``(removed, added)``."""
+        """Run ``BaseMembershipStore.reconcile`` (described there)."""
         return await self._run(self.store.reconcile, process_id, members)
 
     async def members(self, room: str | None = None) -> list[MemberInfo]:
-        """Return the members of one room, or of all rooms, oldest first."""
+        """Run ``BaseMembershipStore.members`` (described there)."""
         return await self._run(self.store.members, room)
 
     async def count(self, room: str) -> int:
-        """Return the number of members of one room, in every process."""
+        """Run ``BaseMembershipStore.count`` (described there)."""
         return await self._run(self.store.count, room)
 
     async def locate(self, channel_id: uuid.UUID) -> str | None:
-        """Return the layer channel of the hub holding ``channel_id``, if any."""
+        """Run ``BaseMembershipStore.locate`` (described there)."""
         return await self._run(self.store.locate, channel_id)
 
     async def clear(self) -> None:
-        """Forget every membership."""
+        """Run ``BaseMembershipStore.clear`` (described there)."""
         await self._run(self.store.clear)
 
     async def close_connections(self) -> None:
@@ -204,3 +204,15 @@ class PresenceService:
         from django.db import connections
 
         await self._run(connections.close_all)
+
+
+def __getattr__(name: str) -> typing.Any:
+    """Return ``PresenceService``, the previous release's name, with a ``DeprecationWarning``."""
+    if name == "PresenceService":
+        import warnings
+
+        warnings.warn(
+            "PresenceService is deprecated; use MembershipService.", DeprecationWarning, stacklevel=2
+        )
+        return MembershipService
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,7 @@ from .. import engine
 from ..conf import get_config
 from ..exceptions import RoomFull, TooManyRooms
 from ..stores.membership import MemberInfo
-from ..stores.services import PresenceService
+from ..stores.services import MembershipService
 from ._channel import Channel
 
 logger = logging.getLogger("nexios_compat.websockets")
@@ -55,7 +55,7 @@ Members = dict[Channel | RemoteChannel, typing.Any]
 async def members_of(room: str | None) -> dict[str, Members]:
     hub = engine.current_hub()
     try:
-        infos = await PresenceService().members(room)
+        infos = await MembershipService().members(room)
     except Exception:
         if hub is None:
             raise
@@ -84,7 +84,7 @@ async def check_room_limits(channel: Channel, group_name: str) -> None:
     max_members = config["MAX_MEMBERS_PER_ROOM"]
     if max_members is not None:
         try:
-            count = await PresenceService().count(group_name)
+            count = await MembershipService().count(group_name)
         except DatabaseError:
             # The database is down: count this process's members only, so that joins
             # keep working (the limit may be passed across processes until it returns).

@@ -7,7 +7,7 @@ import typing
 from .. import engine
 from ..rooms import check_group_name
 from ..stores.membership import jsonable
-from ..stores.services import PresenceService
+from ..stores.services import MembershipService
 from ._channel import Channel
 
 # {key: {"metas": [meta, ...]}}: one key per user, one meta per connection.
@@ -48,7 +48,7 @@ async def room_presence(room: str) -> PresenceState:
     state = hub.tracker.state(room) if hub is not None else None
     if state is not None:
         return state
-    rows = await PresenceService().members(room)
+    rows = await MembershipService().members(room)
     result: PresenceState = {}
     for row in rows:
         if row.presence is not None:

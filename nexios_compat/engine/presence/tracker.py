@@ -24,7 +24,7 @@ from channels.layers import BaseChannelLayer
 
 from ... import metrics
 from ...rooms import control_group, layer_group
-from ...stores.services import PresenceService
+from ...stores.services import MembershipService
 from ...types import PayloadTypeEnum
 from .. import wire
 from ..protocols import LocalMember
@@ -47,14 +47,14 @@ class PresenceTracker:
         layer: BaseChannelLayer,
         origin: str,
         channel: Callable[[], str],
-        presence: PresenceService,
+        rows: MembershipService,
         interval: float,
         max_list: int,
     ) -> None:
         self.layer = layer
         self.origin = origin
         self.channel = channel
-        self.presence = presence
+        self.rows = rows
         self.interval = interval
         self.max_list = max_list
         self.rooms: dict[str, Roster] = {}
@@ -126,7 +126,7 @@ class PresenceTracker:
     async def _seed(self, room: str, roster: Roster) -> None:
         """Take the other processes' entries from their membership rows (answers to the hello may lag)."""
         try:
-            rows = await self.presence.members(room)
+            rows = await self.rows.members(room)
         except Exception:
             logger.warning("Cannot read %r's presence rows; waiting for the peers' answers", room)
             return
