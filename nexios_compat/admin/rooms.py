@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import typing
-
 from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
@@ -17,23 +14,17 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.utils.text import Truncator
 
 from ..models import Member, Message, Room
 from ..stores.history import get_history_store
 from ..websockets.channels import ChannelBox
 from ..websockets.utils import WS_1000_NORMAL_CLOSURE, GroupSendStatusEnum
 from .forms import AnnouncementForm, CloseForm, ConfirmForm
+from .messages import _json_text
 from .presence import presence_table
 
-PREVIEW_CHARS = 120
 # Members listed on a room's page; the rest are one click away.
 ROOM_PAGE_MEMBERS = 50
-HEX_PREVIEW_BYTES = 64
-
-
-def _json_text(value: typing.Any, indent: int | None = None) -> str:
-    return json.dumps(value, indent=indent, ensure_ascii=False)
 
 
 def _count_of(model: type[models.Model]) -> Coalesce:
@@ -246,85 +237,3 @@ class RoomAdmin(admin.ModelAdmin):
             request, f"Deleted {deleted} saved message(s) from {len(names)} room(s).", messages.SUCCESS
         )
         return None
-
-
-# Messages ---------------------------------------------------------------------
-
-
-@admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
-    """Saved messages: read-only, deletable for moderation."""
-
-    list_display = ("seq", "room", "preview", "kind", "size", "sender", "created")
-    list_display_links = ("seq", "preview")
-    list_filter = ("room", "kind")
-    list_select_related = ("room",)
-    date_hierarchy = "created"
-    search_fields = ("text",)
-    search_help_text = "Search the text of JSON and text messages."
-    ordering = ("-created", "-seq")
-    show_full_result_count = False
-    fields = ("room", "seq", "uuid", "kind", "payload", "size", "sender", "created")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        """Never: messages are saved by ``group_send``."""
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
-        """Never: history is what was sent."""
-        return False
-
-    @admin.display(description="payload")
-    def preview(self, message: Message) -> str:
-        """One line: JSON or text cut short, or the size of a binary payload."""
-        if message.kind == Message.Kind.BYTES:
-            return f"binary, {message.size} bytes"
-        text = message.text or ""
-        if message.kind == Message.Kind.JSON:
-            text = _json_text(json.loads(text or "null"))
-        return Truncator(" ".join(text.split())).chars(PREVIEW_CHARS)
-
-    @admin.display(description="payload")
-    def payload(self, message: Message) -> str:
-        """The whole payload: indented JSON, the text, or a hex dump of the bytes' start."""
-        if message.kind == Message.Kind.BYTES:
-            data = bytes(message.data or b"")
-            more = " ..." if len(data) > HEX_PREVIEW_BYTES else ""
-            return format_html("{} bytes<pre>{}{}</pre>", len(data), data[:HEX_PREVIEW_BYTES].hex(" "), more)
-        text = message.text or ""
-        if message.kind == Message.Kind.JSON:
-            text = _json_text(json.loads(text or "null"), indent=2)
-        return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
-
-
-# Live members -----------------------------------------------------------------
-
-
-@admin.register(Member)
-class MemberAdmin(admin.ModelAdmin):
-    """Who is connected to which room now, held by which server process (read-only)."""
-
-    list_display = ("channel_id", "room", "metadata_json", "process", "joined", "last_seen")
-    list_filter = (("room", admin.RelatedOnlyFieldListFilter),)
-    list_select_related = ("room", "process")
-    search_fields = ("room__name",)
-    fields = ("room", "channel_id", "metadata_json", "process", "joined", "last_seen")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        """Never: rows follow the sockets."""
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Member | None = None) -> bool:
-        """Never: rows follow the sockets."""
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Member | None = None) -> bool:
-        """Never: deleting a row would not disconnect the socket; close the room instead."""
-        return False
-
-    @admin.display(description="metadata")
-    def metadata_json(self, member: Member) -> str:
-        """The channel's metadata as JSON."""
-        return _json_text(member.metadata)

@@ -1,17 +1,12 @@
-"""Status enums, close codes and message records, at the path Nexios has them."""
+"""Status enums, close codes and message records, at the path Nexios has them.
 
+The standard close codes are ``nexios_compat.status``'s, re-exported as they are
+listed there; the 44xx codes are our room limits' (``nexios_compat.types``).
+"""
+
+from .. import status
+from ..status import *  # noqa: F403  (the list lives in status.__all__)
 from ..types import (
-    WS_1000_NORMAL_CLOSURE,
-    WS_1001_GOING_AWAY,
-    WS_1002_PROTOCOL_ERROR,
-    WS_1003_UNSUPPORTED_DATA,
-    WS_1005_NO_STATUS_RCVD,
-    WS_1006_ABNORMAL_CLOSURE,
-    WS_1007_INVALID_FRAME_PAYLOAD_DATA,
-    WS_1008_POLICY_VIOLATION,
-    WS_1009_MESSAGE_TOO_BIG,
-    WS_1011_INTERNAL_ERROR,
-    WS_1013_TRY_AGAIN_LATER,
     WS_4403_FORBIDDEN,
     WS_4409_ROOM_FULL,
     WS_4413_TOO_MANY_ROOMS,
@@ -23,17 +18,7 @@ from ..types import (
 )
 
 __all__ = [
-    "WS_1000_NORMAL_CLOSURE",
-    "WS_1001_GOING_AWAY",
-    "WS_1002_PROTOCOL_ERROR",
-    "WS_1003_UNSUPPORTED_DATA",
-    "WS_1005_NO_STATUS_RCVD",
-    "WS_1006_ABNORMAL_CLOSURE",
-    "WS_1007_INVALID_FRAME_PAYLOAD_DATA",
-    "WS_1008_POLICY_VIOLATION",
-    "WS_1009_MESSAGE_TOO_BIG",
-    "WS_1011_INTERNAL_ERROR",
-    "WS_1013_TRY_AGAIN_LATER",
+    *status.__all__,
     "WS_4403_FORBIDDEN",
     "WS_4409_ROOM_FULL",
     "WS_4413_TOO_MANY_ROOMS",
