@@ -94,9 +94,10 @@ def _int_param(request: HttpRequest, name: str, default: int | None) -> int | No
     raw = request.GET.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
+    # str.isdigit() admits "²"; and the database holds 63 bits: past that, the same as unbounded.
+    if not (raw.isascii() and raw.isdigit()):
         raise ValueError(f"{name} must be a non-negative integer")
-    return int(raw)
+    return min(int(raw), _NO_MESSAGES_AFTER)
 
 
 def _json(body: dict[str, typing.Any], status: int = 200) -> JsonResponse:

@@ -50,7 +50,9 @@ print("SESSION=" + client.cookies["sessionid"].value)
 
 def socket_paths() -> list[str]:
     """Every WebSocket route of the example, its parameters set to the members-only room."""
-    return [re.sub(r"\{[^}]+\}", ROOM, route.path) + query for route in chat_app.get_routes() for query in QUERIES]
+    return [
+        re.sub(r"\{[^}]+\}", ROOM, route.path) + query for route in chat_app.get_routes() for query in QUERIES
+    ]
 
 
 def http_paths() -> list[str]:
@@ -107,7 +109,9 @@ async def test_anonymous_sockets_get_nothing_of_a_members_room_and_put_nothing_i
 ) -> None:
     server, db, session = site
     member_saw: list[str] = []
-    async with helpers.ws_connect(server, f"/ws/chat/{ROOM}/", additional_headers={"Cookie": f"sessionid={session}"}) as member:
+    async with helpers.ws_connect(
+        server, f"/ws/chat/{ROOM}/", additional_headers={"Cookie": f"sessionid={session}"}
+    ) as member:
         await receive_until(member, "joined", member_saw)  # the member is in the room
         stranger_saw: list[str] = []
         try:
@@ -124,7 +128,9 @@ async def test_anonymous_sockets_get_nothing_of_a_members_room_and_put_nothing_i
         assert not [frame for frame in stranger_saw if SECRET in frame], stranger_saw
     assert not [frame for frame in member_saw if LEAK in frame], member_saw
     assert not [text for _, text in helpers.history(db, ROOM) if text and LEAK in text]
-    assert [text for _, text in helpers.history(db, ROOM) if text and SECRET in text]  # the member's were saved
+    assert [
+        text for _, text in helpers.history(db, ROOM) if text and SECRET in text
+    ]  # the member's were saved
 
 
 @pytest.mark.parametrize("path", http_paths())
@@ -132,7 +138,9 @@ def test_anonymous_http_reads_get_no_members_message(site: tuple[DaphneServer, P
     server, db, _ = site
     status, body = 0, ""
     try:
-        with urllib.request.urlopen(server.url + path + "?before=999&limit=5", timeout=helpers.TIMEOUT) as response:
+        with urllib.request.urlopen(
+            server.url + path + "?before=999&limit=5", timeout=helpers.TIMEOUT
+        ) as response:
             status, body = response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
         status, body = error.code, error.read().decode("utf-8", "replace")

@@ -34,7 +34,8 @@ def _query_flag(websocket: WebSocket, name: str) -> bool:
 def resume_point(websocket: WebSocket) -> int | None:
     """Return the ``?since=N`` sequence number the client asked to resume after, if valid."""
     raw = websocket.query_params.get("since")
-    if raw is None or not raw.isdigit():
+    # str.isdigit() admits "²" and other digits int() refuses; a seq past 63 bits is no seq.
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return None
     return int(raw)
 
