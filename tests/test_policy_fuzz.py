@@ -1,4 +1,4 @@
-"""Every query parameter a socket or view of the example reads, fuzzed: a documented answer, never 500/1011."""
+"""Every query parameter a socket or view of the example reads, fuzzed: a documented answer, no 1011."""
 
 from __future__ import annotations
 

@@ -135,7 +135,7 @@ async def test_anonymous_sockets_get_nothing_of_a_members_room_and_put_nothing_i
 
 @pytest.mark.parametrize("path", http_paths())
 def test_anonymous_http_reads_get_no_members_message(site: tuple[DaphneServer, Path, str], path: str) -> None:
-    server, db, _ = site
+    server, _, _ = site
     status, body = 0, ""
     try:
         with urllib.request.urlopen(
