@@ -11,25 +11,18 @@ from . import seeds_channels, seeds_websockets
 app = get_application()
 
 
-MEMBERS_ONLY_PREFIX = "members-"
-
-
 class RoomEndpoint(WebSocketEndpoint):
     """A chat room: join notices, messages saved to history, live presence ("who is here").
 
     Presence keys are the user's pk when logged in, else the chosen name (so two
     tabs are one person with two metas); each meta carries ``username``.
-    Rooms whose names start with ``members-`` are for logged-in users: others
-    are refused with 4403 before any history is sent.
+    Who may enter which room is the site's room policy (chat/policy.py), not this
+    class: ``members-*`` rooms refuse anonymous visitors with 4403 before any
+    history is sent, on this route and every other.
     """
 
     encoding = "json"
     presence = True
-
-    async def authorize(self, ws: WebSocket, group_name: str) -> bool:
-        if group_name.startswith(MEMBERS_ONLY_PREFIX):
-            return bool(ws.user is not None and ws.user.is_authenticated)
-        return await super().authorize(ws, group_name)
 
     async def on_connect(self, ws: WebSocket) -> None:
         await ws.accept()

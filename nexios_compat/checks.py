@@ -10,6 +10,7 @@
 - W004: a ``RedisChannelLayer`` host without ``max_connections`` (redis-py caps a pool at 100).
 - W005: ``PROCESS_TIMEOUT`` under twice ``HEARTBEAT_INTERVAL`` (live processes get reaped).
 - W006 (``check --deploy``): no incoming rate limit (the default, as in Nexios).
+- E120: ``ROOM_POLICY`` cannot be loaded; W121: a room rule an earlier one shadows.
 """
 
 from __future__ import annotations
@@ -202,3 +203,40 @@ def check_rate_limit(app_configs: typing.Any = None, **kwargs: typing.Any) -> li
             id="nexios_compat.W006",
         )
     ]
+
+
+# Room policy ------------------------------------------------------------------------
+
+
+@register(Tags.security)
+def check_room_policy(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[CheckMessage]:
+    """E120: ROOM_POLICY cannot be loaded; W121: a rule an earlier one always shadows."""
+    from .policy import load_policy
+
+    value = get_config()["ROOM_POLICY"]
+    try:
+        policy = load_policy(value)
+    except (ImportError, TypeError, ValueError) as exc:
+        return [
+            Error(
+                f"NEXIOS_COMPAT['ROOM_POLICY'] = {value!r} cannot be loaded: {exc}",
+                hint="Name a nexios_compat.policy.RoomPolicy or a list of RoomRule by dotted path.",
+                id="nexios_compat.E120",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    for index, rule in enumerate(policy.rules):
+        earlier = policy.rules[:index]
+        target = rule.name if rule.name is not None else rule.prefix
+        if rule.match is None and target is not None:
+            shadow = next((e for e in earlier if e.match is None and e.matches(target)), None)
+            if shadow is not None and (rule.name is not None or shadow.name is None):
+                messages.append(
+                    Warning(
+                        f"Room rule {index} ({target!r}) is never used: "
+                        f"rule {earlier.index(shadow)} matches first.",
+                        hint="The first matching rule wins: put the more specific rule first.",
+                        id="nexios_compat.W121",
+                    )
+                )
+    return messages

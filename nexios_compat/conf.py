@@ -75,6 +75,10 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # Joins over these close with 4409 / 4413 (None: no limit, as in Nexios).
     "MAX_MEMBERS_PER_ROOM": None,
     "MAX_ROOMS_PER_CONNECTION": None,
+    # Room policy: a dotted path to a ``nexios_compat.policy.RoomPolicy`` (or a list of
+    # ``RoomRule``) saying who may join, publish and read which rooms, checked on every
+    # path (docs/policy.md). None: every room is open to everyone, as in Nexios.
+    "ROOM_POLICY": None,
     # Largest payload, in bytes, that group_send(save_history=True) accepts: by
     # default whatever one frame can carry, so saving what a client sent never fails.
     "MAX_HISTORY_PAYLOAD": 1024 * 1024,

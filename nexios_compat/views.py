@@ -1,7 +1,9 @@
-"""History over HTTP: pages of a room's saved messages for "load older", behind the socket's room rules.
+"""History over HTTP: pages of a room's saved messages for "load older", under the room's rules.
 
-Mount it with the endpoint whose rules apply::
+Mount it alone (the site's room policy decides) or with an endpoint whose
+``authorize`` is checked as well::
 
+    path("rooms/<str:room>/history/", HistoryView.as_view()),
     path("rooms/<str:room>/history/", HistoryView.as_view(endpoint=RoomEndpoint)),
 
 ``GET ?before=<seq>&limit=<n>`` answers ``{"room", "epoch", "last_seq",
@@ -10,8 +12,10 @@ Mount it with the endpoint whose rules apply::
 page can be prepended as is; ``before`` is the value that asks for the page
 older than this one, ``null`` when there is none. Each message is ``{"seq",
 "created", "kind", "payload"}``: JSON payloads as JSON, text as a string,
-bytes base64-encoded. A refusal by the endpoint's ``authorize`` (which applies
-``login_required`` and ``permission_required``) is a 403, as the socket's 4403.
+bytes base64-encoded. A refusal by the room policy's ``read`` rule or by the
+endpoint's ``authorize`` (which applies ``login_required`` and
+``permission_required``) is a 403, as the socket's 4403; a room whose rule
+keeps no history is a 404; a malformed parameter is a 400.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
+from .policy import get_policy
 from .rooms import check_group_name
 from .stores.services import HistoryService
 from .types import ChannelMessageDC
@@ -34,7 +39,7 @@ _NO_MESSAGES_AFTER = 2**62
 
 
 class HistoryView(View):
-    """A JSON page of a room's saved messages, authorized like joining the room."""
+    """A JSON page of a room's saved messages, under the room policy's ``read`` rule."""
 
     endpoint: type[WebSocketConsumer] | None = None
     default_limit = 50
@@ -44,16 +49,27 @@ class HistoryView(View):
 
     async def get(self, request: HttpRequest, room: str) -> HttpResponse:
         """Return one page of ``room``'s history."""
-        if self.endpoint is None:
-            raise ImproperlyConfigured("HistoryView needs endpoint=<the room's WebSocketEndpoint>")
+        if self.endpoint is not None and not (
+            isinstance(self.endpoint, type) and issubclass(self.endpoint, WebSocketConsumer)
+        ):
+            raise ImproperlyConfigured("HistoryView's endpoint must be a WebSocketEndpoint subclass")
         try:
             check_group_name(room)
             before = _int_param(request, "before", None)
             limit = min(max(_int_param(request, "limit", self.default_limit) or 0, 1), self.max_limit)
         except ValueError as exc:
             return _json({"error": str(exc)}, status=400)
-        if not await self.endpoint().authorize(await _as_websocket(request, room), room):
+        user = await request.auser()
+        policy = get_policy()
+        # The room's rules first: an endpoint's authorize() is an extra hook, never the only gate.
+        if not await policy.allows("read", room, user=user, request=request):
             return _json({"error": "Not allowed to read this room"}, status=403)
+        if self.endpoint is not None and not await self.endpoint().authorize(
+            await _as_websocket(request, room), room
+        ):
+            return _json({"error": "Not allowed to read this room"}, status=403)
+        if not policy.rule_for(room).history:
+            return _json({"error": "This room keeps no history"}, status=404)
         history = HistoryService()
         position = await history.read(room, _NO_MESSAGES_AFTER)
         newest_first = await history.page(room, before, limit + 1)
@@ -78,9 +94,10 @@ def _int_param(request: HttpRequest, name: str, default: int | None) -> int | No
     raw = request.GET.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
+    # str.isdigit() admits "²"; and the database holds 63 bits: past that, the same as unbounded.
+    if not (raw.isascii() and raw.isdigit()):
         raise ValueError(f"{name} must be a non-negative integer")
-    return int(raw)
+    return min(int(raw), _NO_MESSAGES_AFTER)
 
 
 def _json(body: dict[str, typing.Any], status: int = 200) -> JsonResponse:

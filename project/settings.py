@@ -157,4 +157,6 @@ NEXIOS_COMPAT: dict = {
     "MAX_MEMBERS_PER_ROOM": 10000,
     "MAX_ROOMS_PER_CONNECTION": 100,
     "MAX_HISTORY_PAYLOAD": 64 * 1024,
+    # Who may join, publish and read which rooms, on every route and view.
+    "ROOM_POLICY": "chat.policy.rooms",
 }

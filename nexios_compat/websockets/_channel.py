@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 import typing
@@ -16,6 +17,15 @@ from .utils import (
 
 logger = logging.getLogger("nexios_compat.websockets")
 
+# The socket whose handler is running. A function handler's ``group_send`` carries
+# no sender, yet what it publishes comes from its client and must pass the room's
+# rules. Set when a Channel is made (inside the handler's task, or just before an
+# endpoint's task starts); HTTP views, admin and commands never set it, so their
+# sends are the server's own and trusted.
+current_websocket: contextvars.ContextVar[WebSocket | None] = contextvars.ContextVar(
+    "nexios_compat_current_websocket", default=None
+)
+
 
 def _query_flag(websocket: WebSocket, name: str) -> bool:
     return websocket.query_params.get(name, "").lower() in {"1", "true", "yes", "on"}
@@ -24,7 +34,8 @@ def _query_flag(websocket: WebSocket, name: str) -> bool:
 def resume_point(websocket: WebSocket) -> int | None:
     """Return the ``?since=N`` sequence number the client asked to resume after, if valid."""
     raw = websocket.query_params.get("since")
-    if raw is None or not raw.isdigit():
+    # str.isdigit() admits "²" and other digits int() refuses; a seq past 63 bits is no seq.
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         return None
     return int(raw)
 
@@ -73,6 +84,7 @@ class Channel:
         # Groups joined since the socket opened: ``?since=N`` applies to the first join only.
         self._resumed: set[str] = set()
         websocket.channels.append(self)
+        current_websocket.set(websocket)
         hub = engine.current_hub()
         if hub is not None:
             hub.register(self)

@@ -12,6 +12,7 @@ from django.db import DatabaseError
 from .. import engine
 from ..conf import get_config
 from ..exceptions import RoomFull, TooManyRooms
+from ..policy import get_policy
 from ..stores.membership import MemberInfo
 from ..stores.services import MembershipService
 from ._channel import Channel
@@ -82,6 +83,10 @@ async def check_room_limits(channel: Channel, group_name: str) -> None:
         if group_name not in joined and len(joined) >= max_rooms:
             raise TooManyRooms(f"This connection is already in {max_rooms} rooms")
     max_members = config["MAX_MEMBERS_PER_ROOM"]
+    room_cap = get_policy().rule_for(group_name).max_members
+    if room_cap is not None:
+        # The room's own cap may only be tighter than the site's.
+        max_members = room_cap if max_members is None else min(max_members, room_cap)
     if max_members is not None:
         try:
             count = await MembershipService().count(group_name)

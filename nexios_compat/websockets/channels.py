@@ -8,15 +8,17 @@ import uuid
 
 from .. import engine
 from ..conf import get_config
-from ..encoding import pack
-from ..exceptions import PayloadTooLarge
+from ..encoding import dumps, pack
+from ..exceptions import PayloadTooLarge, RoomAccessDenied
+from ..policy import get_policy
 from ..rooms import check_group_name
 from ..stores.history import PendingMessage
 from ..stores.services import HistoryService
 from . import _presence as live
 from . import history as managers
-from ._channel import Channel, resume_epoch, resume_point
+from ._channel import Channel, current_websocket, resume_epoch, resume_point
 from ._members import GroupsView, RemoteChannel, check_room_limits, members_of
+from .base import WebSocket
 from .utils import (
     ChannelAddStatusEnum,
     ChannelMessageDC,
@@ -56,12 +58,23 @@ class ChannelBox:
         answered with a ``{"type": "resume", ...}`` frame first.
         """
         check_group_name(group_name)
+        # The room's rules, whichever route or endpoint asks: room names are global.
+        policy = get_policy()
+        websocket = channel.websocket
+        if not await policy.allows("join", group_name, user=websocket.user, scope=websocket.scope):
+            raise RoomAccessDenied(f"Not allowed to join {group_name!r}")
         hub = await engine.get_hub()
         if not hub.is_member(channel, group_name):
             await check_room_limits(channel, group_name)
         if since is None and group_name not in channel._resumed:
-            since = resume_point(channel.websocket)
-            epoch = resume_epoch(channel.websocket)
+            since = resume_point(websocket)
+            epoch = resume_epoch(websocket)
+        if since is not None and not (
+            policy.rule_for(group_name).history
+            and await policy.allows("read", group_name, user=websocket.user, scope=websocket.scope)
+        ):
+            # Joining does not entitle to the past: the replay is what ``read`` guards.
+            since, epoch = None, None
         status = await hub.join(channel, group_name, since=since, epoch=epoch)
         # Only once it worked: a join whose replay failed resumes when tried again.
         channel._resumed.add(group_name)
@@ -87,6 +100,15 @@ class ChannelBox:
         check_group_name(group_name)
         if payload is None:
             payload = {}
+        client = _client_of(sender)
+        if client is not None and not await get_policy().allows(
+            "publish", group_name, user=client.user, scope=client.scope
+        ):
+            # Refused before anything is saved or sent; the client is told, the handler goes on.
+            await client.send_text(_REFUSED_FRAME.format(room=dumps(group_name)))
+            return GroupSendStatusEnum.NO_SUCH_GROUP
+        if not get_policy().rule_for(group_name).history:
+            save_history = False
         if save_history and await managers.save_to_manager(group_name, payload, sender):
             save_history = False  # a plugged-in Nexios manager holds it instead of the database
         kind, text, data = pack(payload)
@@ -164,6 +186,7 @@ class ChannelBox:
         await engine.flush_writes()
         history = HistoryService()
         if group_name:
+            await _check_read(group_name)
             return await history.fetch(group_name)
         return await history.fetch_all()
 
@@ -178,6 +201,7 @@ class ChannelBox:
     ) -> list[ChannelMessageDC]:
         """Return a group's saved messages with ``seq > since`` (the newest ``limit``)."""
         check_group_name(group_name)
+        await _check_read(group_name)
         await engine.flush_writes()
         return await HistoryService().fetch(group_name, since, limit)
 
@@ -194,3 +218,26 @@ class ChannelBox:
     async def prune_history(cls) -> int:
         """Apply the retention settings now; return how many messages were deleted."""
         return await HistoryService().prune()
+
+
+# What a client whose publish a room's rules refused is sent (nothing was sent or saved).
+_REFUSED_FRAME = '{{"type":"error","error":"forbidden","room":{room}}}'
+
+
+def _client_of(sender: uuid.UUID | None) -> WebSocket | None:
+    """The socket a send comes from, or None for the server's own sends (views, admin, commands)."""
+    if sender is not None:
+        hub = engine.current_hub()
+        member = hub.registry.get(sender) if hub is not None else None
+        if isinstance(member, Channel):
+            return member.websocket
+    return current_websocket.get()
+
+
+async def _check_read(group_name: str) -> None:
+    """Refuse a socket's handler reading a room its client may not read (server code is trusted)."""
+    client = current_websocket.get()
+    if client is not None and not await get_policy().allows(
+        "read", group_name, user=client.user, scope=client.scope
+    ):
+        raise RoomAccessDenied(f"Not allowed to read {group_name!r}")
