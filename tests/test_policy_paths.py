@@ -223,3 +223,30 @@ def test_history_view_applies_the_policy_with_or_without_an_endpoint(settings: t
 
 def test_the_example_history_view_refuses_anonymous_readers_of_members_rooms() -> None:
     assert Client().get("/room/members-staff/history/").status_code == 403
+
+
+async def test_every_rooms_history_read_from_a_socket_lists_only_rooms_its_client_may_read(
+    settings: typing.Any,
+) -> None:
+    settings.NEXIOS_COMPAT = {"ROOM_POLICY": "chat.policy.rooms"}
+    await ChannelBox.group_send("members-staff", {"message": "secret"}, save_history=True)
+    await ChannelBox.group_send("lobby", {"message": "hello"}, save_history=True)
+    app = get_application()
+
+    @app.ws_route("/all")
+    async def everything(websocket: WebSocket) -> None:
+        await websocket.accept()
+        rooms = await ChannelBox.show_history()
+        assert isinstance(rooms, dict)
+        await websocket.send_json(sorted(rooms))
+        await websocket.receive_text()
+
+    visitor = anonymous(app, "/all")
+    assert (await visitor.connect())[0]
+    assert await visitor.receive_json_from(timeout=5) == ["lobby"]
+    await visitor.disconnect()
+    # Server code (a view, a command) is trusted and sees every room.
+    assert sorted(typing.cast(dict[str, typing.Any], await ChannelBox.show_history())) == [
+        "lobby",
+        "members-staff",
+    ]

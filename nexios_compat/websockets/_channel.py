@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 import typing
@@ -10,21 +9,12 @@ import uuid
 
 from .. import engine
 from ..encoding import ENVELOPE_EPOCH, ENVELOPE_NONE, ENVELOPE_SEQ, dumps
-from .base import Message, WebSocket
+from .base import Message, WebSocket, current_websocket
 from .utils import (
     PayloadTypeEnum,
 )
 
 logger = logging.getLogger("nexios_compat.websockets")
-
-# The socket whose handler is running. A function handler's ``group_send`` carries
-# no sender, yet what it publishes comes from its client and must pass the room's
-# rules. Set when a Channel is made (inside the handler's task, or just before an
-# endpoint's task starts); HTTP views, admin and commands never set it, so their
-# sends are the server's own and trusted.
-current_websocket: contextvars.ContextVar[WebSocket | None] = contextvars.ContextVar(
-    "nexios_compat_current_websocket", default=None
-)
 
 
 def _query_flag(websocket: WebSocket, name: str) -> bool:

@@ -10,7 +10,7 @@ from channels.consumer import AsyncConsumer
 
 from ..engine import Hub
 from ._serving import close_code_of, finish, open_socket, serve
-from .base import Receive, Scope, Send, WebSocket
+from .base import Receive, Scope, Send, WebSocket, current_websocket
 from .utils import WS_1000_NORMAL_CLOSURE
 
 Handler = Callable[..., Awaitable[None]]
@@ -29,6 +29,7 @@ class FunctionConsumer(AsyncConsumer):
         """Run the handler; a failure closes only this socket, with 1011."""
         self.scope = scope
         websocket = WebSocket(scope, receive, send)
+        current_websocket.set(websocket)
         hub = await open_socket(websocket)
         if hub is None:
             return

@@ -188,7 +188,7 @@ class ChannelBox:
         if group_name:
             await _check_read(group_name)
             return await history.fetch(group_name)
-        return await history.fetch_all()
+        return await _readable(await history.fetch_all())
 
     @classmethod
     def set_history_manager(cls, manager: managers.BaseHistoryManager | None) -> None:
@@ -232,6 +232,19 @@ def _client_of(sender: uuid.UUID | None) -> WebSocket | None:
         if isinstance(member, Channel):
             return member.websocket
     return current_websocket.get()
+
+
+async def _readable(rooms: dict[str, list[ChannelMessageDC]]) -> dict[str, list[ChannelMessageDC]]:
+    """Keep the rooms a socket's client may read (every room for server code)."""
+    client = current_websocket.get()
+    if client is None:
+        return rooms
+    policy = get_policy()
+    return {
+        room: messages
+        for room, messages in rooms.items()
+        if await policy.allows("read", room, user=client.user, scope=client.scope)
+    }
 
 
 async def _check_read(group_name: str) -> None:

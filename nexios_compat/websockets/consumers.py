@@ -16,7 +16,7 @@ from ..exceptions import HistoryUnavailable, RoomAccessDenied, WebSocketExceptio
 from ._functions import FunctionConsumer, Handler
 from ._presence import default_presence_key
 from ._serving import close_code_of, finish, open_socket, serve
-from .base import Message, Receive, Scope, Send, WebSocket, WebSocketState
+from .base import Message, Receive, Scope, Send, WebSocket, WebSocketState, current_websocket
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
 from .utils import (
     WS_1000_NORMAL_CLOSURE,
@@ -88,6 +88,7 @@ class WebSocketConsumer(AsyncConsumer):
             raise ValueError(f"Unsupported encoding {self.encoding!r}: use None, 'text', 'bytes' or 'json'")
         self.scope = scope
         websocket = self.websocket = WebSocket(scope, receive, send)
+        current_websocket.set(websocket)
         hub = await open_socket(websocket)
         if hub is None:
             return
