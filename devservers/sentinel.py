@@ -6,10 +6,12 @@ import time
 
 import redis
 
-from tests.helpers import TIMEOUT
-from tests.servers import RedisServer, ServerError, wait_for_port
+from devservers._process import ServerError, wait_for_port
+from devservers.redis_server import RedisServer
 
 MASTER_NAME = "mymaster"
+# How long a started Sentinel may take to report the primary.
+READY_TIMEOUT = 10.0
 
 
 class SentinelServer(RedisServer):
@@ -57,7 +59,7 @@ class SentinelServer(RedisServer):
     def _wait_master(self) -> None:
         """Wait until the Sentinel answers with the primary's address."""
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + READY_TIMEOUT
         try:
             while time.monotonic() < deadline:
                 try:
