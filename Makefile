@@ -43,7 +43,7 @@ test: deps
 
 # Rewrite the tracked docs/*.png; ordinary test runs write them to a temporary directory.
 screenshots: $(BIN)/activate
-	NEXIOS_SCREENSHOTS=1 $(BIN)/pytest tests/test_browser.py -q -k test_docs_screenshots -p no:cacheprovider
+	NEXIOS_SCREENSHOTS=1 $(BIN)/pytest tests/browser/test_browser.py -q -k test_docs_screenshots -p no:cacheprovider
 
 bench: $(BIN)/activate
 	$(BIN)/python -m bench.run

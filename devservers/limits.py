@@ -15,7 +15,7 @@ def raise_nofile_limit(target: int = NOFILE_TARGET) -> int:
     Returns the soft limit in force afterwards.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= target:
+    if soft == resource.RLIM_INFINITY or soft >= target:
         return soft
     try:
         new_hard = hard if hard == resource.RLIM_INFINITY else max(hard, target)

@@ -20,10 +20,10 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from websockets.sync.client import connect
 
-from tests import helpers
-from tests.fixtures_services import DaphneFactory
-from tests.helpers import room_name
-from tests.servers import REPO_ROOT, DaphneServer, require_service, run_manage
+from devservers import REPO_ROOT, DaphneServer, run_manage
+from tests.support import site
+from tests.support.fixtures import DaphneFactory, require_service
+from tests.support.helpers import room_name
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps calling out to a network we do not have.
@@ -45,7 +45,7 @@ SCREENSHOTS_ENV = "NEXIOS_SCREENSHOTS"
 
 def migrated(db: Path) -> dict[str, str]:
     """Migrate a SQLite file for the project's own settings; return the server's environment."""
-    return helpers.migrated(db, "project.settings", debug=True)
+    return site.migrated(db, "project.settings", debug=True)
 
 
 # Fixtures --------------------------------------------------------------------------

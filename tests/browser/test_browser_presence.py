@@ -1,6 +1,6 @@
 """The chat page's "Who is here" list in headless Chromium, on a real daphne.
 
-Uses the module-scoped browser and server of tests/test_browser.py.
+Uses the module-scoped browser and server of tests/browser/test_browser.py.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import typing
 
 from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.helpers import room_name
-from tests.servers import DaphneServer
-from tests.test_browser import browser, open_room, pages, server  # noqa: F401
+from devservers import DaphneServer
+from tests.browser.test_browser import browser, open_room, pages, server  # noqa: F401
+from tests.support.helpers import room_name
 
 TIMES = "\u00d7"  # MULTIPLICATION SIGN: the page writes two tabs as TIMES + "2"
 

@@ -1,6 +1,6 @@
 """rooms.js in headless Chromium: scroll-up paging, network drop, flush while away, two tabs.
 
-Uses the module-scoped browser and server of tests/test_browser.py (the
+Uses the module-scoped browser and server of tests/browser/test_browser.py (the
 server restart case lives there and runs on rooms.js too).
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, expect
 from websockets.sync.client import connect
 
-from tests.fixtures_services import DaphneFactory
-from tests.helpers import room_name
-from tests.servers import DaphneServer, run_manage
-from tests.test_browser import browser, log_line, migrated, open_room, pages, send, server  # noqa: F401
+from devservers import DaphneServer, run_manage
+from tests.browser.test_browser import browser, log_line, migrated, open_room, pages, send, server  # noqa: F401
+from tests.support.fixtures import DaphneFactory
+from tests.support.helpers import room_name
 
 SAVE = (
     "import time; from nexios_compat.stores.history import DatabaseHistoryStore, PendingMessage; "

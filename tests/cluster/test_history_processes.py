@@ -2,7 +2,7 @@
 
 Each test migrates its own database (a SQLite file, or a fresh PostgreSQL
 database from ``postgres_url``) and works on it only through other
-processes: ``tests.history_worker`` scripts, ``manage.py`` and daphne.
+processes: ``tests.support.history_worker`` scripts, ``manage.py`` and daphne.
 PostgreSQL tests skip when it is not installed and fail when ``$CI`` is set.
 """
 
@@ -22,9 +22,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from devservers import REPO_ROOT, run_manage
 from nexios_compat.encoding import dumps
-from tests.fixtures_services import DaphneFactory
-from tests.servers import REPO_ROOT, run_manage
+from tests.support.fixtures import DaphneFactory
 
 TIMEOUT = 10.0
 
@@ -42,7 +42,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def worker(database_url: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.history_worker", *args],
+        [sys.executable, "-m", "tests.support.history_worker", *args],
         cwd=REPO_ROOT,
         env={**os.environ, "DATABASE_URL": database_url},
         stdout=subprocess.PIPE,
@@ -152,7 +152,7 @@ async def test_resume_on_daphne_and_postgres_while_others_keep_talking(
         "DEBUG": "1",
         "ALLOWED_HOSTS": "127.0.0.1",
         # The talkers send far above the default 20 frames/s a client may send.
-        "DJANGO_SETTINGS_MODULE": "tests.mp_settings",
+        "DJANGO_SETTINGS_MODULE": "tests.sites.multiprocess.settings",
         "MP_NEXIOS_COMPAT": '{"RATE_LIMIT_MESSAGES": null}',
     }
     run_manage("migrate", "--noinput", env=env)

@@ -14,12 +14,12 @@ import typing
 import psycopg
 import pytest
 
-from tests.helpers import room_name
-from tests.mp_helpers import Member, chats, cluster_env, migrate
+from tests.support.cluster import Member, chats, cluster_env, migrate
+from tests.support.helpers import room_name
 
 pytestmark = pytest.mark.timeout(180)
 
-APP = "tests.mp_asgi:application"
+APP = "tests.sites.multiprocess.asgi:application"
 UNAVAILABLE = {"type": "error", "error": "history_unavailable"}
 
 

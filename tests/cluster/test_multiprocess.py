@@ -1,6 +1,6 @@
 """Several daphne processes on one Redis and one PostgreSQL: rooms span processes (issue #4).
 
-Every test starts real daphne processes (``tests.mp_asgi``: the project's
+Every test starts real daphne processes (``tests.sites.multiprocess.asgi``: the project's
 routes plus ``/mp`` test routes) on a fresh PostgreSQL database and a fresh
 Redis, and drives them with the ``websockets`` client. Settings are the
 project's defaults unless a test says otherwise. The tests that prove
@@ -24,8 +24,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.helpers import room_name, until
-from tests.mp_helpers import (
+from devservers import DaphneServer, RedisServer, SentinelServer, raise_nofile_limit
+from tests.support.cluster import (
     TIMEOUT,
     Control,
     Database,
@@ -34,16 +34,14 @@ from tests.mp_helpers import (
     chats,
     cluster_env,
     migrate,
-    open_ws,
-    raise_file_limit,
     start_cluster,
 )
-from tests.sentinel import SentinelServer
-from tests.servers import DaphneServer, RedisServer
+from tests.support.helpers import room_name, until
+from tests.support.site import open_ws
 
 pytestmark = pytest.mark.timeout(120)
 
-# ``$MP_LAYER`` values of tests.mp_settings; "+sentinel": Redis found through a Sentinel.
+# ``$MP_LAYER`` values of tests.sites.multiprocess.settings; "+sentinel": Redis found through a Sentinel.
 BOTH_LAYERS = pytest.mark.parametrize("layer", ["redis", "pubsub"])
 
 
@@ -122,7 +120,7 @@ async def test_one_process_holds_500_sockets_in_one_room(
     env: dict[str, str], daphne_factory: typing.Any, db: Database, redis_url: str
 ) -> None:
     count = 500
-    raise_file_limit(4 * count)
+    raise_nofile_limit(4 * count)
     (server,) = start_cluster(daphne_factory, env, 1)
     room = room_name("crowd")
     sockets = []

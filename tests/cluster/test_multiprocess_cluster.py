@@ -1,6 +1,6 @@
 """Two daphne processes that are healthy stay in the cluster; their saved broadcasts reorder.
 
-Each test starts real daphne processes (``tests.mp_asgi``) on a fresh
+Each test starts real daphne processes (``tests.sites.multiprocess.asgi``) on a fresh
 PostgreSQL database and Redis, as ``test_multiprocess.py`` does, with the
 settings it needs to make its case certain rather than likely.
 """
@@ -12,13 +12,13 @@ import typing
 
 import pytest
 
-from tests.helpers import room_name, until
-from tests.mp_helpers import Control, Database, Member, chat_texts, chats, cluster_env, migrate
-from tests.servers import DaphneServer
+from devservers import DaphneServer
+from tests.support.cluster import Control, Database, Member, chat_texts, chats, cluster_env, migrate
+from tests.support.helpers import room_name, until
 
 pytestmark = pytest.mark.timeout(120)
 
-APP = "tests.mp_asgi:application"
+APP = "tests.sites.multiprocess.asgi:application"
 # What a process logs when it removes a peer, and when it finds itself removed.
 REMOVED = "Removed the members of a silent process"
 REJOINED = "Peers removed this process"

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.mp_helpers import Control, Member, cluster_env, migrate, start_cluster
-from tests.servers import REPO_ROOT, DaphneServer, free_port, require_service, wait_for_port
+from devservers import REPO_ROOT, DaphneServer, free_port, wait_for_port
+from tests.support.cluster import Control, Member, cluster_env, migrate, start_cluster
+from tests.support.fixtures import require_service
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,17 +9,17 @@ import typing
 
 import pytest
 
-from tests.helpers import room_name
-from tests.mp_helpers import (
+from devservers import raise_nofile_limit
+from tests.support.cluster import (
     Control,
     Member,
     PresenceView,
     cluster_env,
     migrate,
     presence_keys,
-    raise_file_limit,
     start_cluster,
 )
+from tests.support.helpers import room_name
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -116,7 +116,7 @@ async def test_a_killed_process_leaves_within_the_timeout_and_a_frozen_one_comes
 async def test_a_burst_of_joins_reaches_each_member_in_a_handful_of_messages(
     redis_url: str, postgres_url: str, daphne_factory: typing.Any
 ) -> None:
-    raise_file_limit(4096)
+    raise_nofile_limit(4096)
     env = cluster_env(redis_url, postgres_url, {"PRESENCE_INTERVAL": 0.5})
     migrate(env)
     a, b = start_cluster(daphne_factory, env, 2)

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.fixtures_services import DaphneFactory
-from tests.servers import run_manage
+from devservers import run_manage
+from tests.support.fixtures import DaphneFactory
 
 TIMEOUT = 10.0
 ROOM = "resume2"
@@ -131,7 +131,7 @@ async def test_resume_is_all_or_nothing_across_processes(
     trim = {
         **env,
         "MP_NEXIOS_COMPAT": '{"HISTORY_MAX_MESSAGES": 2}',
-        "DJANGO_SETTINGS_MODULE": "tests.mp_settings",
+        "DJANGO_SETTINGS_MODULE": "tests.sites.multiprocess.settings",
     }
     run_manage("prune_history", env=trim)
     async with chat(two, f"username=reader&since={position}&epoch={new_epoch}") as reader:

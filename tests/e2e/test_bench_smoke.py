@@ -15,8 +15,8 @@ from bench.chatload import ChatLoad
 from bench.loadgen import run_load
 from bench.smoke import smoke_async
 from bench.stall import locked
-from tests.fixtures_services import DaphneFactory
-from tests.servers import run_manage
+from devservers import run_manage
+from tests.support.fixtures import DaphneFactory
 
 PEER = "bench.peers.nexios_compat_peer"
 

@@ -1,6 +1,6 @@
 """A site's own Channels consumers keep working beside nexios_compat rooms in one daphne.
 
-One real daphne (``tests.coexist_asgi``) on each layer a site may run serves
+One real daphne (``tests.sites.coexistence.asgi``) on each layer a site may run serves
 plain ``AsyncJsonWebsocketConsumer`` consumers (a group room, and one reached
 by ``channel_layer.send`` to its single channel) beside nexios_compat rooms.
 Every plain message must arrive before any room has run in the process, after
@@ -16,9 +16,9 @@ import typing
 
 import pytest
 
-from tests.helpers import room_name
-from tests.mp_helpers import Control, Member, cluster_env, migrate
-from tests.servers import DaphneServer
+from devservers import DaphneServer
+from tests.support.cluster import Control, Member, cluster_env, migrate
+from tests.support.helpers import room_name
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,7 +33,7 @@ def server(request: pytest.FixtureRequest, daphne_factory: typing.Any) -> Daphne
     redis_url = request.getfixturevalue("redis_url") if request.param != "memory" else ""
     env = {**cluster_env(redis_url, request.getfixturevalue("postgres_url")), "MP_LAYER": request.param}
     migrate(env)
-    started: DaphneServer = daphne_factory(env=env, app="tests.coexist_asgi:application")
+    started: DaphneServer = daphne_factory(env=env, app="tests.sites.coexistence.asgi:application")
     return started
 
 

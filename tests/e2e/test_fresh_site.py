@@ -33,7 +33,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.servers import REPO_ROOT, free_port, wait_for_port
+from devservers import REPO_ROOT, free_port, wait_for_port
 
 SECTION = "Add rooms to an existing site"
 PLACEHOLDER = "/path/to/nexios_compat"

@@ -1,6 +1,6 @@
 """End to end: every example of the two seed documents, served by a real daphne.
 
-One daphne (``tests.e2e_asgi``: the project's routes plus a few ``/e2e``
+One daphne (``tests.sites.seeds.asgi``: the project's routes plus a few ``/e2e``
 test routes) on a temporary SQLite database migrated for this module, driven
 by the ``websockets`` client. Tests use distinct room names, so they share it.
 Saved history and membership are read straight from the SQLite file: the
@@ -24,12 +24,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests import helpers
-from tests.helpers import member_count, migrated, query, room_name, server_env, until
-from tests.servers import DaphneServer
+from devservers import DaphneServer
+from tests.support.helpers import member_count, query, room_name, until
+from tests.support.site import migrated, open_ws, server_env
 
 TIMEOUT = 5.0
-SETTINGS = "tests.e2e_settings"
+SETTINGS = "tests.sites.seeds.settings"
 # Long enough for a message that is going to arrive to arrive, when asserting that none does.
 QUIET = 0.5
 
@@ -48,7 +48,7 @@ def db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(db_path: Path) -> Iterator[DaphneServer]:
     """One daphne for the module (daphne_factory is per test; this is the same server class)."""
-    daphne = DaphneServer(server_env(db_path, SETTINGS, debug=True), app="tests.e2e_asgi:application")
+    daphne = DaphneServer(server_env(db_path, SETTINGS, debug=True), app="tests.sites.seeds.asgi:application")
     try:
         daphne.start()
         yield daphne
@@ -63,7 +63,7 @@ def server(db_path: Path) -> Iterator[DaphneServer]:
 def ws_connect(server: DaphneServer) -> typing.Callable[..., typing.Any]:
     """``async with ws_connect(path, **kw) as ws``: a client with the server's own Origin."""
 
-    return functools.partial(helpers.ws_connect, server, open_timeout=TIMEOUT)
+    return functools.partial(open_ws, server, open_timeout=TIMEOUT)
 
 
 # Helpers ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""tests/netns.py itself: a cut isolates one pair of hosts, "drop" hangs, "reject" fails at once."""
+"""tests/support/netns.py itself: a cut isolates one pair of hosts, "drop" hangs, "reject" fails at once."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import netns
-from tests.netns import OWNERS, DelayProxy, Topology, ip, remove_leftovers, require_netns
+from tests.support import netns
+from tests.support.netns import OWNERS, DelayProxy, Topology, ip, remove_leftovers, require_netns
 
 pytestmark = pytest.mark.timeout(60)
 

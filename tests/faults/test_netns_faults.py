@@ -1,6 +1,6 @@
 """Network faults between two daphnes, Redis and PostgreSQL, each in its own network namespace.
 
-Each scenario runs the fault-probe workload (tests/fault_probe.py: two senders
+Each scenario runs the fault-probe workload (tests/support/fault_probe.py: two senders
 at 5 saved messages/s each, one per daphne, every client following the room's
 saved stream and resuming with ``?since=``), cuts a link of daphne ``d1`` for
 10 s (or delays or freezes it), then checks: nothing acknowledged and lost or
@@ -21,18 +21,18 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.fault_probe import Samples, exercise, grew, scrape, total, value
-from tests.helpers import until
-from tests.mp_helpers import Database, cluster_env, migrate
-from tests.netns import DelayProxy, Topology, remove_leftovers, require_netns
-from tests.servers import (
+from devservers import (
     DaphneServer,
     PostgresServer,
     RedisServer,
     postgres_available,
     redis_available,
-    require_service,
 )
+from tests.support.cluster import Database, cluster_env, migrate
+from tests.support.fault_probe import Samples, exercise, grew, scrape, total, value
+from tests.support.fixtures import require_service
+from tests.support.helpers import until
+from tests.support.netns import DelayProxy, Topology, remove_leftovers, require_netns
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -105,7 +105,7 @@ def cluster(backends: Backends, d1_database: str | None = None) -> Iterator[Clus
     try:
         for host, url in (("d1", d1_database or backends.url), ("d2", backends.url)):
             env = {**cluster_env(backends.redis.url, url, SETTINGS), "ALLOWED_HOSTS": hosts}
-            server = DaphneServer(env, app="tests.netns_asgi:application")
+            server = DaphneServer(env, app="tests.sites.probe.asgi:application")
             servers.append(server)
             typing.cast(DaphneServer, net.place(server, host)).start()
         yield Cluster(net, servers[0], servers[1], db)

@@ -1,6 +1,6 @@
 """A PostgreSQL outage under a real daphne: sockets stay open, rows follow the sockets, metrics move.
 
-One daphne (``tests.mp_asgi``) on PostgreSQL and Redis; the session's
+One daphne (``tests.sites.multiprocess.asgi``) on PostgreSQL and Redis; the session's
 PostgreSQL server is stopped for the outage and started again on its port.
 """
 
@@ -16,13 +16,13 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import room_name, until
-from tests.mp_helpers import Member, PresenceView, cluster_env, migrate
-from tests.servers import DaphneServer, PostgresServer
+from devservers import DaphneServer, PostgresServer
+from tests.support.cluster import Member, PresenceView, cluster_env, migrate
+from tests.support.helpers import room_name, until
 
 pytestmark = pytest.mark.timeout(180)
 
-APP = "tests.mp_asgi:application"
+APP = "tests.sites.multiprocess.asgi:application"
 UNAVAILABLE = {"type": "error", "error": "history_unavailable"}
 
 

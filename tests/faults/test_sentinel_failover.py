@@ -1,7 +1,7 @@
 """A Redis Sentinel failover under load: the primary is SIGKILLed and the Sentinel promotes its replica.
 
 Two daphnes reach Redis through one Sentinel (``$MP_SENTINEL``); the fault-probe
-workload (tests/fault_probe.py) runs throughout. Every message of the workload
+workload (tests/support/fault_probe.py) runs throughout. Every message of the workload
 is saved, so the test asserts the full set of invariants: acknowledged ones
 are stored once, nothing is delivered unsaved, every client's stream has no
 gap, the closed socket's row goes, and a new client round-trips a saved
@@ -20,11 +20,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.fault_probe import exercise, grew, scrape, value
-from tests.helpers import until, wait_for
-from tests.mp_helpers import Database, cluster_env, migrate
-from tests.sentinel import MASTER_NAME, SentinelServer
-from tests.servers import DaphneServer, RedisServer, redis_available, require_service
+from devservers import MASTER_NAME, DaphneServer, RedisServer, SentinelServer, redis_available
+from tests.support.cluster import Database, cluster_env, migrate
+from tests.support.fault_probe import exercise, grew, scrape, value
+from tests.support.fixtures import require_service
+from tests.support.helpers import until, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -83,7 +83,7 @@ async def test_a_sentinel_failover_under_load_keeps_every_saved_message(
         "MP_SENTINEL": failover.sentinel.address,
     }
     migrate(env)
-    d1, d2 = (daphne_factory(env=env, app="tests.netns_asgi:application") for _ in range(2))
+    d1, d2 = (daphne_factory(env=env, app="tests.sites.probe.asgi:application") for _ in range(2))
     db = Database(postgres_url)
 
     async def promoted() -> None:

@@ -1,8 +1,8 @@
 """A member that stops reading must not slow its room or hold the server's memory.
 
-daphne serves ``tests.bp_asgi`` (``GET /sec/stats`` and ``/bp/{room}``, the
+daphne serves ``tests.sites.backpressure.asgi`` (``GET /sec/stats`` and ``/bp/{room}``, the
 chat room without history, so that the room runs as fast as the hub delivers)
-with ``tests.bp_settings``: no incoming rate limit and ``MAX_SEND_BACKLOG`` of
+with ``tests.sites.backpressure.settings``: no incoming rate limit and ``MAX_SEND_BACKLOG`` of
 256 KiB. Three members join one room over raw sockets: a publisher sends
 ``COUNT`` messages of about 1 KiB as fast as the server takes them (every
 member, the publisher too, gets each one), a healthy member reads everything,
@@ -31,18 +31,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import history, member_count, wait_for
-from tests.sec_support import (
-    CLOSE,
-    TEXT,
-    RawSocket,
-    encode_frame,
-    migrated_database,
-    open_ws,
-    server_env,
-    server_stats,
-)
-from tests.servers import DaphneServer
+from devservers import DaphneServer
+from tests.support.helpers import history, member_count, wait_for
+from tests.support.rawsocket import CLOSE, TEXT, RawSocket, encode_frame, open_raw
+from tests.support.site import SECURITY_APP, migrated_database, server_env, server_stats
 
 TIMEOUT = 10.0
 COUNT = 20000
@@ -80,7 +72,7 @@ def join(server: DaphneServer, user: str, *, rcvbuf: int | None = None) -> RawSo
     """Join the room as ``user`` and read up to the connection's own join notice."""
     path = f"/bp/{ROOM}?username={user}"
     if rcvbuf is None:
-        ws = open_ws(server, path)
+        ws = open_raw(server, path)
     else:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: sets the window
@@ -177,8 +169,8 @@ def db(tmp_path: Path) -> Path:
 
 def start(daphne_factory: typing.Callable[..., DaphneServer], db: Path, **env: str) -> DaphneServer:
     return daphne_factory(
-        server_env(db, DJANGO_SETTINGS_MODULE="tests.bp_settings", **env),
-        app="tests.bp_asgi:application",
+        server_env(db, "tests.sites.backpressure.settings", **env),
+        app="tests.sites.backpressure.asgi:application",
         # No pings during the test: the reader threads would answer them on the
         # publisher's socket while the test writes to it.
         extra_args=["--ping-interval", "600"],
@@ -227,10 +219,10 @@ def test_a_long_replay_is_paced_by_a_reading_client_not_cut(
     daphne_factory: typing.Callable[..., DaphneServer], db: Path
 ) -> None:
     server = daphne_factory(
-        server_env(db, DJANGO_SETTINGS_MODULE="tests.bp_settings"), app="tests.sec_asgi:application"
+        server_env(db, "tests.sites.backpressure.settings"), app=SECURITY_APP
     )
     saved = 1000  # about 1 MiB: four times the bound
-    writer = open_ws(server, "/ws/chat/replay/?username=writer")
+    writer = open_raw(server, "/ws/chat/replay/?username=writer")
     # In bursts of 50 (50 KiB): saves are pipelined, so a whole burst comes back at
     # once, and the writer reads its own messages, or it would be cut itself.
     echoed = 0
@@ -244,7 +236,7 @@ def test_a_long_replay_is_paced_by_a_reading_client_not_cut(
         while echoed < start + 50:
             echoed += '"chat"' in writer.read_message(TIMEOUT).text
     wait_for(lambda: len(history(db, "replay")) == saved + 1, "the messages to be saved", timeout=TIMEOUT)
-    late = open_ws(server, "/ws/chat/replay/?username=late&since=0&envelope=1")
+    late = open_raw(server, "/ws/chat/replay/?username=late&since=0&envelope=1")
     seqs: list[int] = []
     while len(seqs) < saved + 1:
         frame = late.read_frame(TIMEOUT)

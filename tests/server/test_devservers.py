@@ -1,4 +1,4 @@
-"""Tests of the real-service test infrastructure itself (tests/servers.py)."""
+"""Tests of the real-service test infrastructure itself (devservers/)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import (
+from devservers import (
     PostgresServer,
     RedisServer,
     ServerError,
     free_port,
     postgres_available,
     redis_available,
-    require_service,
     wait_for_port,
 )
+from tests.support.fixtures import require_service
 
 
 def _gone(pid: int | None) -> bool:

@@ -1,6 +1,6 @@
 """Malformed and odd WebSocket frames against a real daphne, written by hand on a TCP socket.
 
-One daphne (``tests.sec_asgi``: the project's application) on its own SQLite
+One daphne (``tests.sites.security.asgi``: the project's application) on its own SQLite
 file for the module. A bystander sits in the fuzzed room for the whole
 module and must keep receiving; every test ends with a fresh connection that
 must still work. What reaches history is read from the SQLite file: only
@@ -36,8 +36,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import history, wait_for
-from tests.sec_support import (
+from devservers import DaphneServer
+from tests.support.helpers import history, wait_for
+from tests.support.rawsocket import (
     BINARY,
     CLOSE,
     CONT,
@@ -49,11 +50,9 @@ from tests.sec_support import (
     RawSocket,
     close_payload,
     encode_frame,
-    migrated_database,
-    open_ws,
-    start_server,
+    open_raw,
 )
-from tests.servers import DaphneServer
+from tests.support.site import migrated_database, start_server
 
 ROOM = "fuzz"
 CHAT_PATH = f"/ws/chat/{ROOM}/?username=fuzz"
@@ -96,7 +95,7 @@ class Bystander:
     """A client in the fuzzed room whose reader thread collects everything it is sent."""
 
     def __init__(self, server: DaphneServer) -> None:
-        self.ws = open_ws(server, f"/ws/chat/{ROOM}/?username=bystander")
+        self.ws = open_raw(server, f"/ws/chat/{ROOM}/?username=bystander")
         self.frames: list[Frame] = []
         self.ended: BaseException | None = None
         self.lock = threading.Lock()
@@ -192,7 +191,7 @@ def joined(ws: RawSocket) -> RawSocket:
 def assert_server_healthy(state: Module) -> None:
     """A fresh connection works, and the bystander gets its message."""
     token = new_token()
-    ws = open_ws(state.server, CHAT_PATH)
+    ws = open_raw(state.server, CHAT_PATH)
     ws.send_text(json.dumps({"type": "message", "content": token}))
     state.saved_tokens.add(token)
     while token not in ws.read_message(TIMEOUT).text:
@@ -271,7 +270,7 @@ CASES: dict[str, Case] = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_frames(module: Module, name: str) -> None:
     path, frames, expected = CASES[name]
-    ws = open_ws(module.server, path)
+    ws = open_raw(module.server, path)
     if path == CHAT_PATH:
         joined(ws)
     ws.send_raw(b"".join(frames))
@@ -292,7 +291,7 @@ JSON_BOMBS = {
 @pytest.mark.parametrize("name", list(JSON_BOMBS))
 def test_json_bombs_close_with_1003_not_1011(module: Module, name: str) -> None:
     payload = JSON_BOMBS[name]
-    ws = open_ws(module.server, CHAT_PATH)
+    ws = open_raw(module.server, CHAT_PATH)
     joined(ws)
     ws.send_frame(TEXT, payload)
     ending = ws.read_until_closed(TIMEOUT)
@@ -305,7 +304,7 @@ def test_json_bombs_close_with_1003_not_1011(module: Module, name: str) -> None:
 
 def test_valid_odd_frames_keep_the_connection(module: Module) -> None:
     """Pings (answered in order), unsolicited pongs, fragments with pings between, empty fragments."""
-    ws = open_ws(module.server, CHAT_PATH)
+    ws = open_raw(module.server, CHAT_PATH)
     joined(ws)
     token = new_token()
     body = chat(token)
@@ -345,7 +344,7 @@ def test_valid_odd_frames_keep_the_connection(module: Module) -> None:
 def test_nan_does_not_reach_history(module: Module) -> None:
     """The Nexios document's room handler saves what it is sent: NaN must not get through as NaN."""
     room = f"nan-{uuid.uuid4().hex[:6]}"
-    ws = open_ws(module.server, f"/seeds/room/{room}")
+    ws = open_raw(module.server, f"/seeds/room/{room}")
     ws.send_text('{"user": "u", "message": "before"}')
     wait_for(lambda: len(history(module.db, room)) >= 1, "a saved message", timeout=TIMEOUT)
     # Strict parsing: receive_json raises JSONDecodeError, which the document's
@@ -359,7 +358,7 @@ def test_nan_does_not_reach_history(module: Module) -> None:
 
 def test_messages_received_before_a_close_are_all_handled(module: Module) -> None:
     """A client sends a non-chat message, a chat message and closes at once: the chat is saved."""
-    ws = joined(open_ws(module.server, CHAT_PATH))
+    ws = joined(open_raw(module.server, CHAT_PATH))
     token = new_token()
     module.maybe_tokens.add(token)
     ws.send_raw(m(TEXT, b"{}") + m(TEXT, chat(token)) + m(CLOSE, close_payload(1000)))
@@ -585,7 +584,7 @@ def expect(sequence: list[Step]) -> Expectation:
 def test_generated_frame_sequences(module: Module, sequence: list[Step]) -> None:
     expected = expect(sequence)
     module.examples.append(f"{[step.kind for step in sequence]} saving {expected.saved}: {expected.frames!r}")
-    ws = open_ws(module.server, CHAT_PATH)
+    ws = open_raw(module.server, CHAT_PATH)
     try:
         joined(ws)
         ws.send_raw(expected.frames)

@@ -1,6 +1,6 @@
 """Connections that end badly must leave nothing behind: rows, groups, tasks, memory.
 
-Each test runs its own daphne (``tests.sec_asgi``) on its own SQLite file and
+Each test runs its own daphne (``tests.sites.security.asgi``) on its own SQLite file and
 asks the server about itself through ``GET /sec/stats`` (hub groups and
 channels, in-memory layer groups, asyncio tasks, RSS, live daphne protocol
 objects). Membership is read from the ``nexios_compat_member`` table.
@@ -26,17 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import history, member_count, query, wait_for
-from tests.sec_support import (
-    TEXT,
-    RawSocket,
-    encode_frame,
-    migrated_database,
-    open_ws,
-    server_env,
-    server_stats,
-)
-from tests.servers import DaphneServer
+from devservers import DaphneServer
+from tests.support.helpers import history, member_count, query, wait_for
+from tests.support.rawsocket import TEXT, RawSocket, encode_frame, open_raw
+from tests.support.site import SECURITY_APP, SECURITY_SETTINGS, migrated_database, server_env, server_stats
 
 TIMEOUT = 10.0
 CYCLES = 1000
@@ -47,7 +40,7 @@ RSS_BOUND = 30 * 1024 * 1024
 
 def join(server: DaphneServer, room: str, user: str) -> RawSocket:
     """Connect to the chat room and wait for the connection's own join notice."""
-    ws = open_ws(server, f"/ws/chat/{room}/?username={user}")
+    ws = open_raw(server, f"/ws/chat/{room}/?username={user}")
     while f'"{user} joined"' not in ws.read_message(TIMEOUT).text:
         pass
     return ws
@@ -85,7 +78,7 @@ def db(tmp_path: Path) -> Path:
 def test_abrupt_closes_leave_nothing_behind(
     daphne_factory: typing.Callable[..., DaphneServer], db: Path
 ) -> None:
-    server = daphne_factory(server_env(db), app="tests.sec_asgi:application")
+    server = daphne_factory(server_env(db, SECURITY_SETTINGS), app=SECURITY_APP)
 
     def released() -> dict[str, typing.Any] | None:
         stats = server_stats(server, collect=True)
@@ -131,8 +124,8 @@ def test_half_open_client_is_dropped_by_ping_timeout(
     daphne_factory: typing.Callable[..., DaphneServer], db: Path
 ) -> None:
     server = daphne_factory(
-        server_env(db),
-        app="tests.sec_asgi:application",
+        server_env(db, SECURITY_SETTINGS),
+        app=SECURITY_APP,
         extra_args=["--ping-interval", "1", "--ping-timeout", "2"],
     )
     room = "half-open"
@@ -165,7 +158,7 @@ def test_server_that_is_never_pinged_keeps_silent_clients(
     daphne_factory: typing.Callable[..., DaphneServer], db: Path
 ) -> None:
     """The control for the test above: without the ping timeout, a silent client stays a member."""
-    server = daphne_factory(server_env(db), app="tests.sec_asgi:application")
+    server = daphne_factory(server_env(db, SECURITY_SETTINGS), app=SECURITY_APP)
     quiet = join(server, "silent", "quiet")  # keep the reference: a collected socket closes
     with pytest.raises(AssertionError):
         wait_for(lambda: member_count(db, "silent") == 0, "the silent member to go", timeout=3)
@@ -177,17 +170,17 @@ def test_server_that_is_never_pinged_keeps_silent_clients(
 def test_sigterm_closes_with_1001_and_loses_nothing(
     daphne_factory: typing.Callable[..., DaphneServer], db: Path, window: str
 ) -> None:
-    server = daphne_factory(server_env(db), app="tests.sec_asgi:application")
+    server = daphne_factory(server_env(db, SECURITY_SETTINGS), app=SECURITY_APP)
     room = "shutdown"
     alice = join(server, room, "alice")
     bob = join(server, room, "bob")
-    seeds = open_ws(server, "/seeds/room/shutdown-seeds")  # a function handler in a room
+    seeds = open_raw(server, "/seeds/room/shutdown-seeds")  # a function handler in a room
     seeds.send_text(json.dumps({"user": "s", "message": "before"}))
     while "before" not in seeds.read_message(TIMEOUT).text:
         pass
     assert member_count(db) == 3
     if window == "no-recent-handshake":
-        # daphne reaps upgrade requests once a second; wait until it has (see sec_asgi.py).
+        # daphne reaps upgrade requests once a second; wait until it has (see tests/sites/security/asgi.py).
         reaped = lambda: server_stats(server, collect=True)["connections_without_application"] == 0  # noqa: E731
         wait_for(reaped, "daphne to reap the upgrade requests", timeout=TIMEOUT)
     # A burst of chat messages, then SIGTERM while they are being handled and saved.

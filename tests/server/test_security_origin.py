@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from devservers import DaphneServer
 from nexios_compat.security import Origin, SameOriginValidator, SecureWebSocketStack, parse_origin
 from nexios_compat.websockets.base import Receive, Scope, Send
-from tests.sec_support import HandshakeRefused, RawSocket, migrated_database, start_server
-from tests.servers import DaphneServer
+from tests.support.rawsocket import HandshakeRefused, RawSocket
+from tests.support.site import migrated_database, start_server
 
 HOST = "127.0.0.1:8000"
 TIMEOUT = 5.0

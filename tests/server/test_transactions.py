@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.servers import DaphneServer, run_manage
+from devservers import DaphneServer, run_manage
 
 
 def env(database_url: str) -> dict[str, str]:
     return {
         "DATABASE_URL": database_url,
-        "DJANGO_SETTINGS_MODULE": "tests.tx_settings",
+        "DJANGO_SETTINGS_MODULE": "tests.sites.transactions.settings",
         "REDIS_URL": "",
         "DEBUG": "0",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
@@ -33,7 +33,7 @@ def server(request: pytest.FixtureRequest, tmp_path: typing.Any) -> Iterator[Dap
     else:
         url = request.getfixturevalue("postgres_url")
     run_manage("migrate", "--noinput", env=env(url))
-    daphne = DaphneServer(env(url), app="tests.tx_asgi:application")
+    daphne = DaphneServer(env(url), app="tests.sites.transactions.asgi:application")
     try:
         daphne.start()
         yield daphne

@@ -1,10 +1,9 @@
-"""Clients and database reads shared by the multi-process tests (``tests/test_multiprocess*.py``)."""
+"""Clients and database reads shared by the multi-process tests (``tests/cluster/test_multiprocess*.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import time
 import typing
 from collections.abc import Callable
@@ -13,18 +12,19 @@ import psycopg
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import TIMEOUT, ws_connect
-from tests.servers import DaphneServer, run_manage
+from devservers import DaphneServer, run_manage
+from tests.support.helpers import TIMEOUT
+from tests.support.site import open_ws
 
 
 def cluster_env(
     redis_url: str, postgres_url: str, nexios_compat: dict[str, typing.Any] | None = None
 ) -> dict[str, str]:
-    """The environment of a daphne in the cluster: PostgreSQL, Redis, ``tests.mp_settings``."""
+    """The environment of a daphne in the cluster: PostgreSQL, Redis, the multiprocess site."""
     return {
         "DATABASE_URL": postgres_url,
         "REDIS_URL": redis_url,
-        "DJANGO_SETTINGS_MODULE": "tests.mp_settings",
+        "DJANGO_SETTINGS_MODULE": "tests.sites.multiprocess.settings",
         "MP_NEXIOS_COMPAT": json.dumps(nexios_compat or {}),
         "DEBUG": "1",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -38,21 +38,7 @@ def migrate(env: dict[str, str]) -> None:
 def start_cluster(
     daphne_factory: Callable[..., DaphneServer], env: dict[str, str], count: int
 ) -> list[DaphneServer]:
-    return [daphne_factory(env=env, app="tests.mp_asgi:application") for _ in range(count)]
-
-
-def raise_file_limit(wanted: int) -> None:
-    """Let this process (and the daphnes it starts) hold ``wanted`` descriptors."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-
-
-async def open_ws(server: DaphneServer, path: str, **kwargs: typing.Any) -> ClientConnection:
-    """An open ``websockets`` client of ``path`` with the server's own Origin."""
-    connection: ClientConnection = await ws_connect(server, path, **kwargs)
-    return connection
+    return [daphne_factory(env=env, app="tests.sites.multiprocess.asgi:application") for _ in range(count)]
 
 
 class Member:

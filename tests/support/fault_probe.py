@@ -1,6 +1,7 @@
-"""The fault-probe workload: clients of ``/probe/{room}/`` (tests/netns_asgi.py) that follow a room's
+"""The fault-probe workload: clients of ``/probe/{room}/`` (tests/sites/probe/asgi.py) that follow a room's
 saved stream across reconnections, senders that record acknowledgements, and the invariants checked
-against the database afterwards. Used by tests/test_netns_faults.py and tests/test_sentinel_failover.py.
+against the database afterwards. Used by tests/faults/test_netns_faults.py and
+tests/faults/test_sentinel_failover.py.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import room_name, until, ws_connect
-from tests.mp_helpers import Database
-from tests.servers import DaphneServer
+from devservers import DaphneServer
+from tests.support.cluster import Database
+from tests.support.helpers import room_name, until
+from tests.support.site import open_ws
 
 
 class Servers(typing.Protocol):
@@ -70,7 +72,7 @@ class ProbeClient:
         server = self.home
         while not self._stop.is_set():
             try:
-                async with ws_connect(
+                async with open_ws(
                     self.servers[server], self.path(), open_timeout=5, close_timeout=1
                 ) as ws:
                     self._ws = ws
@@ -153,7 +155,7 @@ async def round_trip(server: DaphneServer, room: str, *, timeout: float = 15.0) 
 
     async def once() -> bool:
         try:
-            async with ws_connect(server, f"/probe/{room}/?envelope=1", open_timeout=3) as ws:
+            async with open_ws(server, f"/probe/{room}/?envelope=1", open_timeout=3) as ws:
                 hello = await _first(ws, lambda f: "hello" in f)
                 await ws.send(json.dumps({"s": "healer", "n": 1, "at": hello["hello"]}))
                 await _first(ws, lambda f: f.get("payload", {}).get("at") == hello["hello"])

@@ -1,10 +1,10 @@
-"""pytest fixtures for real services; load with ``pytest_plugins = ["tests.fixtures_services"]``.
+"""pytest fixtures for real services; load with ``pytest_plugins = ["tests.support.fixtures"]``.
 
-- ``redis_server`` (session): a :class:`~tests.servers.RedisServer`; ``.url``,
+- ``redis_server`` (session): a :class:`~devservers.RedisServer`; ``.url``,
   ``.restart()`` to simulate an outage on the same port.
 - ``redis_url`` (function): the session server's URL, restarted if a test
   left it stopped and FLUSHALLed, so every test starts with an empty Redis.
-- ``postgres_server`` (session): a :class:`~tests.servers.PostgresServer`;
+- ``postgres_server`` (session): a :class:`~devservers.PostgresServer`;
   ``.url(dbname)``, ``.create_database(name)``.
 - ``postgres_url`` (function): URL of a fresh, empty database, dropped after.
 - ``daphne_factory`` (function): ``start(env=None, **kwargs) -> DaphneServer``;
@@ -16,22 +16,26 @@ Missing binaries skip the test, or fail it when ``$CI`` is set.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
 
-from tests.servers import (
-    DaphneServer,
-    PostgresServer,
-    RedisServer,
-    postgres_available,
-    redis_available,
-    require_service,
-)
+from devservers import DaphneServer, PostgresServer, RedisServer, postgres_available, redis_available
 
 DaphneFactory = Callable[..., DaphneServer]
+
+
+def require_service(name: str, available: bool) -> None:
+    """Skip the test when a service is missing; fail instead when ``$CI`` is set."""
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{name} is required in CI", pytrace=False)
+    pytest.skip(f"{name} is not installed")
+
 
 
 @pytest.fixture(scope="session")

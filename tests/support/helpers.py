@@ -1,6 +1,7 @@
 """Plain helpers shared by the test modules: polls with a deadline, rooms driven in one process.
 
-Fixtures live in ``tests/conftest.py`` and ``tests/fixtures_services.py``.
+Fixtures live in ``tests/conftest.py`` and ``tests/support/fixtures.py``; the environment and
+clients of a served site in ``tests/support/site.py``, raw-socket clients in ``tests/support/rawsocket.py``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from channels.testing import WebsocketCommunicator
-from websockets.asyncio.client import connect
 
 from nexios_compat import WebSocket, get_application
 from nexios_compat.encoding import pack
 from nexios_compat.stores.history import PendingMessage
 from nexios_compat.websockets import WebSocketDisconnect
 from nexios_compat.websockets.channels import Channel, ChannelBox
-from tests.servers import DaphneServer, run_manage
 
 # How long a test waits for something that is going to happen, unless it says otherwise.
 TIMEOUT = 10.0
@@ -68,32 +67,6 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise _timed_out(what, timeout, last)
         time.sleep(poll)
-
-
-def server_env(db_path: Path, settings_module: str, *, debug: bool = False, **extra: str) -> dict[str, str]:
-    """The environment of a one-process daphne (or manage.py) on SQLite ``db_path``, in-memory layer."""
-    return {
-        "DATABASE_URL": f"sqlite:///{db_path}",
-        "DJANGO_SETTINGS_MODULE": settings_module,
-        "REDIS_URL": "",
-        "DEBUG": "1" if debug else "0",
-        "ALLOWED_HOSTS": "localhost,127.0.0.1",
-        **extra,
-    }
-
-
-def migrated(db_path: Path, settings_module: str, *, debug: bool = False) -> dict[str, str]:
-    """Migrate a new SQLite file for a server; return the server's environment."""
-    env = server_env(db_path, settings_module, debug=debug)
-    run_manage("migrate", "--noinput", env=env)
-    return env
-
-
-def ws_connect(server: DaphneServer, path: str, **kwargs: typing.Any) -> typing.Any:
-    """A ``websockets`` client for ``path`` with the server's own Origin: await it or ``async with`` it."""
-    kwargs.setdefault("origin", server.url)
-    kwargs.setdefault("open_timeout", TIMEOUT)
-    return connect(server.ws_url(path), **kwargs)
 
 
 # The server's SQLite file, read directly (the test's own Django database is another one) ---

@@ -2,8 +2,8 @@
 
 Run with ``DATABASE_URL`` set, from the repository root::
 
-    python -m tests.history_worker append --sender 3 --rooms a,b --count 100 --go /tmp/go
-    python -m tests.history_worker dump
+    python -m tests.support.history_worker append --sender 3 --rooms a,b --count 100 --go /tmp/go
+    python -m tests.support.history_worker dump
 
 ``append`` connects, prints ``{"ready": time}``, waits until the ``--go``
 file exists (so that every worker starts writing at once), appends ``count``

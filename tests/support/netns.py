@@ -35,7 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
-from tests.servers import _Server
+from devservers import ServerProcess
 
 PREFIX = "nxc-"
 OWNERS = Path("/run/nxc-netns")
@@ -136,7 +136,7 @@ class Topology:
         """argv prefix running a command in ``host``'s namespace."""
         return ["ip", "netns", "exec", self.ns(host)]
 
-    def place(self, server: _Server, host: str) -> _Server:
+    def place(self, server: ServerProcess, host: str) -> ServerProcess:
         """Make ``server`` listen on ``host``'s address, inside its namespace (before it starts)."""
         server.host = self.addr[host]
         server.netns_exec = self.exec_argv(host)

@@ -1,9 +1,7 @@
-"""Support for the security, fuzz and leak tests: a raw WebSocket client and the server under test.
+"""A raw WebSocket client over a plain TCP socket, for frames no real client sends.
 
-Raw client: a WebSocket over a plain TCP socket, for frames no real client sends.
-
-``RawSocket.open(port, path, origin=...)`` completes the handshake; then
-``send_frame(opcode, payload, fin=..., rsv=..., masked=..., length=...)``
+``RawSocket.open(port, path, origin=...)`` (or ``open_raw(server, path)``) completes the
+handshake; then ``send_frame(opcode, payload, fin=..., rsv=..., masked=..., length=...)``
 writes one frame exactly as asked (client frames are masked unless
 ``masked=False``), ``read_frame()`` parses one server frame, and
 ``read_until_closed()`` reports how the server ended the connection: the
@@ -11,10 +9,7 @@ close frame's code, or ``None`` when it dropped the TCP connection without
 one. ``reset()`` closes with a TCP RST; ``drop()`` closes without a close
 frame; ``close(code)`` performs the closing handshake.
 
-Server: ``start_server(migrated_database(tmp))`` runs daphne on
-``tests.sec_asgi:application`` (the project's application plus
-``/sec/stats``) with ``tests.sec_settings``; ``server_stats``, ``member_count``
-and ``history`` read the process and its SQLite file.
+The server these tests talk to is started by ``tests/support/site.py``.
 """
 
 from __future__ import annotations
@@ -23,22 +18,13 @@ import base64
 import contextlib
 import dataclasses
 import hashlib
-import json
 import os
-import shutil
 import socket
-import sqlite3
 import struct
-import tempfile
 import time
 import typing
-import urllib.request
-import uuid
-from collections.abc import Sequence
-from pathlib import Path
 
-from tests import helpers
-from tests.servers import DaphneServer, run_manage
+from devservers import DaphneServer
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -295,51 +281,7 @@ class RawSocket:
         self.sock.close()
 
 
-# --------------------------------------------------------------------------
-# The server under test: daphne on tests.sec_asgi with its own SQLite file
-# --------------------------------------------------------------------------
-
-_template: Path | None = None
-
-
-def migrated_database(directory: Path) -> Path:
-    """A migrated SQLite file in ``directory`` (migrated once per test process, then copied)."""
-    global _template
-    if _template is None or not _template.exists():
-        template_dir = Path(tempfile.mkdtemp(prefix="sec-template-"))
-        template = template_dir / "template.sqlite3"
-        run_manage("migrate", "--noinput", env=server_env(template))
-        with sqlite3.connect(template) as db:  # fold the WAL into the file before copying it
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        _template = template
-    path = directory / f"sec-{uuid.uuid4().hex[:8]}.sqlite3"
-    shutil.copyfile(_template, path)
-    return path
-
-
-def server_env(db_path: Path, **extra: str) -> dict[str, str]:
-    """The environment of a daphne serving ``tests.sec_asgi`` on ``db_path`` (DEBUG off)."""
-    return helpers.server_env(db_path, "tests.sec_settings", **extra)
-
-
-def start_server(db_path: Path, *, extra_args: Sequence[str] = (), **env: str) -> DaphneServer:
-    """daphne serving ``tests.sec_asgi:application`` on ``db_path`` (the caller stops it)."""
-    return DaphneServer(
-        server_env(db_path, **env), app="tests.sec_asgi:application", extra_args=extra_args
-    ).start()
-
-
-def origin_of(server: DaphneServer) -> str:
-    return server.url
-
-
-def open_ws(server: DaphneServer, path: str, **kwargs: typing.Any) -> RawSocket:
+def open_raw(server: DaphneServer, path: str, **kwargs: typing.Any) -> RawSocket:
+    """A raw socket on ``server``'s ``path``, handshake done, with the server's own Origin."""
     kwargs.setdefault("origin", server.url)
     return RawSocket.open(server.port, path, **kwargs)
-
-
-def server_stats(server: DaphneServer, *, collect: bool = False) -> dict[str, typing.Any]:
-    """``GET /sec/stats`` of the server (see tests/sec_asgi.py)."""
-    url = f"{server.url}/sec/stats" + ("?gc=1" if collect else "")
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return typing.cast(dict[str, typing.Any], json.loads(response.read()))

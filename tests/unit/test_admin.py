@@ -18,7 +18,7 @@ from nexios_compat.encoding import pack
 from nexios_compat.models import Member, Message, Process, Room
 from nexios_compat.stores.history import DatabaseHistoryStore, PendingMessage
 from nexios_compat.websockets.channels import ChannelBox
-from tests import helpers
+from tests.support import helpers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from chat.sockets import app
 from nexios_compat.models import Member, Process, Room
-from tests.helpers import until
-from tests.test_admin import XSS, member, url
+from tests.support.helpers import until
+from tests.unit.test_admin import XSS, member, url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 

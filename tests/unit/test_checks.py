@@ -183,5 +183,5 @@ def test_e003_a_layer_without_groups_cannot_serve_rooms() -> None:
     assert list(messages) == ["nexios_compat.E003"]
     assert "groups" in messages["nexios_compat.E003"].msg
     # A layer we never tested, but with groups, is not refused.
-    other = {"BACKEND": "tests.layers.CountingInMemoryLayer", "CONFIG": {"capacity": 10000}}
+    other = {"BACKEND": "tests.support.layers.CountingInMemoryLayer", "CONFIG": {"capacity": 10000}}
     assert ours(CHANNEL_LAYERS={"default": other}) == {}

@@ -22,8 +22,8 @@ from nexios_compat.models import Member, Process, Room
 from nexios_compat.rooms import control_group, layer_group
 from nexios_compat.stores.history import DatabaseHistoryStore, PendingMessage, SavedMessage
 from nexios_compat.websockets.channels import ChannelBox
-from tests import helpers
-from tests.helpers import pending, receive_seqs, until
+from tests.support import helpers
+from tests.support.helpers import pending, receive_seqs, until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 

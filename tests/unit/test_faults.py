@@ -18,7 +18,7 @@ from nexios_compat.stores.services import PresenceService
 from nexios_compat.websockets._routes import WebsocketRoute
 from nexios_compat.websockets.channels import Channel, ChannelBox, PayloadTypeEnum
 from nexios_compat.websockets.consumers import WebSocketEndpoint
-from tests.helpers import until
+from tests.support.helpers import until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 

@@ -26,7 +26,7 @@ from nexios_compat.stores.history import DatabaseHistoryStore, PendingMessage
 from nexios_compat.websockets import WebSocketEndpoint
 from nexios_compat.websockets.channels import Channel, ChannelBox, GroupSendStatusEnum
 from nexios_compat.websockets.utils import ChannelMessageDC
-from tests.helpers import join, pending, room_app, until
+from tests.support.helpers import join, pending, room_app, until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 
@@ -53,7 +53,7 @@ class GatedStore(DatabaseHistoryStore):
 
 async def test_group_send_saves_before_it_delivers(settings: typing.Any) -> None:
     settings.NEXIOS_COMPAT = {
-        "HISTORY_STORE": "tests.test_history.GatedStore",
+        "HISTORY_STORE": "tests.unit.test_history.GatedStore",
         "HISTORY_WAIT_FOR_COMMIT": True,
     }
     GatedStore.entered.clear()
@@ -74,7 +74,7 @@ async def test_group_send_saves_before_it_delivers(settings: typing.Any) -> None
 async def test_pipelined_group_send_returns_at_once_yet_delivers_only_after_the_commit(
     settings: typing.Any,
 ) -> None:
-    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.test_history.GatedStore"}
+    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.unit.test_history.GatedStore"}
     GatedStore.entered.clear()
     GatedStore.gate.clear()
     listener, _ = await join(room_app(), "/room/g")
@@ -93,7 +93,7 @@ async def test_pipelined_group_send_returns_at_once_yet_delivers_only_after_the_
 async def test_an_unsaved_send_does_not_overtake_saved_ones_waiting_to_be_stored(
     settings: typing.Any,
 ) -> None:
-    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.test_history.GatedStore"}
+    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.unit.test_history.GatedStore"}
     GatedStore.entered.clear()
     GatedStore.gate.clear()
     listener, _ = await join(room_app(), "/room/g")
@@ -110,7 +110,7 @@ async def test_an_unsaved_send_does_not_overtake_saved_ones_waiting_to_be_stored
 async def test_a_handler_s_reply_and_close_never_overtake_its_own_saved_broadcast(
     settings: typing.Any,
 ) -> None:
-    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.test_history.GatedStore"}
+    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.unit.test_history.GatedStore"}
     GatedStore.entered.clear()
     GatedStore.gate.clear()
     app = get_application()
@@ -268,7 +268,7 @@ async def test_concurrent_saves_share_transactions_and_arrive_in_seq_order(
     settings: typing.Any, batch_size: int
 ) -> None:
     settings.NEXIOS_COMPAT = {
-        "HISTORY_STORE": "tests.test_history.CountingStore",
+        "HISTORY_STORE": "tests.unit.test_history.CountingStore",
         "HISTORY_BATCH_SIZE": batch_size,
         # Each sender waits for its commit, so that all 60 are stored when gather returns.
         "HISTORY_WAIT_FOR_COMMIT": True,
@@ -508,7 +508,7 @@ class SlowFetchStore(DatabaseHistoryStore):
 
 
 async def test_resume_while_messages_keep_arriving_has_no_gap_and_no_duplicate(settings: typing.Any) -> None:
-    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.test_history.SlowFetchStore"}
+    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.unit.test_history.SlowFetchStore"}
     SlowFetchStore.fetched_up_to.clear()
     app = room_app()
     hammers = [(await join(app, "/room/busy"))[0] for _ in range(3)]
@@ -584,7 +584,7 @@ class OtherProcessStore(DatabaseHistoryStore):
 async def test_messages_saved_elsewhere_during_a_replay_are_delivered_once(
     settings: typing.Any, publish_order: list[int]
 ) -> None:
-    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.test_history.OtherProcessStore"}
+    settings.NEXIOS_COMPAT = {"HISTORY_STORE": "tests.unit.test_history.OtherProcessStore"}
     OtherProcessStore.loop = asyncio.get_running_loop()
     OtherProcessStore.publish_order = publish_order
     await sync_to_async(save)("x", *range(5))
@@ -633,7 +633,7 @@ class LaggingLayer(InMemoryChannelLayer):
 
 async def test_resume_does_not_repeat_a_message_still_on_its_way(settings: typing.Any) -> None:
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "tests.test_history.LaggingLayer", "CONFIG": {"capacity": 10000}}
+        "default": {"BACKEND": "tests.unit.test_history.LaggingLayer", "CONFIG": {"capacity": 10000}}
     }
     app = room_app()
     speaker, _ = await join(app, "/room/lag")

@@ -14,7 +14,7 @@ from nexios_compat.exceptions import PayloadTooLarge
 from nexios_compat.websockets import _limits as limits
 from nexios_compat.websockets.channels import ChannelBox
 from nexios_compat.websockets.consumers import WebSocketEndpoint
-from tests.helpers import until
+from tests.support.helpers import until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 

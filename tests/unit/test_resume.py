@@ -14,7 +14,7 @@ from nexios_compat.models import Message, Room
 from nexios_compat.stores.history import DatabaseHistoryStore, Position
 from nexios_compat.types import ChannelMessageDC
 from nexios_compat.websockets.channels import ChannelBox
-from tests.helpers import join, pending, receive_seqs, room_app
+from tests.support.helpers import join, pending, receive_seqs, room_app
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 

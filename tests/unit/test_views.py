@@ -11,9 +11,9 @@ from django.test import Client
 
 from nexios_compat.models import Room
 from nexios_compat.stores.history import DatabaseHistoryStore
-from tests.helpers import pending
+from tests.support.helpers import pending
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.views_urls")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.sites.views.urls")]
 
 
 def save(room: str, *payloads: typing.Any) -> None:

@@ -25,11 +25,13 @@ from nexios_compat.websockets.channels import (
     PayloadTypeEnum,
 )
 from nexios_compat.websockets.consumers import WebSocketConsumer, WebSocketEndpoint
-from tests.helpers import until
+from tests.support.helpers import until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 
-COUNTING_LAYER = {"default": {"BACKEND": "tests.layers.CountingInMemoryLayer", "CONFIG": {"capacity": 10000}}}
+COUNTING_LAYER = {
+    "default": {"BACKEND": "tests.support.layers.CountingInMemoryLayer", "CONFIG": {"capacity": 10000}}
+}
 
 
 async def connect(app: typing.Any, path: str, **kwargs: typing.Any) -> WebsocketCommunicator:

@@ -1,12 +1,12 @@
-"""The application of the send-backlog tests: ``GET /sec/stats`` (``tests.sec_asgi``) and one room.
+"""The application of the send-backlog tests: ``GET /sec/stats`` (``tests.sites.security.asgi``) and one room.
 
 ``/bp/{room}?username=...`` is the chat example's room without history: every
 text frame received is broadcast to the room as it is, so the room runs as fast
 as the hub delivers; joins and leaves are announced as JSON notices.
 """
 
-# ruff: noqa: I001  (tests.sec_asgi imports project.asgi, which sets Django up: it must come first)
-from tests.sec_asgi import http
+# ruff: noqa: I001  (tests.sites.security.asgi imports project.asgi, which sets Django up: it must come first)
+from tests.sites.security.asgi import http
 
 import json
 import typing

@@ -1,4 +1,4 @@
-"""``tests.mp_asgi`` plus a site's own plain Channels consumers under ``/plain``.
+"""``tests.sites.multiprocess.asgi`` plus a site's own plain Channels consumers under ``/plain``.
 
 - ``/plain/room/{name}``: an ``AsyncJsonWebsocketConsumer`` in the layer group
   ``name``; ``{"say": x}`` is sent to the group, which every member receives
@@ -8,8 +8,8 @@
   channel, which receives it as ``{"direct": x}``.
 """
 
-# ruff: noqa: I001  (tests.mp_asgi sets Django up: it must be imported first)
-from tests.mp_asgi import application as rooms_application
+# ruff: noqa: I001  (tests.sites.multiprocess.asgi sets Django up: it must be imported first)
+from tests.sites.multiprocess.asgi import application as rooms_application
 
 import typing
 

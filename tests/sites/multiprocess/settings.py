@@ -33,5 +33,5 @@ elif os.environ.get("MP_LAYER") == "memory":
     _layer.update({"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10000}})
 
 if os.environ.get("MP_LAYER_LAG"):
-    _layer["BACKEND"] = "tests.layers.LaggingRedisChannelLayer"
+    _layer["BACKEND"] = "tests.support.layers.LaggingRedisChannelLayer"
     _layer["CONFIG"]["lag"] = float(os.environ["MP_LAYER_LAG"])

@@ -1,8 +1,8 @@
 """A small, typical Nexios 3.12 app, as its users write it, with ``nexios`` -> ``nexios_compat``.
 
-Nothing else differs from the Nexios original: tests/test_e2e_nexios312.py
+Nothing else differs from the Nexios original: tests/e2e/test_nexios312.py
 checks that this very source, prefix swapped back, imports under Nexios 3.12.
-Served by daphne through ``tests.nx312_asgi``.
+Served by daphne through ``tests.sites.nexios312.asgi``.
 """
 
 from nexios_compat import NexiosApp, status

@@ -2,7 +2,7 @@
 
 import os
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.nx312_settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.sites.nexios312.settings")
 
 from django.core.asgi import get_asgi_application
 
@@ -10,6 +10,6 @@ django_asgi_app = get_asgi_application()  # Django must be set up before the app
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from tests.nx312_app import app  # noqa: E402
+from tests.sites.nexios312.app import app  # noqa: E402
 
 application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": app})

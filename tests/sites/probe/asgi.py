@@ -1,4 +1,4 @@
-"""``tests.mp_asgi`` plus ``/probe/{room}/``, the fault-probe room of tests/test_netns_faults.py.
+"""The multiprocess site plus ``/probe/{room}/``, the fault-probe room of tests/faults/test_netns_faults.py.
 
 A member of ``room`` (resuming from ``?since=``) that first sends ``{"hello":
 <channel id>, "process": <hub process id>}``, then saves every frame it
@@ -7,8 +7,8 @@ reply waits for the handler's own saved broadcasts), or ``{"nack": n}`` when
 it failed with ``HistoryUnavailable``.
 """
 
-# ruff: noqa: I001  (tests.mp_asgi sets Django up: it must be imported first)
-from tests.mp_asgi import app, application
+# ruff: noqa: I001  (tests.sites.multiprocess.asgi sets Django up: it must be imported first)
+from tests.sites.multiprocess.asgi import app, application
 
 import typing
 

@@ -1,6 +1,6 @@
 """The project's ASGI application plus a few test-only routes under ``/e2e``.
 
-Served by daphne in ``tests/test_e2e_seeds.py``. The extra routes cover what
+Served by daphne in ``tests/e2e/test_seeds.py``. The extra routes cover what
 the seed documents show only as fragments (text, bytes and JSON on one socket;
 the ``Channel`` methods and payload types) and an expiring channel with a
 TTL short enough to watch.

@@ -1,6 +1,6 @@
 """A sync view that saves its own rows and publishes in one transaction, and a room to watch.
 
-Served by daphne in ``tests/test_transactions.py`` (settings ``tests.tx_settings``).
+Served by daphne in ``tests/server/test_transactions.py`` (settings ``tests.sites.transactions.settings``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""URLs for tests/test_views.py: the history view behind endpoints with each kind of room rule."""
+"""URLs for tests/unit/test_views.py: the history view behind endpoints with each kind of room rule."""
 
 from django.urls import path
 

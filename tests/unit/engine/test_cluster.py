@@ -6,8 +6,7 @@ import uuid
 
 from nexios_compat.engine.cluster import ClusterMembership
 from nexios_compat.rooms import control_group, layer_group
-
-from .fakes import FlakyLayer, MemoryPresenceStore
+from tests.support.fakes import FlakyLayer, MemoryPresenceStore
 
 
 def member_rows(store: MemoryPresenceStore, process_id: str) -> set[tuple[str, uuid.UUID]]:

@@ -6,8 +6,7 @@ import asyncio
 
 from nexios_compat.encoding import FrameCache
 from nexios_compat.engine.ordering import RoomOrdering
-
-from .fakes import until
+from tests.support.fakes import until
 
 
 def saved(seq: int, room: str = "r") -> FrameCache:

@@ -8,8 +8,7 @@ import typing
 from nexios_compat.engine import wire
 from nexios_compat.engine.recovery import LayerRecovery
 from nexios_compat.rooms import control_group, layer_group
-
-from .fakes import FlakyLayer, until
+from tests.support.fakes import FlakyLayer, until
 
 
 async def make(rooms: list[str]) -> tuple[FlakyLayer, LayerRecovery, list[int]]:

@@ -7,8 +7,7 @@ import json
 from nexios_compat.encoding import FrameCache
 from nexios_compat.engine import delivery
 from nexios_compat.engine.registry import LocalRegistry
-
-from .fakes import FakeMember
+from tests.support.fakes import FakeMember
 
 
 def frame(room: str, seq: int | None, body: object) -> FrameCache:

@@ -6,8 +6,7 @@ import asyncio
 
 from nexios_compat.engine.scheduler import Scheduler
 from nexios_compat.engine.shutdown import GracefulShutdown
-
-from .fakes import until
+from tests.support.fakes import until
 
 
 class Socket:

@@ -10,8 +10,7 @@ import uuid
 from nexios_compat.engine import wire
 from nexios_compat.engine.presence.tracker import PresenceTracker
 from nexios_compat.stores.services import PresenceService
-
-from .fakes import FakeMember, FlakyLayer, MemoryPresenceStore, until
+from tests.support.fakes import FakeMember, FlakyLayer, MemoryPresenceStore, until
 
 
 def events(member: FakeMember) -> list[dict[str, typing.Any]]:

@@ -10,8 +10,7 @@ from django.db import OperationalError
 from nexios_compat.engine.writer import HistoryWriter
 from nexios_compat.exceptions import HistoryUnavailable
 from nexios_compat.stores.history import PendingMessage, SavedMessage
-
-from .fakes import SlowHistory, until
+from tests.support.fakes import SlowHistory, until
 
 
 def msg(text: str, room: str = "r") -> PendingMessage:

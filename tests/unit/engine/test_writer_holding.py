@@ -10,8 +10,7 @@ from nexios_compat.engine.locked_rooms import FIRST_RETRY_DELAY, MAX_RETRY_DELAY
 from nexios_compat.engine.writer import HistoryWriter
 from nexios_compat.exceptions import HistoryUnavailable
 from nexios_compat.stores.history import PendingMessage, SavedMessage
-
-from .fakes import SlowHistory, until
+from tests.support.fakes import SlowHistory, until
 
 
 def msg(text: str, room: str) -> PendingMessage:
