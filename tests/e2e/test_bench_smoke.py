@@ -11,10 +11,10 @@ import json
 import sqlite3
 from pathlib import Path
 
-from bench.chatload import ChatLoad
-from bench.loadgen import run_load
-from bench.smoke import smoke_async
-from bench.stall import locked
+from bench.load.chatload import ChatLoad
+from bench.load.loadgen import run_load
+from bench.scenarios.smoke import smoke_async
+from bench.scenarios.stall import locked
 from devservers import run_manage
 from tests.support.fixtures import DaphneFactory
 

@@ -10,11 +10,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from bench._util import free_port, wait_port
-from bench.loadgen import Origins, Urls
-from bench.procs import BIN, PY, ROOT, Server, ServerGroup, run_setup
-from bench.services import Postgres, Redis
+from bench.harness.procs import BIN, PY, ROOT, Server, ServerGroup, run_setup
+from bench.harness.services import Postgres, Redis
+from bench.load.loadgen import Origins, Urls
 from bench.systems import System, needs_postgres, needs_redis
+from devservers import free_port, wait_port
 
 # Variables of the calling environment that must not leak into a server.
 _SCRUBBED_ENV = ("DJANGO_SETTINGS_MODULE", "REDIS_URL", "DATABASE_URL")

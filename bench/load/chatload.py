@@ -20,7 +20,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
-from bench.loadgen import DEFAULT_CONTENT, Origins, Urls, close_all, find_seq_ts, open_idle
+from bench.load.loadgen import DEFAULT_CONTENT, Origins, Urls, close_all, find_seq_ts, open_idle
 
 STEP_SEQ = 10_000_000  # seq = step * STEP_SEQ + n: tells this step's messages from late ones
 

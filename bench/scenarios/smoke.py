@@ -1,6 +1,6 @@
 """A few-second end-to-end check of the bench machinery (for a test to call).
 
-from bench.smoke import smoke
+from bench.scenarios.smoke import smoke
 result = smoke()          # raw_websockets peer, 5 members x 20 messages
 assert result["ok"] and result["delivered"] == 100
 """
@@ -14,9 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench._util import free_port, wait_port
-from bench.loadgen import run_load
-from bench.procs import ROOT, Server
+from bench.harness.procs import ROOT, Server
+from bench.load.loadgen import run_load
+from devservers import free_port, wait_port
 
 
 def smoke(members: int = 5, messages: int = 20, timeout: float = 30.0) -> dict[str, Any]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.analysis import TARGET_SYSTEM, delivered_per_s, fmt_num, fmt_ratio, table
-from bench.measurement import DISTURBED_PCT, RETRIES_IF_DISTURBED
-from bench.saved import render_saved
+from bench.harness.measurement import DISTURBED_PCT, RETRIES_IF_DISTURBED
+from bench.report.analysis import TARGET_SYSTEM, delivered_per_s, fmt_num, fmt_ratio, table
+from bench.report.saved import render_saved
 
 Doc = dict[str, Any]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import psutil
 
-from bench._util import raise_nofile_limit
-from bench.procs import ROOT
+from bench.harness.procs import ROOT
+from devservers import raise_nofile_limit
 
 # Ratios in the report are computed against these, when they ran successfully.
 BASELINES = ("plain_channels", "nexios_daphne")

@@ -1,6 +1,6 @@
 """The chat-site scenario: the highest rate of saved messages a system sustains.
 
-Many rooms of 10 members, every member sending at a steady rate (``bench.chatload``). The
+Many rooms of 10 members, every member sending at a steady rate (``bench.load.chatload``). The
 offered total rate doubles from ``start_rate`` until a step fails, then the gap between the
 last passing and the first failing rate is bisected (geometrically) while the time budget
 lasts. A step passes when the sender kept up (achieved >= 95 % of the offered rate), every
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.chatload import ChatLoad
-from bench.launch import Launch, Unavailable
-from bench.measurement import cpu_probes, settle
-from bench.services import Services
+from bench.harness.launch import Launch, Unavailable
+from bench.harness.measurement import cpu_probes, settle
+from bench.harness.services import Services
+from bench.load.chatload import ChatLoad
 from bench.systems import System
 
 P99_LIMIT_MS = 100.0

@@ -13,9 +13,9 @@ from typing import BinaryIO
 
 import psutil
 
-from bench._util import raise_nofile_limit
+from devservers import raise_nofile_limit
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 BIN = str(Path(sys.executable).parent)
 

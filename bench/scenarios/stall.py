@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from bench.chatload import ChatLoad
-from bench.launch import Launch, Unavailable
-from bench.procs import ServerGroup
-from bench.services import Services
+from bench.harness.launch import Launch, Unavailable
+from bench.harness.procs import ServerGroup
+from bench.harness.services import Services
+from bench.load.chatload import ChatLoad
 from bench.systems import System, chat_systems
 
 STALL_S = 10.0

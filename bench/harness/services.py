@@ -13,9 +13,9 @@ from typing import Any
 
 import psutil
 
-from bench._util import free_port, wait_port
-from bench.procs import Server
+from bench.harness.procs import Server
 from bench.systems import System, needs_postgres, needs_redis
+from devservers import free_port, wait_port
 
 
 class Redis:
@@ -68,13 +68,13 @@ class Redis:
 class Postgres:
     """A throwaway PostgreSQL cluster for the ``{postgres_url}`` systems.
 
-    The test suite's ``tests.servers.PostgresServer``: initdb into a temp dir under /tmp,
+    The test suite's ``devservers.PostgresServer``: initdb into a temp dir under /tmp,
     trust auth, fsync off, run as the ``postgres`` user when we are root. Each system gets
     a fresh database, dropped when the system is done.
     """
 
     def __init__(self) -> None:
-        from tests.servers import PostgresServer, find_pg_binary
+        from devservers import PostgresServer, find_pg_binary
 
         # bench rooms: 2 processes x (hub + history writer + request threads) fit in 200
         self.server = PostgresServer(default_db="postgres").start()

@@ -11,8 +11,8 @@ from typing import Any
 
 import psutil
 
-from bench.loadgen import DEFAULT_WINDOW, Origins, Urls, close_all, open_idle, run_load
-from bench.procs import Server, ServerGroup
+from bench.harness.procs import Server, ServerGroup
+from bench.load.loadgen import DEFAULT_WINDOW, Origins, Urls, close_all, open_idle, run_load
 from bench.systems import Plan
 
 

@@ -1,6 +1,6 @@
 """Room broadcast load generator (asyncio + the ``websockets`` client, one process).
 
-    python -m bench.loadgen --url ws://127.0.0.1:8000/ws/bench/room1/ \
+    python -m bench.load.loadgen --url ws://127.0.0.1:8000/ws/bench/room1/ \
         --members 100 --messages 500 --rate 0
 
 Opens ``members`` sockets to one room URL, waits until every member is joined (the publisher,
@@ -41,7 +41,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
-from bench._util import raise_nofile_limit
+from devservers import raise_nofile_limit
 
 DEFAULT_WINDOW = 200
 DEFAULT_CONTENT = "x" * 64
@@ -501,7 +501,7 @@ async def close_all(sockets: list[ClientConnection], concurrency: int = 500) -> 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.loadgen",
+        prog="python -m bench.load.loadgen",
         description="Room broadcast load generator (see bench/README.md).",
     )
     add = parser.add_argument

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.analysis import delivered_per_s, fmt_num, fmt_ratio, ratio, table
+from bench.report.analysis import delivered_per_s, fmt_num, fmt_ratio, ratio, table
 
 SAVE_VS_UNSAVED = 0.8  # ours saved >= 0.8x ours unsaved
 SAVE_VS_PLAIN = 5.0  # ours saved >= 5x plain_channels_saved, rooms and chat site
