@@ -98,7 +98,7 @@ async def test_saved_broadcasts_published_out_of_order_are_delivered_in_order() 
     for index in (2, 0, 3, 1):  # as two processes racing to publish might
         await publish_remote(*saved[index])
     assert await receive_seqs(client, 4) == [1, 2, 3, 4]
-    assert (await get_hub()).held_back == 2
+    assert (await get_hub()).ordering.held_back == 2
     await client.disconnect()
 
 
@@ -109,7 +109,7 @@ async def test_a_gap_that_stays_open_is_filled_from_history(settings: typing.Any
     # The process that saved 1 and 2 died before publishing them.
     await publish_remote(*saved[2])
     assert await receive_seqs(client, 3) == [1, 2, 3]
-    assert (await get_hub()).gap_fills == 1
+    assert (await get_hub()).ordering.gap_fills == 1
     await client.disconnect()
 
 
@@ -138,7 +138,7 @@ async def test_a_gap_filled_after_history_lost_what_was_held_delivers_it_in_orde
         await publish_remote(*saved[index])
     assert await receive_seqs(client, 3) == [2, 3, 4]
     hub = await get_hub()
-    assert (hub.held_back, hub.gap_fills) == (3, 1)
+    assert (hub.ordering.held_back, hub.ordering.gap_fills) == (3, 1)
     await client.disconnect()
 
 
@@ -183,7 +183,7 @@ async def test_a_saved_message_the_layer_refuses_is_still_delivered_here_and_ann
         "payload": {"during": "outage"},
     }
     down = False
-    await until(lambda: hub.recoveries >= 1, "the hub to recover")
+    await until(lambda: hub.recovery.recoveries >= 1, "the hub to recover")
     assert [message["type"] for message in resyncs] == ["nexios.resync"]
     await client.disconnect()
 
@@ -200,7 +200,7 @@ async def test_lost_subscriptions_are_noticed_by_the_probe_and_missed_messages_d
         await layer.group_discard(group, hub.layer_channel)
     lost = await save_elsewhere("r", 1)
     await publish_remote(*lost[0])  # reaches nobody
-    await until(lambda: hub.recoveries >= 1, "the probe to notice")
+    await until(lambda: hub.recovery.recoveries >= 1, "the probe to notice")
     # The message published while unsubscribed comes from history; later ones live.
     assert await receive_seqs(client, 1) == [1]
     await publish_remote(*(await save_elsewhere("r", 1))[0])
@@ -235,7 +235,7 @@ async def test_a_silent_process_and_its_members_are_removed(settings: typing.Any
     # Its layer subscription went too: a broadcast now queues nothing for it.
     await ChannelBox.group_send("r", {"after": "ghost"})
     await client.receive_json_from(timeout=TIMEOUT)
-    assert get_layer().channels.get(ghost_channel) is None  # type: ignore[attr-defined]
+    assert get_layer().channels.get(ghost_channel) is None
     await client.disconnect()
 
 
@@ -276,7 +276,7 @@ async def test_a_process_its_peers_removed_registers_again_with_its_members(sett
         return [str(member.id) for member in await ChannelBox.group("r")] == [channel_id]
 
     await until(back, "the process to rejoin")
-    await until(lambda: hub.recoveries >= 1, "its subscriptions to be re-added")
+    await until(lambda: hub.recovery.recoveries >= 1, "its subscriptions to be re-added")
     await publish_remote(*(await save_elsewhere("r", 1))[0])
     assert await receive_seqs(client, 1) == [1]
     await client.disconnect()
