@@ -35,7 +35,6 @@ class ServerError(RuntimeError):
     """A service failed to start, or exited early; the message carries its output."""
 
 
-
 def _read_tail(path: Path | None, limit: int = _LOG_TAIL_CHARS) -> str:
     if path is None:
         return ""
@@ -101,6 +100,7 @@ def wait_for_port(
                 f"(last error: {last_error}); output:\n{output}"
             )
         time.sleep(_POLL_INTERVAL)
+
 
 def _runuser_path() -> str | None:
     found = shutil.which("runuser")
@@ -307,5 +307,3 @@ class ServerProcess:
         self.stop()
         _tmpdirs.discard(self.tmpdir)
         shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-

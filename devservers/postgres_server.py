@@ -46,7 +46,6 @@ def postgres_available() -> bool:
     return find_pg_binary("initdb") is not None and find_pg_binary("postgres") is not None
 
 
-
 class PostgresServer(ServerProcess):
     """A throwaway PostgreSQL cluster on 127.0.0.1 with trust auth.
 

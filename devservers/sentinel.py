@@ -50,7 +50,7 @@ class SentinelServer(RedisServer):
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
         try:
             reply = client.sentinel_get_master_addr_by_name(MASTER_NAME)
-            return int(reply[1]) if reply else None
+            return int(reply[1]) if isinstance(reply, tuple) else None
         except redis.RedisError:
             return None
         finally:
@@ -64,7 +64,7 @@ class SentinelServer(RedisServer):
             while time.monotonic() < deadline:
                 try:
                     reply = client.sentinel_get_master_addr_by_name(MASTER_NAME)
-                    if reply is not None and int(reply[1]) == self.primary.port:
+                    if isinstance(reply, tuple) and int(reply[1]) == self.primary.port:
                         return
                 except redis.RedisError:
                     pass

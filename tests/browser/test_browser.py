@@ -17,8 +17,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from devservers import REPO_ROOT, DaphneServer, run_manage
 from tests.support import site
@@ -202,7 +203,7 @@ def test_every_listed_seed_endpoint_answers(server: DaphneServer) -> None:
     from chat.views import SEEDS
 
     for path, example, _ in SEEDS:
-        with connect(server.ws_url(path), origin=server.url, open_timeout=10) as ws:
+        with connect(server.ws_url(path), origin=Origin(server.url), open_timeout=10) as ws:
             if example:
                 ws.send(example)
             assert ws.recv(10), path
@@ -253,8 +254,13 @@ def test_messages_and_names_are_text_never_html(
     alice = open_room(browser, pages, server.url, room, "alice")
     mallory = open_room(browser, pages, server.url, room, "<i>mallory</i>")
     dialogs: list[str] = []
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
     for page in (alice, mallory):
-        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.on("dialog", on_dialog)
     send(mallory, payload)
     send(mallory, "and then some")  # one more round trip: time for an onerror to have fired
     for page in (alice, mallory):
@@ -296,9 +302,9 @@ def test_a_visitor_sees_the_last_50_saved_messages(
     room = room_name("room")
     url = server.ws_url(f"/ws/chat/{room}/")
     with (
-        connect(f"{url}?username=a&envelope=1", origin=server.url) as a,
+        connect(f"{url}?username=a&envelope=1", origin=Origin(server.url)) as a,
         # b never reads: an unbounded queue lets it see the closing handshake behind the frames.
-        connect(f"{url}?username=b", origin=server.url, max_queue=None) as b,
+        connect(f"{url}?username=b", origin=Origin(server.url), max_queue=None) as b,
     ):
         # Both joins are saved first: b's notice, seen by a, is the newest of them.
         while json.loads(a.recv(20)).get("payload", {}).get("message") != "b joined":  # skip presence
@@ -367,7 +373,7 @@ def test_reconnects_after_a_server_restart_and_resumes_without_duplicates(
 
     # Sent while the page is disconnected, on the new server.
     with connect(
-        second.ws_url(f"/ws/chat/{room}/?username=dave"), origin=second.url, open_timeout=10
+        second.ws_url(f"/ws/chat/{room}/?username=dave"), origin=Origin(second.url), open_timeout=10
     ) as dave:
         dave.send(json.dumps({"type": "message", "content": "sent while you were away"}))
         while json.loads(dave.recv(10)).get("message") != "sent while you were away":

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from devservers import DaphneServer, run_manage
 from tests.browser.test_browser import browser, log_line, migrated, open_room, pages, send, server  # noqa: F401
@@ -28,8 +29,7 @@ SAVE = (
     "'message': f'm{{i:03}}', 'timestamp': time.time()}})) for i in range({count})])"
 )
 FLUSH = (
-    "from nexios_compat.stores.history import DatabaseHistoryStore; "
-    "DatabaseHistoryStore().flush({room!r})"
+    "from nexios_compat.stores.history import DatabaseHistoryStore; DatabaseHistoryStore().flush({room!r})"
 )
 
 
@@ -135,7 +135,7 @@ def test_network_drop_and_return_resumes_without_loss_or_duplicates(
         page.on("websocket", lambda ws: sockets.append(ws.url))
         proxy.drop()
         expect(page.locator("#status")).to_contain_text("disconnected")
-        with connect(server.ws_url(f"/ws/chat/{room}/?username=dave"), origin=server.url) as dave:
+        with connect(server.ws_url(f"/ws/chat/{room}/?username=dave"), origin=Origin(server.url)) as dave:
             dave.send(json.dumps({"type": "message", "content": "while offline"}))
             while json.loads(dave.recv(10)).get("message") != "while offline":
                 pass
@@ -171,7 +171,7 @@ def test_flush_while_disconnected_reloads_instead_of_replaying_part(
     expect(page.locator("#status")).to_contain_text("disconnected, retrying in")
     second = daphne_factory(env, port=first.port)
     shell(second, FLUSH, room=room)
-    with connect(second.ws_url(f"/ws/chat/{room}/?username=dave"), origin=second.url) as dave:
+    with connect(second.ws_url(f"/ws/chat/{room}/?username=dave"), origin=Origin(second.url)) as dave:
         dave.send(json.dumps({"type": "message", "content": "after the flush"}))
         while json.loads(dave.recv(10)).get("message") != "after the flush":
             pass

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
 from devservers import REPO_ROOT, run_manage
 from nexios_compat.encoding import dumps
@@ -111,7 +112,7 @@ def test_prune_history_command_applies_the_byte_bound(database_url: str, tmp_pat
 
 @contextlib.asynccontextmanager
 async def chat(url: str, origin: str) -> AsyncIterator[ClientConnection]:
-    async with connect(url, origin=origin, open_timeout=TIMEOUT, max_queue=None) as ws:
+    async with connect(url, origin=Origin(origin), open_timeout=TIMEOUT, max_queue=None) as ws:
         yield ws
 
 

@@ -79,7 +79,10 @@ def subscribed_processes(client: redis.Redis, layer: str, room: str) -> set[str]
     if layer.startswith("pubsub"):
         ((_, count),) = client.pubsub_numsub(f"asgi__group__nexios.g.{room}")
         return int(count)
-    return {name.decode() for name in client.zrange(f"asgi:group:nexios.g.{room}", 0, -1)}
+    return {
+        name.decode()
+        for name in typing.cast(list[bytes], client.zrange(f"asgi:group:nexios.g.{room}", 0, -1))
+    }
 
 
 @pytest.fixture
@@ -274,7 +277,9 @@ async def test_one_subscription_per_process_and_one_group_send_per_broadcast(
     client = redis.Redis.from_url(redis_url)
     group_key = f"asgi:group:nexios.g.{room}"
     # Eight sockets, two subscriptions: one per process.
-    assert {name.decode() for name in client.zrange(group_key, 0, -1)} == hub_channels
+    assert {
+        name.decode() for name in typing.cast(list[bytes], client.zrange(group_key, 0, -1))
+    } == hub_channels
 
     monitor = RedisMonitor(redis_url)
     with monitor:
@@ -463,7 +468,11 @@ async def test_rooms_work_again_after_redis_restarts_during_traffic(
 
     last = db.history(room)[-1][0]
     for member in everyone:
-        await member.wait(lambda frames, m=member: last in m.seqs(), "every saved message")
+
+        def has_last(frames: list[typing.Any], m: Member = member) -> bool:
+            return last in m.seqs()
+
+        await member.wait(has_last, "every saved message")
         assert_contiguous(member, last)
         assert not member.closed, f"{member.name} was disconnected"
     assert [text for _, text in chats(a1.frames)] == [text for _, text in chats(b1.frames)]

@@ -71,7 +71,11 @@ async def test_a_peer_whose_broadcasts_lag_is_reordered_into_seq_order(
     a0 = await Member.open(a, path + "a0", "a0")
     b0, b1 = [await Member.open(b, path + name, name) for name in ("b0", "b1")]
     for member in (a0, b0, b1):
-        await member.wait(lambda frames, m=member: f"{m.name} joined" in str(frames), "its own join notice")
+
+        def joined(frames: list[typing.Any], m: Member = member) -> bool:
+            return f"{m.name} joined" in str(frames)
+
+        await member.wait(joined, "its own join notice")
 
     await a0.send({"type": "message", "content": "first"})
     await a0.wait(lambda frames: "first" in chat_texts(frames), "its own message")

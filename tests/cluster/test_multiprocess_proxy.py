@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.typing import Origin
 
 from devservers import REPO_ROOT, DaphneServer, free_port, wait_for_port
 from tests.support.cluster import Control, Member, cluster_env, migrate, start_cluster
@@ -106,7 +107,7 @@ async def test_the_sample_nginx_config_spreads_sockets_over_processes(
 
         async def member(name: str) -> Member:
             ws = await connect(
-                f"wss://127.0.0.1:{port}/mp/member/lobby", ssl=tls, origin=origin, open_timeout=10
+                f"wss://127.0.0.1:{port}/mp/member/lobby", ssl=tls, origin=Origin(origin), open_timeout=10
             )
             joined = Member(ws, name)
             await joined.wait(lambda frames: len(frames) >= 1, "its channel id")
@@ -116,7 +117,7 @@ async def test_the_sample_nginx_config_spreads_sockets_over_processes(
         processes = {m.frames[0]["process"] for m in members}
         assert len(processes) == 2, "least_conn should have used both processes"
 
-        control = Control(await connect(f"wss://127.0.0.1:{port}/mp/control", ssl=tls, origin=origin))
+        control = Control(await connect(f"wss://127.0.0.1:{port}/mp/control", ssl=tls, origin=Origin(origin)))
         assert await control("group_send", room="lobby", payload={"through": "nginx"}) == "GROUP_SEND"
         for m in members:
             await m.wait(lambda frames: {"through": "nginx"} in frames, "a broadcast through the proxy")

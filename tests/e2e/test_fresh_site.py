@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from devservers import REPO_ROOT, free_port, wait_for_port
 
@@ -274,10 +275,10 @@ def test_two_clients_talk_in_the_room(site: Site) -> None:
     origin = f"http://127.0.0.1:{site.port}"
     # The handler joins before it reads, so the echo of a client's first
     # message proves it is a member before the other one sends.
-    with connect(site.ws_url, origin=origin, open_timeout=TIMEOUT) as alice:
+    with connect(site.ws_url, origin=Origin(origin), open_timeout=TIMEOUT) as alice:
         alice.send(json.dumps({"user": "alice", "text": "hi"}))
         assert json.loads(alice.recv(TIMEOUT)) == {"user": "alice", "text": "hi"}
-        with connect(site.ws_url, origin=origin, open_timeout=TIMEOUT) as bob:
+        with connect(site.ws_url, origin=Origin(origin), open_timeout=TIMEOUT) as bob:
             bob.send(json.dumps({"user": "bob", "text": "pong <b>"}))
             assert json.loads(bob.recv(TIMEOUT)) == {"user": "bob", "text": "pong <b>"}
             assert json.loads(alice.recv(TIMEOUT)) == {"user": "bob", "text": "pong <b>"}
@@ -299,7 +300,7 @@ def test_two_clients_talk_in_the_room(site: Site) -> None:
 
 def test_other_origins_are_refused(site: Site) -> None:
     with pytest.raises(InvalidStatus, match="403"):
-        connect(site.ws_url, origin="http://evil.example", open_timeout=TIMEOUT)
+        connect(site.ws_url, origin=Origin("http://evil.example"), open_timeout=TIMEOUT)
 
 
 def test_admin_shows_rooms_and_messages(site: Site) -> None:

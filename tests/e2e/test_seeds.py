@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin
 
 from devservers import DaphneServer
 from tests.support.helpers import member_count, query, room_name, until
@@ -133,7 +134,8 @@ async def test_foreign_or_missing_origin_is_refused(server: DaphneServer, origin
     # The project's origin check refuses a missing Origin too (Channels'
     # AllowedHostsOriginValidator, which it used first, also did).
     with pytest.raises(InvalidStatus) as info:
-        async with connect(server.ws_url("/seeds/ws"), origin=origin, open_timeout=TIMEOUT):
+        headers_origin = Origin(origin) if origin is not None else None
+        async with connect(server.ws_url("/seeds/ws"), origin=headers_origin, open_timeout=TIMEOUT):
             pass
     assert info.value.response.status_code == 403
 

@@ -169,7 +169,7 @@ def db(tmp_path: Path) -> Path:
 
 def start(daphne_factory: typing.Callable[..., DaphneServer], db: Path, **env: str) -> DaphneServer:
     return daphne_factory(
-        server_env(db, "tests.sites.backpressure.settings", **env),
+        {**server_env(db, "tests.sites.backpressure.settings"), **env},
         app="tests.sites.backpressure.asgi:application",
         # No pings during the test: the reader threads would answer them on the
         # publisher's socket while the test writes to it.
@@ -218,9 +218,7 @@ def test_without_the_bound_a_stalled_reader_holds_the_backlog(
 def test_a_long_replay_is_paced_by_a_reading_client_not_cut(
     daphne_factory: typing.Callable[..., DaphneServer], db: Path
 ) -> None:
-    server = daphne_factory(
-        server_env(db, "tests.sites.backpressure.settings"), app=SECURITY_APP
-    )
+    server = daphne_factory(server_env(db, "tests.sites.backpressure.settings"), app=SECURITY_APP)
     saved = 1000  # about 1 MiB: four times the bound
     writer = open_raw(server, "/ws/chat/replay/?username=writer")
     # In bursts of 50 (50 KiB): saves are pipelined, so a whole burst comes back at

@@ -50,7 +50,7 @@ class FakeMember:
         self.id = uuid.uuid4()
         self.metadata: dict[str, typing.Any] = {"name": self.id.hex[:6]}
         self.payload_type = payload_type
-        self.envelope = False
+        self.envelope = 0  # bare frames (encoding.ENVELOPE_* values)
         self.groups: set[str] = set()
         self.frames: list[typing.MutableMapping[str, typing.Any]] = []
         self.closed: tuple[int, str] | None = None

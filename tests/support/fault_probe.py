@@ -72,9 +72,7 @@ class ProbeClient:
         server = self.home
         while not self._stop.is_set():
             try:
-                async with open_ws(
-                    self.servers[server], self.path(), open_timeout=5, close_timeout=1
-                ) as ws:
+                async with open_ws(self.servers[server], self.path(), open_timeout=5, close_timeout=1) as ws:
                     self._ws = ws
                     self.connections += 1
                     await self._session(ws)

@@ -37,7 +37,6 @@ def require_service(name: str, available: bool) -> None:
     pytest.skip(f"{name} is not installed")
 
 
-
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     require_service("redis-server", redis_available())

@@ -145,7 +145,7 @@ async def join(app: typing.Any, path: str) -> tuple[WebsocketCommunicator, list[
     communicator = WebsocketCommunicator(app, path)
     connected, _ = await communicator.connect()
     assert connected, f"handshake to {path} refused"
-    replayed = []
+    replayed: list[typing.Any] = []
     while True:
         frame = await communicator.receive_json_from(timeout=TIMEOUT)
         if isinstance(frame, dict) and "joined" in frame:

@@ -75,7 +75,7 @@ def migrated_database(directory: Path) -> Path:
 def start_server(db_path: Path, *, extra_args: Sequence[str] = (), **env: str) -> DaphneServer:
     """daphne serving ``tests.sites.security.asgi:application`` on ``db_path`` (the caller stops it)."""
     return DaphneServer(
-        server_env(db_path, SECURITY_SETTINGS, **env), app=SECURITY_APP, extra_args=extra_args
+        {**server_env(db_path, SECURITY_SETTINGS), **env}, app=SECURITY_APP, extra_args=extra_args
     ).start()
 
 

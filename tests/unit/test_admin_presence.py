@@ -92,7 +92,9 @@ async def test_the_chat_rooms_sockets_show_up_as_one_person_with_two_tabs(admin_
     rows = Member.objects.filter(room__name="live", presence__isnull=False)
     # The rows are written by the hub, off the socket's path.
     await until(lambda: sync_to_async(lambda: rows.count() == 2)(), "both tabs' presence rows")
-    keys = await sync_to_async(lambda: {row.presence["key"] for row in rows})()
+    keys = await sync_to_async(
+        lambda: {typing.cast(dict[str, typing.Any], row.presence)["key"] for row in rows}
+    )()
     assert keys == {"carol"}
     room = await Room.objects.aget(name="live")
     page = await sync_to_async(admin_client.get)(url("room_change", room.pk))

@@ -9,7 +9,7 @@ from django.core.checks import run_checks
 from django.test import override_settings
 
 INMEMORY = {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10000}}
-REDIS_OK = {
+REDIS_OK: dict[str, typing.Any] = {
     "BACKEND": "channels_redis.core.RedisChannelLayer",
     "CONFIG": {
         "hosts": [

@@ -54,7 +54,7 @@ def app_for(endpoint: type[WebSocketEndpoint]) -> typing.Any:
 
 async def test_frames_are_charged_to_the_rate_limit_when_they_arrived(settings: typing.Any) -> None:
     settings.NEXIOS_COMPAT = {"RATE_LIMIT_MESSAGES": 50, "RATE_LIMIT_BURST": 5}
-    endpoint = type("Stalled", (Gated,), {"gate": asyncio.Event()})
+    endpoint = typing.cast(type[Gated], type("Stalled", (Gated,), {"gate": asyncio.Event()}))
     communicator = WebsocketCommunicator(app_for(endpoint), "/g")
     assert (await communicator.connect())[0]
     assert await communicator.receive_json_from() == {"joined": True}
@@ -69,7 +69,9 @@ async def test_frames_are_charged_to_the_rate_limit_when_they_arrived(settings: 
 
 
 async def test_a_handshake_the_client_gave_up_on_runs_no_on_connect_side_effects() -> None:
-    endpoint = type("SlowHandshake", (Gated,), {"gate": asyncio.Event(), "hold_handshake": True})
+    endpoint = typing.cast(
+        type[Gated], type("SlowHandshake", (Gated,), {"gate": asyncio.Event(), "hold_handshake": True})
+    )
     abandoned = metric("nexios_compat_handshakes_abandoned_total")
     communicator = WebsocketCommunicator(app_for(endpoint), "/g")
     await communicator.send_input({"type": "websocket.connect"})

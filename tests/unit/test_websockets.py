@@ -248,7 +248,7 @@ class JsonEcho(WebSocketEndpoint):
 async def test_frames_that_do_not_fit_the_encoding_close_with_1003(
     encoding: str, frame: dict[str, typing.Any]
 ) -> None:
-    endpoint = type("Strict", (JsonEcho,), {"encoding": encoding})
+    endpoint = typing.cast(type[JsonEcho], type("Strict", (JsonEcho,), {"encoding": encoding}))
     communicator = await connect(endpoint.as_asgi(), "/")
     await communicator.send_to(**frame)
     closed = await communicator.receive_output()
@@ -284,6 +284,7 @@ async def test_endpoint_state_persists_and_subclass_init_is_allowed() -> None:
 
         async def on_receive(self, ws: WebSocket, data: typing.Any) -> None:
             self.count += 1
+            assert self.channel is not None
             await ws.send_json({"user": self.user, "count": self.count, "channel": str(self.channel.id)})
 
         async def on_disconnect(self, ws: WebSocket, close_code: int) -> None:
@@ -307,6 +308,7 @@ class Room(WebSocketEndpoint):
         await ws.accept()
         self.room = ws.path_params["room"]
         await self.join_group(self.room)
+        assert self.channel is not None
         await ws.send_json({"joined": str(self.channel.id)})
 
     async def on_receive(self, ws: WebSocket, data: typing.Any) -> None:

@@ -10,12 +10,13 @@ on the same hosts) or ``memory`` (one process). ``$MP_SENTINEL``
 
 import json
 import os
+import typing
 
 from project.settings import *  # noqa: F403
 
 NEXIOS_COMPAT = json.loads(os.environ.get("MP_NEXIOS_COMPAT") or "{}")
 
-_layer = CHANNEL_LAYERS["default"]  # noqa: F405
+_layer: dict[str, typing.Any] = CHANNEL_LAYERS["default"]  # noqa: F405
 if os.environ.get("MP_SENTINEL"):
     (_host,) = _layer["CONFIG"]["hosts"]
     del _host["address"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
 
 from nexios_compat.engine.cluster import ClusterMembership
@@ -17,7 +18,9 @@ async def test_healthy_processes_stay_and_silent_ones_are_removed_with_their_mem
     store = MemoryPresenceStore(timeout=10)
     layer = FlakyLayer()
     rejoined: list[int] = []
-    mine = [("r", uuid.uuid4(), {}, None)]
+    mine: list[tuple[str, uuid.UUID, dict[str, typing.Any], dict[str, typing.Any] | None]] = [
+        ("r", uuid.uuid4(), {}, None)
+    ]
     a = ClusterMembership("a", store, layer, lambda: mine, lambda: rejoined.append(1))
     b = ClusterMembership("b", store, layer, list, lambda: rejoined.append(1))
     await a.join("chan-a")
