@@ -27,9 +27,9 @@ superuser: $(BIN)/activate
 	$(BIN)/python manage.py createsuperuser
 
 lint: $(BIN)/activate
-	$(BIN)/ruff check nexios_compat chat project tests bench
-	$(BIN)/ruff format --check nexios_compat
-	$(BIN)/mypy nexios_compat
+	$(BIN)/ruff check nexios_compat chat project tests bench devservers
+	$(BIN)/ruff format --check nexios_compat tests bench devservers
+	$(BIN)/mypy nexios_compat tests bench devservers
 	$(BIN)/lint-imports
 
 # System packages the suite needs (redis-server, PostgreSQL, chromium, nginx, iproute2, python3.11-venv);
@@ -43,7 +43,7 @@ test: deps
 
 # Rewrite the tracked docs/*.png; ordinary test runs write them to a temporary directory.
 screenshots: $(BIN)/activate
-	NEXIOS_SCREENSHOTS=1 $(BIN)/pytest tests/test_browser.py -q -k test_docs_screenshots -p no:cacheprovider
+	NEXIOS_SCREENSHOTS=1 $(BIN)/pytest tests/browser/test_browser.py -q -k test_docs_screenshots -p no:cacheprovider
 
 bench: $(BIN)/activate
 	$(BIN)/python -m bench.run

@@ -9,7 +9,7 @@ for the port, measure server memory per idle connection on a fresh process, rest
 for each room size run the load generator at saturation (rate 0, window 200) and once more at
 half of the saturating message rate for latency, then stop it. A system that fails to start
 or crashes is recorded with its error and the run goes on. Then the chat-site scenario
-(``bench.chatsite``) and the stalled-database scenario (``bench.stall``).
+(``bench.scenarios.chatsite``) and the stalled-database scenario (``bench.scenarios.stall``).
 
 Systems are declared in ``bench/systems.py``.
 """
@@ -27,17 +27,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench._util import raise_nofile_limit
-from bench.analysis import compute_ratios, compute_targets, compute_variants, machine_info
-from bench.chatsite import FULL_CHAT, QUICK_CHAT, run_chat_site
-from bench.launch import Launch, Unavailable
-from bench.measurement import measure_memory, measure_room, settle, wait_quiet, window_for
-from bench.procs import ROOT, ServerGroup
-from bench.report import plot, render_markdown
-from bench.saved import compute_saved
-from bench.services import Services
-from bench.stall import run_stall, stall_systems
+from bench.harness.launch import Launch, Unavailable
+from bench.harness.measurement import measure_memory, measure_room, settle, wait_quiet, window_for
+from bench.harness.procs import ROOT, ServerGroup
+from bench.harness.services import Services
+from bench.report.analysis import compute_ratios, compute_targets, compute_variants, machine_info
+from bench.report.render import plot, render_markdown
+from bench.report.saved import compute_saved
+from bench.scenarios.chatsite import FULL_CHAT, QUICK_CHAT, run_chat_site
+from bench.scenarios.stall import run_stall, stall_systems
 from bench.systems import EXTRA_SYSTEMS, FULL, QUICK, SYSTEMS, Plan, System, chat_systems
+from devservers import raise_nofile_limit
 
 RESULTS = ROOT / "bench" / "results"
 # A quick run is a check, not a result to quote: it never overwrites the committed files.

@@ -9,7 +9,7 @@ from channels.layers import channel_layers
 
 from nexios_compat.engine import stop_hub
 
-pytest_plugins = ["tests.fixtures_services"]
+pytest_plugins = ["tests.support.fixtures"]
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ HTTP app, origin check and auth stack, like a real site.
 # project.asgi sets Django up, so it comes first.
 from project.asgi import application as project_application  # noqa: I001
 
-from bench._util import raise_nofile_limit
+from devservers import raise_nofile_limit
 from chat.sockets import app
 from nexios_compat.websockets import Channel, ChannelBox, WebSocket, WebSocketDisconnect
 

@@ -18,7 +18,7 @@ from nexios import NexiosApp
 from nexios.routing import Router, WebsocketRoute
 from nexios.websockets import Channel, ChannelBox, WebSocket, WebSocketDisconnect
 
-from bench._util import raise_nofile_limit
+from devservers import raise_nofile_limit
 
 ROUTE = "/ws/bench/{room}/"
 SAVED_ROUTE = "/ws/bench-saved/{room}/"

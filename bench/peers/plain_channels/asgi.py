@@ -14,8 +14,8 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from bench._util import raise_nofile_limit  # noqa: E402
 from bench.peers.plain_channels.consumers import RoomConsumer  # noqa: E402
+from devservers import raise_nofile_limit  # noqa: E402
 
 raise_nofile_limit()
 

@@ -17,8 +17,8 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from bench._util import raise_nofile_limit  # noqa: E402
 from bench.peers.plain_channels_saved.consumers import SavedRoomConsumer  # noqa: E402
+from devservers import raise_nofile_limit  # noqa: E402
 
 raise_nofile_limit()
 

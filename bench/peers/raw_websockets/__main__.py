@@ -13,7 +13,7 @@ import signal
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-from bench._util import raise_nofile_limit
+from devservers import raise_nofile_limit
 
 PREFIX = "/ws/bench/"
 ROOMS: dict[str, set[ServerConnection]] = {}

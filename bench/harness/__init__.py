@@ -1,0 +1,1 @@
+"""Running the systems: server processes, their services, launching one system, measuring it."""

@@ -1,0 +1,1 @@
+"""The chat pages in headless Chromium against a real daphne."""

@@ -1,0 +1,1 @@
+"""Several daphne processes on one Redis and one database: rooms, history, presence across processes."""

@@ -1,0 +1,314 @@
+"""The README's "Add rooms to an existing site", run exactly as written on a new project.
+
+``django-admin startproject mysite`` in a temp dir, then the section's fenced
+code blocks in order: the shell install (``/path/to/nexios_compat`` is a clean
+copy of this checkout), the settings (``INSTALLED_APPS`` names merged into the
+existing list, everything else appended), ``mysite/sockets.py``,
+``mysite/asgi.py``, and the shell block that migrates and serves (the ``daphne``
+line runs as the server, with ``-p PORT`` appended). Two ``websockets`` clients
+then talk in the room the README names. A step missing from the README fails here.
+
+The install runs in a new virtualenv whose only packages are the dev venv's
+(through a ``.pth`` line, which does not load the editable install of this
+repo), so ``pip install`` really installs the app and the shared venv is not
+touched.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+from websockets.typing import Origin
+
+from devservers import REPO_ROOT, free_port, wait_for_port
+
+SECTION = "Add rooms to an existing site"
+PLACEHOLDER = "/path/to/nexios_compat"
+TIMEOUT = 10.0
+
+
+# README parsing ------------------------------------------------------------------
+
+
+@dataclass
+class Block:
+    lang: str
+    code: str
+    prose: str  # the text between the previous block and this one
+
+
+def readme_section(text: str, heading: str) -> str:
+    """The body of the ``## heading`` section (up to the next ``## ``)."""
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"README has no '## {heading}' section"
+    return match.group(1)
+
+
+def code_blocks(section: str) -> list[Block]:
+    """The fenced blocks of a section in order, dedented to their fence."""
+    blocks = []
+    last_end = 0
+    for match in re.finditer(r"^( *)```(\w*)\n(.*?)^\1```[ \t]*$", section, re.M | re.S):
+        indent = len(match.group(1))
+        lines = [line[indent:] if line[:indent].isspace() else line for line in match.group(3).splitlines()]
+        blocks.append(Block(match.group(2), "\n".join(lines) + "\n", section[last_end : match.start()]))
+        last_end = match.end()
+    return blocks
+
+
+def target_file(block: Block) -> str:
+    """The ``mysite/...py`` file the prose before a block names."""
+    names = re.findall(r"`(mysite/[\w/]+\.py)`", block.prose)
+    assert len(names) == 1, (
+        f"expected one mysite/*.py file named before the block, got {names}:\n{block.prose}"
+    )
+    return names[0]
+
+
+def merge_settings(settings: str, addition: str) -> str:
+    """Merge the README's settings block into a startproject settings.py.
+
+    ``INSTALLED_APPS`` names above the ``# ... your apps ...`` line go first,
+    the others last; every other statement is appended as written.
+    """
+    tree = ast.parse(addition)
+    lines = addition.splitlines()
+    first: list[str] = []
+    last: list[str] = []
+    rest: list[str] = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and [getattr(t, "id", None) for t in stmt.targets] == [
+            "INSTALLED_APPS"
+        ]:
+            assert isinstance(stmt.value, ast.List), "INSTALLED_APPS in the README is not a list"
+            marker = next(
+                (
+                    i + 1
+                    for i, line in enumerate(lines)
+                    if "your apps" in line and line.strip().startswith("#")
+                ),
+                None,
+            )
+            for element in stmt.value.elts:
+                assert isinstance(element, ast.Constant) and isinstance(element.value, str)
+                before = marker is not None and element.lineno < marker
+                (first if before else last).append(element.value)
+        else:
+            segment = ast.get_source_segment(addition, stmt)
+            assert segment is not None
+            rest.append(segment)
+    assert first or last, "the README's settings block adds no INSTALLED_APPS"
+
+    existing = ast.parse(settings)
+    apps = next(
+        stmt
+        for stmt in existing.body
+        if isinstance(stmt, ast.Assign)
+        and [getattr(t, "id", None) for t in stmt.targets] == ["INSTALLED_APPS"]
+    )
+    assert isinstance(apps.value, ast.List) and apps.end_lineno is not None
+    current = [e.value for e in apps.value.elts if isinstance(e, ast.Constant)]
+    merged = [*first, *(name for name in current if name not in first + last), *last]
+    source = settings.splitlines()
+    new_list = "INSTALLED_APPS = [\n" + "".join(f"    {name!r},\n" for name in merged) + "]"
+    source[apps.lineno - 1 : apps.end_lineno] = [new_list]
+    return "\n".join(source) + "\n\n# Added by the README's steps.\n" + "\n\n".join(rest) + "\n"
+
+
+def shell_lines(block: Block) -> list[str]:
+    return [line.strip() for line in block.code.splitlines() if line.strip() and not line.startswith("#")]
+
+
+# The site ------------------------------------------------------------------------
+
+
+@dataclass
+class Site:
+    root: Path  # the project dir (manage.py)
+    env: dict[str, str]
+    port: int
+    ws_url: str
+    python: Path
+
+    def run(self, command: str) -> str:
+        result = subprocess.run(
+            ["bash", "-ec", command],
+            cwd=self.root,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, f"`{command}` failed ({result.returncode}):\n{result.stdout}"
+        return result.stdout
+
+
+def make_venv(path: Path) -> Path:
+    """A virtualenv that sees the dev venv's packages but not its editable nexios_compat."""
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    python = path / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    Path(site, "_dev_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # pip would write this script if daphne were installed here rather than seen through the .pth.
+    daphne = path / "bin" / "daphne"
+    daphne.write_text(
+        f"#!{python}\nimport sys\nfrom daphne.cli import CommandLineInterface\n"
+        "sys.exit(CommandLineInterface.entrypoint())\n"
+    )
+    daphne.chmod(0o755)
+    return python
+
+
+def checkout_copy(dest: Path) -> Path:
+    """This repository as a fresh checkout would have it (no venv, caches or build output)."""
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", "*.sqlite3*", "results"
+    )
+    shutil.copytree(REPO_ROOT, dest, ignore=ignore)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("fresh-site")
+    section = readme_section((REPO_ROOT / "README.md").read_text(), SECTION)
+    blocks = code_blocks(section)
+    assert [b.lang for b in blocks] == ["sh", "python", "python", "python", "sh"], (
+        "expected the section's blocks: install (sh), settings, sockets.py, asgi.py, migrate and serve (sh); "
+        f"got {[b.lang for b in blocks]}"
+    )
+    install, settings, sockets, asgi, serve = blocks
+
+    python = make_venv(tmp / "venv")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DJANGO_SETTINGS_MODULE", "PYTHONPATH", "VIRTUAL_ENV"}
+    }
+    env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    subprocess.run([str(python), "-m", "django", "startproject", "mysite"], cwd=tmp, check=True, env=env)
+    root = tmp / "mysite"
+    port = free_port()
+    url_match = re.search(r"`ws://127\.0\.0\.1:8000(/[^`]*)`", section.rsplit("```", 1)[-1])
+    assert url_match, "the README does not say (after the steps) which ws://127.0.0.1:8000/... URL to use"
+    site = Site(root, env, port, f"ws://127.0.0.1:{port}{url_match.group(1)}", python)
+
+    # 1. Install.
+    lines = shell_lines(install)
+    assert any(PLACEHOLDER in line for line in lines), f"the install block does not use {PLACEHOLDER}"
+    checkout = checkout_copy(tmp / "nexios_compat")
+    for line in lines:
+        site.run(line.replace(PLACEHOLDER, str(checkout)))
+    # 2-4. Settings, sockets.py, asgi.py.
+    assert target_file(settings) == "mysite/settings.py"
+    path = root / "mysite" / "settings.py"
+    path.write_text(merge_settings(path.read_text(), settings.code))
+    for block, expected in ((sockets, "mysite/sockets.py"), (asgi, "mysite/asgi.py")):
+        assert target_file(block) == expected
+        (root / expected).write_text(block.code)
+    # 5. Migrate, then serve.
+    log_path = tmp / "daphne.log"
+    server = None
+    try:
+        for line in shell_lines(serve):
+            if line.split()[0] == "daphne":
+                assert server is None, "two server lines"
+                with log_path.open("wb") as log:
+                    server = subprocess.Popen(
+                        ["bash", "-c", f"exec {line} -p {port}"],
+                        cwd=root,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                wait_for_port("127.0.0.1", port, 30, server, log_path=log_path)
+            else:
+                site.run(line)
+        assert server is not None, "the last block starts no daphne"
+        yield site
+    finally:
+        if server is not None and server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        if log_path.exists():
+            print(f"----- daphne log -----\n{log_path.read_text(errors='replace')}")
+
+
+# Tests ---------------------------------------------------------------------------
+
+
+def test_the_app_is_installed_not_borrowed(site: Site) -> None:
+    where = site.run(f"{site.python} -c 'import nexios_compat; print(nexios_compat.__file__)'").strip()
+    assert where.startswith(str(site.python.parent.parent)), where
+
+
+def test_two_clients_talk_in_the_room(site: Site) -> None:
+    origin = f"http://127.0.0.1:{site.port}"
+    # The handler joins before it reads, so the echo of a client's first
+    # message proves it is a member before the other one sends.
+    with connect(site.ws_url, origin=Origin(origin), open_timeout=TIMEOUT) as alice:
+        alice.send(json.dumps({"user": "alice", "text": "hi"}))
+        assert json.loads(alice.recv(TIMEOUT)) == {"user": "alice", "text": "hi"}
+        with connect(site.ws_url, origin=Origin(origin), open_timeout=TIMEOUT) as bob:
+            bob.send(json.dumps({"user": "bob", "text": "pong <b>"}))
+            assert json.loads(bob.recv(TIMEOUT)) == {"user": "bob", "text": "pong <b>"}
+            assert json.loads(alice.recv(TIMEOUT)) == {"user": "bob", "text": "pong <b>"}
+            alice.send(json.dumps({"user": "alice", "text": "ping"}))
+            assert json.loads(alice.recv(TIMEOUT)) == {"user": "alice", "text": "ping"}
+            assert json.loads(bob.recv(TIMEOUT)) == {"user": "alice", "text": "ping"}
+
+    saved = site.run(
+        "python manage.py shell -c "
+        '"import json; from nexios_compat.models import Message; '
+        "print(json.dumps([m.payload for m in Message.objects.filter(room__name='lobby')]))\""
+    )
+    assert json.loads(saved.splitlines()[-1]) == [
+        {"user": "alice", "text": "hi"},
+        {"user": "bob", "text": "pong <b>"},
+        {"user": "alice", "text": "ping"},
+    ]
+
+
+def test_other_origins_are_refused(site: Site) -> None:
+    with pytest.raises(InvalidStatus, match="403"):
+        connect(site.ws_url, origin=Origin("http://evil.example"), open_timeout=TIMEOUT)
+
+
+def test_admin_shows_rooms_and_messages(site: Site) -> None:
+    if not (REPO_ROOT / "nexios_compat" / "admin.py").exists():
+        pytest.skip("nexios_compat/admin.py is not written yet")
+    out = site.run(
+        "python manage.py shell -c "
+        '"from django.contrib import admin; from nexios_compat.models import Room, Message; '
+        'print(admin.site.is_registered(Room), admin.site.is_registered(Message))"'
+    )
+    assert out.splitlines()[-1].split() == ["True", "True"], out

@@ -1,0 +1,1 @@
+"""Outages and network faults: PostgreSQL down, cut links in network namespaces, Sentinel failover."""

@@ -1,0 +1,1 @@
+"""Tests against one real daphne process (raw sockets, leaks, backpressure, origin, transactions)."""

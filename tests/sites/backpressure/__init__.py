@@ -1,0 +1,1 @@
+"""The security site plus one room with a send-backlog bound: the backpressure tests."""

@@ -1,0 +1,1 @@
+"""A typical Nexios 3.12 app with only the import prefix changed."""

@@ -1,0 +1,1 @@
+"""The multiprocess site plus /probe/{room}/, the fault-probe room."""

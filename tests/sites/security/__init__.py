@@ -1,0 +1,1 @@
+"""The project's site plus GET /sec/stats: security, fuzz and leak tests."""

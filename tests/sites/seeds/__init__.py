@@ -1,0 +1,1 @@
+"""The project's site plus the /e2e routes of the seed documents' examples."""

@@ -1,0 +1,1 @@
+"""The project's site plus rooms published from Django transactions."""

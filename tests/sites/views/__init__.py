@@ -1,0 +1,1 @@
+"""URLs of the history view behind endpoints with each kind of room rule."""

@@ -1,0 +1,1 @@
+"""What the tests share: waits, the sites' environment, raw sockets, cluster clients, fakes, fixtures."""

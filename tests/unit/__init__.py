@@ -1,0 +1,1 @@
+"""In-process tests: the API driven with WebsocketCommunicator, fakes in place of other processes."""
