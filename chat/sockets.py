@@ -33,6 +33,7 @@ class RoomEndpoint(WebSocketEndpoint):
         else:
             self.name = (ws.query_params.get("username") or "anonymous")[:50]
         # Set before joining: a presence meta is taken from the metadata when the channel joins.
+        assert self.channel is not None  # made before on_connect runs
         self.channel.metadata["username"] = self.name
         await self.join_group(self.room)
         await self.announce(f"{self.name} joined", offset=0)

@@ -9,7 +9,7 @@ import uuid
 
 from .. import engine
 from ..encoding import ENVELOPE_EPOCH, ENVELOPE_NONE, ENVELOPE_SEQ, dumps
-from .base import Message, WebSocket, current_websocket
+from .base import Message, WebSocket
 from .utils import (
     PayloadTypeEnum,
 )
@@ -74,7 +74,6 @@ class Channel:
         # Groups joined since the socket opened: ``?since=N`` applies to the first join only.
         self._resumed: set[str] = set()
         websocket.channels.append(self)
-        current_websocket.set(websocket)
         hub = engine.current_hub()
         if hub is not None:
             hub.register(self)

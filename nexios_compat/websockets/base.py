@@ -33,9 +33,9 @@ logger = logging.getLogger("nexios_compat.websockets")
 # The socket whose handler is running. A function handler's ``group_send`` carries
 # no sender, yet what it publishes comes from its client and must pass the room's
 # rules; so must what it reads of history. Set by the consumers when they start
-# serving a socket (in the connection's own task, so it never leaks into another)
-# and when a Channel is made; HTTP views, admin and commands never set it, so their
-# sends and reads are the server's own and trusted.
+# serving a socket, in the connection's own task, so it never leaks into another.
+# HTTP views, admin and commands never set it: their sends and reads are the
+# server's own and trusted.
 current_websocket: contextvars.ContextVar[WebSocket | None] = contextvars.ContextVar(
     "nexios_compat_current_websocket", default=None
 )

@@ -16,9 +16,9 @@ from ..stores.history import PendingMessage
 from ..stores.services import HistoryService
 from . import _presence as live
 from . import history as managers
-from ._channel import Channel, current_websocket, resume_epoch, resume_point
+from ._channel import Channel, resume_epoch, resume_point
 from ._members import GroupsView, RemoteChannel, check_room_limits, members_of
-from .base import WebSocket
+from .base import WebSocket, current_websocket
 from .utils import (
     ChannelAddStatusEnum,
     ChannelMessageDC,

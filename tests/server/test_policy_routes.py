@@ -25,8 +25,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chat.sockets import app as chat_app
-from tests import helpers
-from tests.servers import DaphneServer, run_manage
+from devservers import DaphneServer, run_manage
+from tests.support import helpers
+from tests.support.site import migrated, open_ws
 
 ROOM = "members-staff"
 SECRET = "members-only-secret"
@@ -72,7 +73,7 @@ def http_paths() -> list[str]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaphneServer, Path, str]]:
     db = tmp_path_factory.mktemp("policy-routes") / "site.sqlite3"
-    env = helpers.migrated(db, "project.settings")
+    env = migrated(db, "project.settings")
     session = run_manage("shell", "-c", _LOGIN, env=env).stdout.split("SESSION=")[1].split()[0]
     server = DaphneServer(env).start()
     try:
@@ -109,13 +110,13 @@ async def test_anonymous_sockets_get_nothing_of_a_members_room_and_put_nothing_i
 ) -> None:
     server, db, session = site
     member_saw: list[str] = []
-    async with helpers.ws_connect(
+    async with open_ws(
         server, f"/ws/chat/{ROOM}/", additional_headers={"Cookie": f"sessionid={session}"}
     ) as member:
         await receive_until(member, "joined", member_saw)  # the member is in the room
         stranger_saw: list[str] = []
         try:
-            async with helpers.ws_connect(server, path) as stranger:
+            async with open_ws(server, path) as stranger:
                 for frame in FRAMES:
                     with contextlib.suppress(ConnectionClosed):
                         await stranger.send(frame)

@@ -208,7 +208,7 @@ async def test_a_room_that_keeps_no_history_delivers_unsaved(settings: typing.An
 # HTTP history ------------------------------------------------------------------------
 
 
-@pytest.mark.urls("tests.views_urls")
+@pytest.mark.urls("tests.sites.views.urls")
 def test_history_view_applies_the_policy_with_or_without_an_endpoint(settings: typing.Any) -> None:
     settings.NEXIOS_COMPAT = {"ROOM_POLICY": MEMBERS}
     client = Client()

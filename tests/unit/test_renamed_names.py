@@ -40,4 +40,4 @@ def test_old_class_names_are_the_new_classes_with_a_warning() -> None:
     with pytest.warns(DeprecationWarning, match="BaseMembershipStore"):
         assert membership.BasePresenceStore is membership.BaseMembershipStore
     with pytest.raises(AttributeError):
-        _ = membership.NoSuchStore  # type: ignore[attr-defined]
+        _ = membership.NoSuchStore
