@@ -8,6 +8,7 @@ STATIC_ROOT.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -21,12 +22,13 @@ TRUE = {"1", "true", "yes", "on"}
 # otherwise, and a known SECRET_KEY. Anywhere else DEBUG is off unless asked for,
 # and a missing SECRET_KEY stops the process instead of signing sessions with a
 # key everyone knows. A pytest run (PYTEST_VERSION, inherited by the servers the
-# tests start) may use the development key too.
+# tests start) and mypy (django-stubs imports this module to read INSTALLED_APPS;
+# it serves nothing) may use the development key too.
 DEVELOPMENT = os.environ.get("DJANGO_DEVELOPMENT", "").lower() in TRUE
 DEBUG = os.environ.get("DEBUG", "1" if DEVELOPMENT else "0").lower() in TRUE
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not (DEVELOPMENT or DEBUG or os.environ.get("PYTEST_VERSION")):
+    if not (DEVELOPMENT or DEBUG or os.environ.get("PYTEST_VERSION") or "mypy" in sys.modules):
         raise ImproperlyConfigured(
             "Set SECRET_KEY in the environment (or DJANGO_DEVELOPMENT=1 on a development machine)."
         )

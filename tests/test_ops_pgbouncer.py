@@ -1,0 +1,80 @@
+"""The writer behind a real PgBouncer in transaction mode: its timeouts stay in its own transactions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.servers import PgBouncerServer, PostgresServer, pgbouncer_available, require_service, run_manage
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# A separate process whose Django reaches PostgreSQL through PgBouncer, saving as the hub's
+# writer does on PostgreSQL: on an executor of its own, with HISTORY_STATEMENT_TIMEOUT.
+WRITER = """
+import asyncio, concurrent.futures, json
+import django
+django.setup()
+from nexios_compat.encoding import pack
+from nexios_compat.stores.history import PendingMessage
+from nexios_compat.stores.services import HistoryService
+
+def message(room, n):
+    kind, text, data = pack({"n": n})
+    return PendingMessage(room=room, kind=kind, text=text, data=data)
+
+async def main():
+    service = HistoryService(executor=concurrent.futures.ThreadPoolExecutor(1), statement_timeout=5.0)
+    first = await service.append([message("lobby", 1)])
+    second = await service.append_available([message("lobby", 2), message("other", 3)], 0.1)
+    print(json.dumps([m.seq for m in first + second.saved]))
+    await service.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def pgbouncer(postgres_server: PostgresServer, postgres_url: str) -> Iterator[PgBouncerServer]:
+    require_service("pgbouncer", pgbouncer_available())
+    server = PgBouncerServer(postgres_server)
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+def settings_seen(url: str) -> dict[str, str]:
+    """What a new client of the pool finds set on the (one) server connection."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {
+            name: str(conn.execute(f"SHOW {name}").fetchone()[0])
+            for name in ("statement_timeout", "lock_timeout")
+        }  # type: ignore[index]
+
+
+def test_saves_through_pgbouncer_leave_no_timeout_on_the_pooled_connection(
+    postgres_url: str, pgbouncer: PgBouncerServer
+) -> None:
+    dbname = postgres_url.rsplit("/", 1)[1]
+    env = {"DJANGO_SETTINGS_MODULE": "project.settings", "REDIS_URL": "", "DEBUG": "0"}
+    run_manage("migrate", "--noinput", env={**env, "DATABASE_URL": postgres_url})
+    through = pgbouncer.url(dbname)
+    assert settings_seen(through) == {"statement_timeout": "0", "lock_timeout": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", WRITER],
+        env={**__import__("os").environ, **env, "DATABASE_URL": through},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [1, 2, 1]  # lobby 1 and 2, other 1
+    assert settings_seen(through) == {"statement_timeout": "0", "lock_timeout": "0"}
