@@ -21,7 +21,9 @@ WRITER = """
 import asyncio, concurrent.futures, json
 import django
 django.setup()
+from django.db import OperationalError, connection, transaction
 from nexios_compat.encoding import pack
+from nexios_compat.stores.db import call_db_limited
 from nexios_compat.stores.history import PendingMessage
 from nexios_compat.stores.services import HistoryService
 
@@ -36,7 +38,26 @@ async def main():
     print(json.dumps([m.seq for m in first + second.saved]))
     await service.close()
 
+def show():
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        return cursor.fetchone()[0]
+
+def in_atomic():
+    with transaction.atomic():
+        return show()
+
+def sleeps():
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(5)")
+    except OperationalError as exc:
+        return type(exc.__cause__).__name__
+    return "slept"
+
 asyncio.run(main())
+print(json.dumps([call_db_limited(0.25, show), call_db_limited(0.25, in_atomic), show(),
+                  call_db_limited(0.25, sleeps)]))
 """
 
 
@@ -76,5 +97,9 @@ def test_saves_through_pgbouncer_leave_no_timeout_on_the_pooled_connection(
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == [1, 2, 1]  # lobby 1 and 2, other 1
+    saved, limits = map(json.loads, result.stdout.splitlines())
+    assert saved == [1, 2, 1]  # lobby 1 and 2, other 1
+    # Inside the writer's calls the timeout holds, in autocommit and in a transaction alike;
+    # outside them (the same connection, later) it is gone.
+    assert limits == ["250ms", "250ms", "0", "QueryCanceled"]
     assert settings_seen(through) == {"statement_timeout": "0", "lock_timeout": "0"}
