@@ -95,6 +95,11 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # Proxies (addresses or networks) whose X-Forwarded-For is believed for
     # METRICS_ALLOWED_IPS; from anyone else the header is ignored (it is the client's).
     "METRICS_TRUSTED_PROXIES": (),
+    # Each process's periodic retention pass only examines rooms saved to since its
+    # last pass; every this many seconds it examines all rooms, so that age limits
+    # (HISTORY_MAX_AGE, a room's max_age) and lowered limits reach idle rooms too
+    # (None: only ``manage.py prune_history`` does full passes).
+    "HISTORY_PRUNE_FULL_INTERVAL": 3600.0,
 }
 
 
