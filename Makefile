@@ -17,6 +17,8 @@ $(BIN)/activate: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(BIN)/activate
 
+# Development: DEBUG on and a development SECRET_KEY (project/settings.py).
+run superuser bench bench-quick: export DJANGO_DEVELOPMENT ?= 1
 run: $(BIN)/activate
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/daphne -b $(HOST) -p $(PORT) project.asgi:application

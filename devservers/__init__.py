@@ -9,6 +9,7 @@ each a context manager that stops the process and removes its temp dir; ``free_p
 from devservers._process import ServerError, ServerProcess, wait_for_port
 from devservers.daphne_server import REPO_ROOT, DaphneServer, run_manage
 from devservers.limits import NOFILE_TARGET, raise_nofile_limit
+from devservers.pgbouncer_server import PgBouncerServer, pgbouncer_available
 from devservers.ports import free_port, port_open, wait_port
 from devservers.postgres_server import PostgresServer, find_pg_binary, postgres_available
 from devservers.redis_server import RedisServer, redis_available
@@ -19,6 +20,7 @@ __all__ = [
     "NOFILE_TARGET",
     "REPO_ROOT",
     "DaphneServer",
+    "PgBouncerServer",
     "PostgresServer",
     "RedisServer",
     "SentinelServer",
@@ -26,6 +28,7 @@ __all__ = [
     "ServerProcess",
     "find_pg_binary",
     "free_port",
+    "pgbouncer_available",
     "port_open",
     "postgres_available",
     "raise_nofile_limit",

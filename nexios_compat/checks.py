@@ -10,6 +10,7 @@
 - W004: a ``RedisChannelLayer`` host without ``max_connections`` (redis-py caps a pool at 100).
 - W005: ``PROCESS_TIMEOUT`` under twice ``HEARTBEAT_INTERVAL`` (live processes get reaped).
 - W006 (``check --deploy``): no incoming rate limit (the default, as in Nexios).
+- W100 (``check --deploy``): neither ``METRICS_TOKEN`` nor ``METRICS_ALLOWED_IPS`` set.
 - E120: ``ROOM_POLICY`` cannot be loaded; W121: a room rule an earlier one shadows.
 """
 
@@ -240,3 +241,23 @@ def check_room_policy(app_configs: typing.Any = None, **kwargs: typing.Any) -> l
                     )
                 )
     return messages
+
+
+# Operations (W100-W109) -------------------------------------------------------
+
+
+@register(Tags.security, deploy=True)
+def check_metrics_access(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[CheckMessage]:
+    """Warn a deployment that has not said who may read /metrics."""
+    config = get_config()
+    if config["METRICS_TOKEN"] is not None or config["METRICS_ALLOWED_IPS"] is not None:
+        return []
+    return [
+        Warning(
+            "Neither NEXIOS_COMPAT['METRICS_TOKEN'] nor ['METRICS_ALLOWED_IPS'] is set: "
+            "/metrics answers everyone under DEBUG, and 403 to everyone (your scraper too) without it.",
+            hint="Set METRICS_TOKEN (sent as 'Authorization: Bearer <token>') or METRICS_ALLOWED_IPS "
+            "(addresses or networks, matched on REMOTE_ADDR).",
+            id="nexios_compat.W100",
+        )
+    ]

@@ -90,6 +90,20 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # Seconds daphne, on SIGTERM/SIGINT, waits for handlers to finish after closing
     # every socket with 1001 (on_disconnect, leaving rooms, saving history).
     "SHUTDOWN_TIMEOUT": 5.0,
+    # Operations (/metrics, /health, retention). ---------------------------------
+    # Bearer token that lets a scraper read /metrics (``Authorization: Bearer <token>``).
+    # With neither this nor METRICS_ALLOWED_IPS set, /metrics answers only under DEBUG.
+    "METRICS_TOKEN": None,
+    # Addresses or networks ("10.0.0.0/8") allowed to read /metrics, by REMOTE_ADDR.
+    "METRICS_ALLOWED_IPS": None,
+    # Proxies (addresses or networks) whose X-Forwarded-For is believed for
+    # METRICS_ALLOWED_IPS; from anyone else the header is ignored (it is the client's).
+    "METRICS_TRUSTED_PROXIES": (),
+    # Each process's periodic retention pass only examines rooms saved to since its
+    # last pass; every this many seconds it examines all rooms, so that age limits
+    # (HISTORY_MAX_AGE, a room's max_age) and lowered limits reach idle rooms too
+    # (None: only ``manage.py prune_history`` does full passes).
+    "HISTORY_PRUNE_FULL_INTERVAL": 3600.0,
 }
 
 

@@ -1,20 +1,38 @@
 """Settings for the example project, read from the environment.
 
 DATABASE_URL (default: SQLite file db.sqlite3 beside manage.py), REDIS_URL
-(unset: in-memory channel layer; set: channels-redis), SECRET_KEY, DEBUG,
+(unset: in-memory channel layer; set: channels-redis), SECRET_KEY (required
+unless DJANGO_DEVELOPMENT=1 or DEBUG=1), DEBUG (default: off, on with DJANGO_DEVELOPMENT=1),
 ALLOWED_HOSTS and CSRF_TRUSTED_ORIGINS (comma-separated), BEHIND_TLS_PROXY,
 STATIC_ROOT.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "insecure-local-development-key-change-me")
-DEBUG = os.environ.get("DEBUG", "1").lower() in {"1", "true", "yes", "on"}
+TRUE = {"1", "true", "yes", "on"}
+
+# Development (`make run` sets DJANGO_DEVELOPMENT=1): DEBUG on unless DEBUG says
+# otherwise, and a known SECRET_KEY. Anywhere else DEBUG is off unless asked for,
+# and a missing SECRET_KEY stops the process instead of signing sessions with a
+# key everyone knows. A pytest run (PYTEST_VERSION, inherited by the servers the
+# tests start) and mypy (django-stubs imports this module to read INSTALLED_APPS;
+# it serves nothing) may use the development key too.
+DEVELOPMENT = os.environ.get("DJANGO_DEVELOPMENT", "").lower() in TRUE
+DEBUG = os.environ.get("DEBUG", "1" if DEVELOPMENT else "0").lower() in TRUE
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not (DEVELOPMENT or DEBUG or os.environ.get("PYTEST_VERSION") or "mypy" in sys.modules):
+        raise ImproperlyConfigured(
+            "Set SECRET_KEY in the environment (or DJANGO_DEVELOPMENT=1 on a development machine)."
+        )
+    SECRET_KEY = "insecure-local-development-key-change-me"
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
 ]

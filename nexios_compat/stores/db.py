@@ -6,7 +6,7 @@ import typing
 from collections.abc import Callable
 
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 
 T = typing.TypeVar("T")
 P = typing.ParamSpec("P")
@@ -30,22 +30,58 @@ def call_db(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 def call_db_limited(
     statement_timeout: float | None, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
 ) -> T:
-    """``call_db`` on a thread of its own, with PostgreSQL's ``statement_timeout`` on its connection.
+    """``call_db`` on a thread of its own, with PostgreSQL's ``statement_timeout`` on each transaction.
 
     A statement stuck behind a locked row then fails after the timeout instead
     of holding this thread (and everything queued on it) for as long as the lock.
+    The timeout is set per transaction (``set_config(..., true)``), never on the
+    session: behind PgBouncer in transaction mode, or in Django 5.1+'s pool, the
+    server connection goes on to other clients after the transaction ends.
     """
-    if statement_timeout is not None and connection.vendor == "postgresql":
-        _bound_the_network(statement_timeout)
-        connection.ensure_connection()
-        raw = connection.connection
-        if raw is not None and getattr(raw, "_nexios_statement_timeout", None) != statement_timeout:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT set_config('statement_timeout', %s, false)", [f"{int(statement_timeout * 1000)}"]
-                )
-            raw._nexios_statement_timeout = statement_timeout
-    return call_db(fn, *args, **kwargs)
+    if statement_timeout is None or connection.vendor != "postgresql":
+        return call_db(fn, *args, **kwargs)
+    _bound_the_network(statement_timeout)
+    with connection.execute_wrapper(_TransactionTimeout(statement_timeout)):
+        return call_db(fn, *args, **kwargs)
+
+
+class _TransactionTimeout:
+    """Execute wrapper: the first statement of each transaction sets ``statement_timeout`` locally."""
+
+    def __init__(self, seconds: float) -> None:
+        self.value = f"{max(int(seconds * 1000), 1)}"
+
+    def __call__(
+        self,
+        execute: Callable[..., typing.Any],
+        sql: str,
+        params: typing.Any,
+        many: bool,
+        context: dict[str, typing.Any],
+    ) -> typing.Any:
+        if connection.in_atomic_block:
+            # The driver begins the transaction at its first statement: while the
+            # server side is still idle, this statement is that first one.
+            if _transaction_status() == TRANSACTION_IDLE:
+                execute(SET_STATEMENT_TIMEOUT, [self.value], False, context)
+            return execute(sql, params, many, context)
+        # A statement in autocommit is its own transaction: give it one that can hold
+        # the local setting (same effect, one more round trip).
+        with transaction.atomic():
+            execute(SET_STATEMENT_TIMEOUT, [self.value], False, context)
+            return execute(sql, params, many, context)
+
+
+def _transaction_status() -> int:
+    """Return the driver's transaction status of this thread's connection (psycopg 2 and 3 alike)."""
+    raw: typing.Any = connection.connection
+    return int(raw.info.transaction_status)
+
+
+# libpq's PQTRANS_IDLE: connected, no transaction open.
+TRANSACTION_IDLE = 0
+# Local to the transaction (is_local = true): gone at its commit or rollback.
+SET_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
 
 
 def _bound_the_network(seconds: float) -> None:

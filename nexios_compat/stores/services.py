@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime
 import functools
 import typing
 import uuid
 from collections.abc import Callable
 
 from django.db import connection, transaction
+from django.utils import timezone
 
+from ..conf import get_config
 from ..types import ChannelMessageDC
 from .db import call_db, call_db_limited, run_db
 from .history import Appended, BaseHistoryStore, PendingMessage, Position, SavedMessage, get_history_store
 from .membership import BaseMembershipStore, Heartbeat, MemberInfo, MembershipRow, get_membership_store
+
+if typing.TYPE_CHECKING:
+    from .retention import Pass  # imports the models: not before apps are ready
 
 Deliver = typing.Callable[[PendingMessage, SavedMessage | None], None]
 
@@ -40,6 +46,10 @@ class HistoryService:
         self.store = store if store is not None else get_history_store()
         self.executor = executor
         self.statement_timeout = statement_timeout
+        # Retention: when this service's last pass and last full pass started, and what the last did.
+        self._pruned_at: datetime.datetime | None = None
+        self._full_at = timezone.now()
+        self.last_pass: Pass | None = None
 
     async def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
         """Store messages in order; return the sequence numbers assigned."""
@@ -119,8 +129,64 @@ class HistoryService:
         return await run_db(self.store.flush, room)
 
     async def prune(self) -> int:
-        """Run ``BaseHistoryStore.prune`` (described there)."""
-        return await run_db(self.store.prune)
+        """Run a retention pass: the rooms saved to since this service's last pass, at times all rooms.
+
+        The database store's pass runs on a thread and connection of its own on
+        PostgreSQL (a long delete must not hold the shared thread), under an
+        advisory lock that lets one process prune at a time. Other stores run
+        ``BaseHistoryStore.prune`` (described there).
+        """
+        from .history import DatabaseHistoryStore
+        from .retention import prune_pass
+
+        if not isinstance(self.store, DatabaseHistoryStore):
+            return await run_db(self.store.prune)
+        now = timezone.now()
+        full_every = get_config()["HISTORY_PRUNE_FULL_INTERVAL"]
+        full = self._pruned_at is None or (
+            full_every is not None and (now - self._full_at).total_seconds() >= float(full_every)
+        )
+        since = None if full else typing.cast(datetime.datetime, self._pruned_at) - CLOCK_SLACK
+        if connection.vendor == "postgresql":
+            done = await asyncio.get_running_loop().run_in_executor(
+                _retention_thread(), _prune_and_close, since
+            )
+        else:
+            # SQLite has one writer at a time anyway: a second connection would only wait for the file.
+            done = await run_db(prune_pass, since)
+        self.last_pass = done
+        if not done.skipped:
+            self._pruned_at = now
+            if full:
+                self._full_at = now
+        return done.deleted
+
+
+# Rooms saved this long before our last pass are examined again: other processes (other
+# hosts) stamp last_activity with their own clocks, which may run a little behind ours.
+CLOCK_SLACK = datetime.timedelta(seconds=5)
+
+# The retention pass's own thread (one per process, its connection closed after each pass).
+_retention: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _retention_thread() -> concurrent.futures.ThreadPoolExecutor:
+    global _retention
+    if _retention is None:
+        _retention = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nexios-retention")
+    return _retention
+
+
+def _prune_and_close(since: datetime.datetime | None) -> Pass:
+    """Run a pass on this thread's own connection, then close it (a pass a minute needs no idle one)."""
+    from django.db import connections
+
+    from .retention import prune_pass
+
+    try:
+        return call_db(prune_pass, since)
+    finally:
+        connections.close_all()
 
 
 T = typing.TypeVar("T")

@@ -107,8 +107,10 @@ async def test_a_postgres_outage_closes_no_socket_and_leaves_no_ghost_member(
             before, "nexios_compat_database_failures_total", op="presence_remove"
         )
         assert value(during, "nexios_compat_history_unavailable_total") >= 2
+        # Ready all the same: the sockets serve through the outage (every process sees
+        # the same database, a 503 would eject them all); the body says what is down.
         status, body = await get(server, "/health")
-        assert status == 503 and json.loads(body)["database"] == "down", body
+        assert status == 200 and json.loads(body)["database"] == "down", body
     finally:
         postgres_server.start()
 

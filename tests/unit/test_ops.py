@@ -35,6 +35,8 @@ def sample(text: str, line_start: str) -> float:
 
 async def test_metrics_show_connections_and_messages_and_health_reports_ok(settings: typing.Any) -> None:
     settings.ROOT_URLCONF = "project.urls"
+    # /metrics answers allowed addresses only (the test client's is 127.0.0.1).
+    settings.NEXIOS_COMPAT = {**settings.NEXIOS_COMPAT, "METRICS_ALLOWED_IPS": ["127.0.0.1"]}
     app = get_application()
     app.add_ws_route(Echo.as_route("/ops"))
     client = AsyncClient()

@@ -6,7 +6,7 @@ import typing
 
 from django.core.management.base import BaseCommand
 
-from ...stores.history import get_history_store
+from ...stores.history import DatabaseHistoryStore, get_history_store
 
 
 class Command(BaseCommand):
@@ -18,6 +18,16 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: typing.Any, **options: typing.Any) -> None:
-        """Run one retention pass and print how many messages it deleted."""
-        deleted = get_history_store().prune()
+        """Run one full retention pass (every room) and print how many messages it deleted."""
+        store = get_history_store()
+        if isinstance(store, DatabaseHistoryStore):
+            from ...stores.retention import prune_pass
+
+            done = prune_pass(since=None)
+            if done.skipped:
+                self.stdout.write("Another process is pruning now; nothing deleted (run it again later).")
+                return
+            deleted = done.deleted
+        else:
+            deleted = store.prune()
         self.stdout.write(f"Deleted {deleted} saved message{'s' if deleted != 1 else ''}.")
