@@ -234,7 +234,9 @@ async def test_relays_deliver_in_order_once_to_each_other_never_to_themselves() 
         assert [args[0] for event, args, _ in received["b"] if event == "n"] == list(range(30))
         assert received["b"][0] == ("n", [0], {"k": 0})
         # A replayed message (the same origin and number) is not delivered again.
-        b._receive({"type": "nexios.event", "origin": a.origin, "seq": 1, "event": "n", "args": [0], "kwargs": {}})
+        b._receive(
+            {"type": "nexios.event", "origin": a.origin, "seq": 1, "event": "n", "args": [0], "kwargs": {}}
+        )
         assert len(received["b"]) == 31
         assert received["a"] == []
     finally:
