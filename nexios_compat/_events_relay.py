@@ -135,7 +135,10 @@ class Relay:
     async def _receiver(self, subscribed: asyncio.Future[None]) -> None:
         layer = get_layer()
         try:
-            channel = await layer.new_channel("nexios_compat.events.")
+            # The layer's default prefix: channels_redis has one receive lock for all of a
+            # process's channels, and a holder pops only its own prefix's list, so a channel
+            # of another prefix would wait out the hub's 5 s pops.
+            channel = await layer.new_channel()
             await layer.group_add(self.group, channel)
         except BaseException as exc:
             with self._lock:
