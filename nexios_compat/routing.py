@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from channels.routing import URLRouter
 from django.urls.resolvers import URLPattern
 
+from .events import EventEmitter
 from .websockets._functions import Handler
 from .websockets._routes import WebsocketRoute, WebsocketRoutes
 from .websockets.base import Receive, Scope, Send
@@ -43,7 +44,13 @@ def _check_prefix(prefix: str | None, kind: str) -> str:
 class _RouteCollection:
     """Routes and mounted routers, resolved per connection; an ASGI application itself."""
 
-    def __init__(self, prefix: str | None = None, routes: Iterable[WebsocketRoute] = ()) -> None:
+    def __init__(
+        self, prefix: str | Iterable[WebsocketRoute] | None = None, routes: Iterable[WebsocketRoute] = ()
+    ) -> None:
+        if prefix is not None and not isinstance(prefix, str):
+            # ``WSRouter([WebsocketRoutes(...), ...])``, as the documents write it (Nexios
+            # itself takes the list for a prefix and fails on it).
+            prefix, routes = None, [*typing.cast(Iterable[WebsocketRoute], prefix), *routes]
         self.prefix = _check_prefix(prefix, type(self).__name__)
         self.routes: list[WebsocketRoute] = []
         self.mounts: list[tuple[str, _RouteCollection]] = []
@@ -81,9 +88,11 @@ class _RouteCollection:
 
         return decorator
 
-    def mount_router(self, router: _RouteCollection, name: str | None = None) -> None:
-        """Serve ``router``'s routes (and its own mounts) under ``router.prefix``."""
-        self.mounts.append((router.prefix, router))
+    def mount_router(
+        self, router: _RouteCollection, name: str | None = None, prefix: str | None = None
+    ) -> None:
+        """Serve ``router``'s routes (and its own mounts) under ``prefix``, by default ``router.prefix``."""
+        self.mounts.append((router.prefix if prefix is None else _check_prefix(prefix, "Mount"), router))
 
     def wrap_asgi(self, middleware_cls: Callable[..., typing.Any], **kwargs: typing.Any) -> None:
         """Wrap this router's dispatch in an ASGI middleware (the last wrapped runs first)."""
@@ -138,7 +147,7 @@ class Router(_RouteCollection):
 
     def __init__(
         self,
-        prefix: str | None = None,
+        prefix: str | Iterable[WebsocketRoute] | None = None,
         routes: Iterable[WebsocketRoute] = (),
         name: str | None = None,
         **options: typing.Any,
@@ -147,6 +156,7 @@ class Router(_RouteCollection):
         self.name = name
         # HTTP-only options (tags, dependencies, route_class, ...) do not apply here.
         self.options = options
+        self.event = EventEmitter()
 
 
 class WSRouter(_RouteCollection):
@@ -165,15 +175,26 @@ class NexiosApp(_RouteCollection):
         super().__init__(None, routes)
         self.options = options
         self.state: dict[str, typing.Any] = {}
+        # Nexios's ``app.events``; ``EventEmitter(across_processes=True)`` shares it between processes.
+        self.events = EventEmitter()
 
     @property
     def router(self) -> NexiosApp:
         """The app itself (Nexios's ``app.router``, where routes and mounts live)."""
         return self
 
-    def mount_ws_router(self, router: _RouteCollection, prefix: str = "") -> None:
-        """Serve every route of ``router`` (or of another app) under ``prefix`` + ``router.prefix``."""
-        self.mounts.append((_check_prefix(prefix, "Mount") + router.prefix, router))
+    def mount_ws_router(self, router: _RouteCollection, prefix: str | None = None) -> None:
+        """Serve every route of ``router`` (or of another app) under ``prefix``, by default its own.
+
+        A ``prefix`` replaces the router's (the documents: "this will override /ws").
+        """
+        self.mount_router(router, prefix=prefix)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a WebSocket connection, once this process receives the app's shared events."""
+        if scope["type"] == "websocket":
+            await self.events.subscribe()
+        await super().__call__(scope, receive, send)
 
     def websocket(self, path: str) -> Callable[[Handler], Handler]:
         """Decorator: serve ``path`` with the decorated function (``app.websocket``)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import typing
 import uuid
@@ -55,7 +56,9 @@ class Channel:
             raise ValueError(f"expires must be a positive number of seconds or None, not {expires!r}")
         self.websocket = websocket
         self.payload_type = PayloadTypeEnum.coerce(payload_type)
-        self.expires = expires
+        # No TTL reads as an infinitely far expiry, so ``created + expires`` (Nexios's
+        # consumers always had a number there) is a time rather than a TypeError.
+        self.expires: float = math.inf if expires is None else expires
         self.metadata: dict[str, typing.Any] = dict(metadata or {})
         self.id = uuid.uuid4()
         self.created = time.time()
@@ -98,7 +101,7 @@ class Channel:
 
     def is_expired(self) -> bool:
         """Whether the channel has been idle for longer than ``expires``."""
-        return self.expires is not None and self.idle_seconds() > self.expires
+        return self.idle_seconds() > self.expires
 
     async def send(self, payload: typing.Any) -> None:
         """Send a payload, serialized by the channel's payload type."""

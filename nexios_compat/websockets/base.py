@@ -239,9 +239,8 @@ class WebSocket(SendFlow):
             metrics.ABANDONED.inc()
             logger.info("Handshake from %s:%s abandoned by the client before accept", *self.client)
             raise WebSocketDisconnect(1006, "Client left before the handshake completed")
-        message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
-        if headers:
-            message["headers"] = list(headers)
+        # The exact message Nexios sends, ``"headers": []`` included.
+        message = {"type": "websocket.accept", "subprotocol": subprotocol, "headers": list(headers or [])}
         await self.send(message)
 
     @staticmethod
