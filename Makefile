@@ -1,6 +1,7 @@
 # `make run`: set up and serve the chat example (daphne, SQLite, in-memory layer).
 # `make test`: install missing system packages when it can (`make deps`), then run lint,
-# types, import contracts and the whole test suite.
+# types, import contracts, the documentation build (`make docs`) and the whole test suite.
+# `make docs`: build the documentation site into docs/_build/html (warnings fail it).
 # `make screenshots`: rewrite docs/*.png from the browser tests (other runs leave them alone).
 PYTHON ?= python3.11
 VENV := .venv
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run superuser deps test lint screenshots bench bench-quick clean
+.PHONY: run superuser deps test lint docs screenshots bench bench-quick clean
 
 $(BIN)/activate: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +30,8 @@ superuser: $(BIN)/activate
 	$(BIN)/python manage.py createsuperuser
 
 lint: $(BIN)/activate
-	$(BIN)/ruff check nexios_compat chat project tests bench devservers
-	$(BIN)/ruff format --check nexios_compat tests bench devservers
+	$(BIN)/ruff check nexios_compat chat project tests bench devservers docs
+	$(BIN)/ruff format --check nexios_compat tests bench devservers docs/conf.py docs/_ext
 	$(BIN)/mypy nexios_compat tests bench devservers
 	$(BIN)/lint-imports
 
@@ -41,6 +42,7 @@ deps:
 
 test: deps
 	$(MAKE) lint
+	$(MAKE) docs
 	$(BIN)/pytest
 
 # Rewrite the tracked docs/*.png; ordinary test runs write them to a temporary directory.
@@ -55,3 +57,7 @@ bench-quick: $(BIN)/activate
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache
+
+# The documentation site (Sphinx + MyST): warnings and unresolved references fail the build.
+docs: $(BIN)/activate
+	$(BIN)/sphinx-build -n -W --keep-going -b html docs docs/_build/html

@@ -1,12 +1,13 @@
-"""The README's "Add rooms to an existing site", run exactly as written on a new project.
+"""The tutorial (docs/tutorial.md), run exactly as written on a new project.
 
-``django-admin startproject mysite`` in a temp dir, then the section's fenced
-code blocks in order: the shell install (``/path/to/nexios_compat`` is a clean
+The page's fenced blocks marked ``<!-- fresh-site -->``, in order: ``django-admin
+startproject mysite`` in a temp dir, the shell install (``/path/to/dist`` is
+where ``python -m build`` put the sdist and the wheel built from it, from a clean
 copy of this checkout), the settings (``INSTALLED_APPS`` names merged into the
 existing list, everything else appended), ``mysite/sockets.py``,
 ``mysite/asgi.py``, and the shell block that migrates and serves (the ``daphne``
 line runs as the server, with ``-p PORT`` appended). Two ``websockets`` clients
-then talk in the room the README names. A step missing from the README fails here.
+then talk in the room the page names. A step missing from the page fails here.
 
 The install runs in a new virtualenv whose only packages are the dev venv's
 (through a ``.pth`` line, which does not load the editable install of this
@@ -25,6 +26,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +38,13 @@ from websockets.typing import Origin
 
 from devservers import REPO_ROOT, free_port, wait_for_port
 
-SECTION = "Add rooms to an existing site"
-PLACEHOLDER = "/path/to/nexios_compat"
+TUTORIAL = REPO_ROOT / "docs" / "tutorial.md"
+MARKER = "<!-- fresh-site -->"
+PLACEHOLDER = "/path/to/dist"
 TIMEOUT = 10.0
 
 
-# README parsing ------------------------------------------------------------------
+# Page parsing --------------------------------------------------------------------
 
 
 @dataclass
@@ -51,22 +54,18 @@ class Block:
     prose: str  # the text between the previous block and this one
 
 
-def readme_section(text: str, heading: str) -> str:
-    """The body of the ``## heading`` section (up to the next ``## ``)."""
-    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    assert match, f"README has no '## {heading}' section"
-    return match.group(1)
-
-
-def code_blocks(section: str) -> list[Block]:
-    """The fenced blocks of a section in order, dedented to their fence."""
+def code_blocks(section: str, marker: str | None = None) -> list[Block]:
+    """The fenced blocks of a section in order, dedented to their fence (only marked ones if ``marker``)."""
     blocks = []
     last_end = 0
     for match in re.finditer(r"^( *)```(\w*)\n(.*?)^\1```[ \t]*$", section, re.M | re.S):
         indent = len(match.group(1))
         lines = [line[indent:] if line[:indent].isspace() else line for line in match.group(3).splitlines()]
-        blocks.append(Block(match.group(2), "\n".join(lines) + "\n", section[last_end : match.start()]))
+        prose = section[last_end : match.start()]
         last_end = match.end()
+        if marker is not None and not prose.rstrip().endswith(marker):
+            continue
+        blocks.append(Block(match.group(2), "\n".join(lines) + "\n", prose))
     return blocks
 
 
@@ -80,7 +79,7 @@ def target_file(block: Block) -> str:
 
 
 def merge_settings(settings: str, addition: str) -> str:
-    """Merge the README's settings block into a startproject settings.py.
+    """Merge the tutorial's settings block into a startproject settings.py.
 
     ``INSTALLED_APPS`` names above the ``# ... your apps ...`` line go first,
     the others last; every other statement is appended as written.
@@ -94,7 +93,7 @@ def merge_settings(settings: str, addition: str) -> str:
         if isinstance(stmt, ast.Assign) and [getattr(t, "id", None) for t in stmt.targets] == [
             "INSTALLED_APPS"
         ]:
-            assert isinstance(stmt.value, ast.List), "INSTALLED_APPS in the README is not a list"
+            assert isinstance(stmt.value, ast.List), "INSTALLED_APPS in the tutorial is not a list"
             marker = next(
                 (
                     i + 1
@@ -111,7 +110,7 @@ def merge_settings(settings: str, addition: str) -> str:
             segment = ast.get_source_segment(addition, stmt)
             assert segment is not None
             rest.append(segment)
-    assert first or last, "the README's settings block adds no INSTALLED_APPS"
+    assert first or last, "the tutorial's settings block adds no INSTALLED_APPS"
 
     existing = ast.parse(settings)
     apps = next(
@@ -126,7 +125,7 @@ def merge_settings(settings: str, addition: str) -> str:
     source = settings.splitlines()
     new_list = "INSTALLED_APPS = [\n" + "".join(f"    {name!r},\n" for name in merged) + "]"
     source[apps.lineno - 1 : apps.end_lineno] = [new_list]
-    return "\n".join(source) + "\n\n# Added by the README's steps.\n" + "\n\n".join(rest) + "\n"
+    return "\n".join(source) + "\n\n# Added by the tutorial's steps.\n" + "\n\n".join(rest) + "\n"
 
 
 def shell_lines(block: Block) -> list[str]:
@@ -171,14 +170,30 @@ def make_venv(path: Path) -> Path:
         text=True,
     ).stdout.strip()
     Path(site, "_dev_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    # pip would write this script if daphne were installed here rather than seen through the .pth.
-    daphne = path / "bin" / "daphne"
-    daphne.write_text(
-        f"#!{python}\nimport sys\nfrom daphne.cli import CommandLineInterface\n"
-        "sys.exit(CommandLineInterface.entrypoint())\n"
-    )
-    daphne.chmod(0o755)
+    # pip would write these scripts if daphne and Django were installed here rather than seen
+    # through the .pth.
+    scripts = {
+        "daphne": "from daphne.cli import CommandLineInterface\nsys.exit(CommandLineInterface.entrypoint())",
+        "django-admin": "from django.core.management import execute_from_command_line\n"
+        "sys.exit(execute_from_command_line())",
+    }
+    for name, body in scripts.items():
+        script = path / "bin" / name
+        script.write_text(f"#!{python}\nimport sys\n{body}\n")
+        script.chmod(0o755)
     return python
+
+
+def build_dist(checkout: Path, dest: Path) -> Path:
+    """``python -m build`` of a clean checkout: the sdist, then the wheel built from it, in ``dest``."""
+    subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(dest), str(checkout)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert len(list(dest.glob("nexios_compat-*.whl"))) == 1, list(dest.iterdir())
+    return dest
 
 
 def checkout_copy(dest: Path) -> Path:
@@ -193,13 +208,13 @@ def checkout_copy(dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("fresh-site")
-    section = readme_section((REPO_ROOT / "README.md").read_text(), SECTION)
-    blocks = code_blocks(section)
-    assert [b.lang for b in blocks] == ["sh", "python", "python", "python", "sh"], (
-        "expected the section's blocks: install (sh), settings, sockets.py, asgi.py, migrate and serve (sh); "
-        f"got {[b.lang for b in blocks]}"
+    page = TUTORIAL.read_text()
+    blocks = code_blocks(page, MARKER)
+    assert [b.lang for b in blocks] == ["sh", "sh", "python", "python", "python", "sh"], (
+        "expected the tutorial's marked blocks: startproject (sh), install (sh), settings, sockets.py, "
+        f"asgi.py, migrate and serve (sh); got {[b.lang for b in blocks]}"
     )
-    install, settings, sockets, asgi, serve = blocks
+    start, install, settings, sockets, asgi, serve = blocks
 
     python = make_venv(tmp / "venv")
     env = {
@@ -209,19 +224,26 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     }
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
-    subprocess.run([str(python), "-m", "django", "startproject", "mysite"], cwd=tmp, check=True, env=env)
-    root = tmp / "mysite"
+    # 0. Start the project: the block's commands, its `cd` moving into the project.
+    cwd = tmp
+    for line in shell_lines(start):
+        if line.startswith("cd "):
+            cwd = cwd / line.split(None, 1)[1]
+        else:
+            subprocess.run(["bash", "-ec", line], cwd=cwd, check=True, env=env)
+    root = cwd
+    assert (root / "manage.py").exists(), f"the first block made no project at {root}"
     port = free_port()
-    url_match = re.search(r"`ws://127\.0\.0\.1:8000(/[^`]*)`", section.rsplit("```", 1)[-1])
-    assert url_match, "the README does not say (after the steps) which ws://127.0.0.1:8000/... URL to use"
+    url_match = re.search(r"`ws://127\.0\.0\.1:8000(/[^`]*)`", page.rsplit(MARKER, 1)[-1])
+    assert url_match, "the tutorial does not say (after the steps) which ws://127.0.0.1:8000/... URL to use"
     site = Site(root, env, port, f"ws://127.0.0.1:{port}{url_match.group(1)}", python)
 
-    # 1. Install.
+    # 1. Install the wheel built from a clean copy of this checkout.
     lines = shell_lines(install)
     assert any(PLACEHOLDER in line for line in lines), f"the install block does not use {PLACEHOLDER}"
-    checkout = checkout_copy(tmp / "nexios_compat")
+    dist = build_dist(checkout_copy(tmp / "nexios_compat"), tmp / "dist")
     for line in lines:
-        site.run(line.replace(PLACEHOLDER, str(checkout)))
+        site.run(line.replace(PLACEHOLDER, str(dist)))
     # 2-4. Settings, sockets.py, asgi.py.
     assert target_file(settings) == "mysite/settings.py"
     path = root / "mysite" / "settings.py"
@@ -269,6 +291,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 def test_the_app_is_installed_not_borrowed(site: Site) -> None:
     where = site.run(f"{site.python} -c 'import nexios_compat; print(nexios_compat.__file__)'").strip()
     assert where.startswith(str(site.python.parent.parent)), where
+    # From the wheel, with what only package data carries.
+    package = Path(where).parent
+    for data in ("py.typed", "static/nexios_compat/rooms.js", "migrations/0001_initial.py"):
+        assert (package / data).exists(), data
+    assert list((package / "templates").rglob("*.html"))
+    metadata = "import importlib.metadata as m; print(m.version('nexios-compat'))"
+    version = site.run(f'{site.python} -c "{metadata}"')
+    expected = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert version.strip().splitlines()[-1] == expected
 
 
 def test_two_clients_talk_in_the_room(site: Site) -> None:
@@ -304,8 +335,6 @@ def test_other_origins_are_refused(site: Site) -> None:
 
 
 def test_admin_shows_rooms_and_messages(site: Site) -> None:
-    if not (REPO_ROOT / "nexios_compat" / "admin.py").exists():
-        pytest.skip("nexios_compat/admin.py is not written yet")
     out = site.run(
         "python manage.py shell -c "
         '"from django.contrib import admin; from nexios_compat.models import Room, Message; '
