@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextvars
 import logging
 import os
 import socket
@@ -145,6 +146,15 @@ class Hub:
         """Start the hub once: layer channel, process row, background tasks."""
         if self.started:
             return
+        # The hub's tasks outlive the connection that happened to start it, so they must
+        # not inherit its context: the socket being served (which a room's rules read to
+        # tell a client's sends from the server's) would stay referenced and be taken
+        # for the sender of everything the hub does later.
+        await asyncio.create_task(
+            self._start(), name="nexios_compat.hub-start", context=contextvars.Context()
+        )
+
+    async def _start(self) -> None:
         async with self._start_lock:
             if self.started:
                 return
