@@ -230,6 +230,20 @@ class Hub:
         """Take a member out of all its rooms and stop tracking it."""
         await self.membership.discard(member)
 
+    def drop(self, member: LocalMember) -> None:
+        """Take a member out of all its rooms at once (its handler is being cancelled)."""
+        for room in self.membership.drop(member):
+            # In the background: the cancelled handler cannot wait for the layer.
+            self.spawn(self._unsubscribe(room), "unsubscribe")
+
+    async def _unsubscribe(self, room: str) -> None:
+        if self.membership.has_members(room) or room in self.membership.subscribing:
+            return  # a new member reopened the room meanwhile
+        try:
+            await self.layer.group_discard(layer_group(room), self.recovery.channel)
+        except Exception:  # a stale subscription only brings broadcasts nobody here wants
+            logger.warning("Unsubscribing from %r failed", room, exc_info=True)
+
     async def reconcile(self) -> None:
         """Repair membership rows owed after database failures."""
         await self.membership.reconcile()
