@@ -82,6 +82,7 @@ class Hub:
             lambda cache: delivery.deliver(self.registry, cache),
             self._read_since,
             float(config["REORDER_TIMEOUT"]),
+            read_head=self.history.head,
         )
         probe_group = f"{config['GROUP_PREFIX']}.probe.{uuid.uuid4().hex}"
         self.recovery = LayerRecovery(
@@ -272,6 +273,17 @@ class Hub:
         cache = FrameCache(message.room, message.kind, message.text, message.data, seq, epoch)
         self.outbox.put(message.room, wire.item(cache))
         await self.ordering.offer(cache)
+
+    async def flush_rooms(self, rooms: typing.Iterable[str]) -> None:
+        """Wait until what this process accepted for ``rooms`` so far reached their local members.
+
+        Stored and published (the writer), and not held behind another process's
+        gap (the ordering): a reply or close never overtakes a saved broadcast.
+        """
+        rooms = list(rooms)
+        if self.writer.pending:
+            await self.writer.flush_rooms(rooms)
+        await self.ordering.settled(rooms)
 
     async def _history_unavailable(self, message: PendingMessage) -> None:
         # The sender returned before the database was known to be down: tell its socket.
