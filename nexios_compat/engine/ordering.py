@@ -281,8 +281,10 @@ class RoomOrdering:
         if current is None:
             self.epochs[room] = epoch  # a store that told no epoch at the start
             return True
-        restart = cache.seq < sequencer.next_seq
-        if self.read_head is not None:
+        if self.read_head is None:
+            # No store to ask (unit tests): a number below what was delivered means a restart.
+            restart = cache.seq < sequencer.next_seq
+        else:
             try:
                 last_seq, now = await self.read_head(room)
             except Exception:
@@ -292,14 +294,71 @@ class RoomOrdering:
                 # Not the room's epoch (a late one of a life before the current one).
                 self._retired.setdefault(room, set()).add(epoch)
                 return False
-            # Numbers never go back within a line: below what was delivered means a restart.
-            restart = restart or last_seq < sequencer.next_seq - 1
+            restart = await self._is_restart(sequencer, room, epoch, last_seq, cache.seq)
         if restart:
             await self._restart(sequencer, room, current)
         else:
             self._flushed.setdefault(room, set()).add(current)
         self.epochs[room] = epoch
         return True
+
+    async def _is_restart(
+        self, sequencer: RoomSequencer, room: str, epoch: str, last_seq: int, seen: int | None = None
+    ) -> bool:
+        """Whether the room's current ``epoch`` (as the store says) starts a new line of numbers.
+
+        A flush numbers on past every message of the epoch it left; a recreated
+        room starts at 1. So the new epoch having a number at or below the highest
+        seq this process delivered or holds (``mark``), or starting at 1, means a
+        new line (a flush of a room that had no message yet is the same thing).
+        ``seen`` is one of its numbers already at hand; otherwise history is asked
+        (a restart whose first messages retention already deleted reads as a flush).
+        """
+        mark = max(sequencer.next_seq - 1, max(sequencer.held, default=0))
+        if last_seq < mark or (seen is not None and (seen <= mark or seen == 1)):
+            return True
+        try:
+            saved, _ = await self.read_since(room, 0)
+        except Exception:
+            logger.warning("Cannot read %r's history; taking epoch %r for a flush", room, epoch)
+            return False
+        lowest = min((cache.seq for cache in saved if cache.epoch == epoch and cache.seq), default=None)
+        return lowest is not None and (lowest <= mark or lowest == 1)
+
+    async def _history_restarted(
+        self, sequencer: RoomSequencer, room: str, saved: list[FrameCache], upto: int | None
+    ) -> bool:
+        """Follow the epoch history was read in (the lock is held); return whether the room restarted.
+
+        History tells the room's current epoch: a fill must move the ordering to it
+        as a live broadcast would, or the first live one of that epoch (already
+        delivered from history) would be taken for a restart and delivered twice;
+        and broadcasts held behind a gap of a line that ended must not wait forever.
+        """
+        epoch = next((cache.epoch for cache in saved if cache.epoch), None)
+        last_seq = upto
+        if epoch is None and self.read_head is not None and sequencer.waiting:
+            try:
+                last_seq, epoch = await self.read_head(room)
+            except Exception:
+                return False  # the fill goes on as before; the next one asks again
+        current = self.epochs.get(room)
+        if not epoch or epoch == current or epoch in self._flushed.get(room, ()):
+            return False
+        self.epochs[room] = epoch
+        if current is None:
+            return False
+        seen = min((cache.seq for cache in saved if cache.seq is not None), default=None)
+        restart = (
+            await self._is_restart(sequencer, room, epoch, last_seq, seen)
+            if last_seq is not None
+            else bool(seen is not None and seen < sequencer.next_seq)
+        )
+        if restart:
+            await self._restart(sequencer, room, current)
+            return True
+        self._flushed.setdefault(room, set()).add(current)
+        return False
 
     async def _restart(self, sequencer: RoomSequencer, room: str, previous: str) -> None:
         """The room was recreated (seq 1 again): close the old line, then order the new one."""
@@ -341,6 +400,8 @@ class RoomOrdering:
         async with self._lock(room):
             if self.sequencers.get(room) is not sequencer:
                 return
+            if await self._history_restarted(sequencer, room, saved, upto):
+                saved, upto = await self.read_since(room, 0)
             ready = sequencer.fill(saved, upto)
             if ready:
                 self.gap_fills += 1
