@@ -77,6 +77,7 @@ class Hub:
             write_timeout=_seconds(config["HISTORY_WRITE_TIMEOUT"]),
             lock_timeout=float(config["HISTORY_LOCK_TIMEOUT"]),
             reject=self._history_unavailable,
+            check=_refuse_nul if connection.vendor == "postgresql" else None,
         )
         self.ordering = RoomOrdering(
             lambda cache: delivery.deliver(self.registry, cache),
@@ -347,6 +348,12 @@ class Hub:
 
 def _seconds(value: typing.Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _refuse_nul(message: PendingMessage) -> None:
+    """Refuse text PostgreSQL cannot store (a NUL character), before it is queued."""
+    if message.text is not None and "\x00" in message.text:
+        raise ValueError("A saved message's text cannot contain NUL (\\x00) characters on PostgreSQL")
 
 
 def _writer_history() -> HistoryService:
