@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import typing
+from pathlib import Path
 
 import pytest
 from channels.testing import WebsocketCommunicator
@@ -18,6 +19,9 @@ from nexios_compat.engine import current_hub
 from nexios_compat.models import Member
 from nexios_compat.websockets.channels import Channel, ChannelBox, PayloadTypeEnum
 from nexios_compat.websockets.consumers import WebSocketEndpoint
+from tests.helpers import member_count, wait_for
+from tests.sec_support import migrated_database, open_ws, server_env, server_stats
+from tests.servers import DaphneServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
 
@@ -96,3 +100,29 @@ async def test_cancelled_function_handler_leaves_its_rooms() -> None:
         await asyncio.Event().wait()
 
     await _cancel_mid_handler(app, "/blocking", "cancel-function", blocked)
+
+
+# A real daphne cancels the application application_close_timeout after the client left.
+
+
+@pytest.mark.parametrize("kind", ["function", "endpoint"])
+def test_daphne_cancelling_a_stuck_handler_empties_its_room(tmp_path: Path, kind: str) -> None:
+    db = migrated_database(tmp_path)
+    server = DaphneServer(
+        server_env(db), app="tests.order_asgi:application", extra_args=["--application-close-timeout", "1"]
+    ).start()
+    try:
+        room = f"stuck-{kind}"
+        ws = open_ws(server, f"/order/{kind}/{room}")
+        assert ws.read_message(10).text == "joined"
+        assert member_count(db, room) == 1
+        ws.sock.close()  # the client leaves; the handler never reads again
+        wait_for(
+            lambda: member_count(db, room) == 0 and server_stats(server)["channels"] == 0,
+            f"the {kind}'s room to empty after daphne cancelled it",
+            timeout=15,
+        )
+        assert server_stats(server)["groups"] == 0
+    finally:
+        server.stop()
+        server.close()

@@ -234,9 +234,18 @@ class Hub:
 
     def drop(self, member: LocalMember) -> None:
         """Take a member out of all its rooms at once (its handler is being cancelled)."""
+        rooms = list(member.groups)
         for room in self.membership.drop(member):
             # In the background: the cancelled handler cannot wait for the layer.
             self.spawn(self._unsubscribe(room), "unsubscribe")
+        if rooms:
+            # The rows go now if the database answers (the room's slots free at once);
+            # else the reconciler, which already owes them, deletes them later.
+            self.spawn(self._remove_rows(member.id, rooms), "remove-rows")
+
+    async def _remove_rows(self, member_id: uuid.UUID, rooms: list[str]) -> None:
+        for room in rooms:
+            await self.reconciler.remove(room, member_id)
 
     async def _unsubscribe(self, room: str) -> None:
         if self.membership.has_members(room) or room in self.membership.subscribing:
