@@ -126,3 +126,39 @@ def test_daphne_cancelling_a_stuck_handler_empties_its_room(tmp_path: Path, kind
     finally:
         server.stop()
         server.close()
+
+
+async def test_an_endpoint_cancelled_in_on_disconnect_leaves_its_rooms_without_waiting() -> None:
+    in_disconnect = asyncio.Event()
+
+    class SlowGoodbye(WebSocketEndpoint):
+        encoding = "text"
+
+        async def on_connect(self, websocket: WebSocket) -> None:
+            await websocket.accept()
+            await self.join_group("cancel-goodbye-1")
+            await self.join_group("cancel-goodbye-2")
+
+        async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
+            in_disconnect.set()
+            await asyncio.Event().wait()  # a goodbye saved to a stalled database
+
+    app = get_application()
+    app.add_ws_route(SlowGoodbye.as_route("/goodbye"))
+    communicator = WebsocketCommunicator(app, "/goodbye")
+    assert (await communicator.connect())[0]
+    hub = current_hub()
+    assert hub is not None
+    stalled = asyncio.Event()
+
+    async def remove(*args: typing.Any) -> None:
+        await stalled.wait()
+
+    hub.reconciler.rows.remove = remove  # type: ignore[method-assign]
+    await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(in_disconnect.wait(), 5)
+    communicator.future.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(communicator.future, 5)
+    del hub.reconciler.rows.remove
+    assert not hub.registry.rooms and not hub.registry.members

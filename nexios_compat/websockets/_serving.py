@@ -21,6 +21,9 @@ async def finish(hub: Hub, websocket: WebSocket, close_code: int) -> None:
     Interrupted (cancelled while a row or the layer is slow), the rooms are left
     all the same, at once: see ``leave_now``.
     """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        leave_now(hub, websocket)  # cancelled (e.g. in on_disconnect): nothing slow from here on
     try:
         for channel in list(websocket.channels):
             await hub.discard(channel)
