@@ -401,7 +401,11 @@ class RoomOrdering:
             if self.sequencers.get(room) is not sequencer:
                 return
             if await self._history_restarted(sequencer, room, saved, upto):
-                saved, upto = await self.read_since(room, 0)
+                try:  # the read was of the old line's numbers: read the new line from its start
+                    saved, upto = await self.read_since(room, 0)
+                except Exception:
+                    logger.exception("Reading %r's history after it was recreated failed", room)
+                    saved, upto = [], None
             ready = sequencer.fill(saved, upto)
             if ready:
                 self.gap_fills += 1
