@@ -78,11 +78,13 @@ class Hub:
             write_timeout=_seconds(config["HISTORY_WRITE_TIMEOUT"]),
             lock_timeout=float(config["HISTORY_LOCK_TIMEOUT"]),
             reject=self._history_unavailable,
+            check=_refuse_nul if connection.vendor == "postgresql" else None,
         )
         self.ordering = RoomOrdering(
             lambda cache: delivery.deliver(self.registry, cache),
             self._read_since,
             float(config["REORDER_TIMEOUT"]),
+            read_head=self.history.head,
         )
         probe_group = f"{config['GROUP_PREFIX']}.probe.{uuid.uuid4().hex}"
         self.recovery = LayerRecovery(
@@ -240,6 +242,29 @@ class Hub:
         """Take a member out of all its rooms and stop tracking it."""
         await self.membership.discard(member)
 
+    def drop(self, member: LocalMember) -> None:
+        """Take a member out of all its rooms at once (its handler is being cancelled)."""
+        rooms = list(member.groups)
+        for room in self.membership.drop(member):
+            # In the background: the cancelled handler cannot wait for the layer.
+            self.spawn(self._unsubscribe(room), "unsubscribe")
+        if rooms:
+            # The rows go now if the database answers (the room's slots free at once);
+            # else the reconciler, which already owes them, deletes them later.
+            self.spawn(self._remove_rows(member.id, rooms), "remove-rows")
+
+    async def _remove_rows(self, member_id: uuid.UUID, rooms: list[str]) -> None:
+        for room in rooms:
+            await self.reconciler.remove(room, member_id)
+
+    async def _unsubscribe(self, room: str) -> None:
+        if self.membership.has_members(room) or room in self.membership.subscribing:
+            return  # a new member reopened the room meanwhile
+        try:
+            await self.layer.group_discard(layer_group(room), self.recovery.channel)
+        except Exception:  # a stale subscription only brings broadcasts nobody here wants
+            logger.warning("Unsubscribing from %r failed", room, exc_info=True)
+
     async def reconcile(self) -> None:
         """Repair membership rows owed after database failures."""
         await self.membership.reconcile()
@@ -268,6 +293,17 @@ class Hub:
         cache = FrameCache(message.room, message.kind, message.text, message.data, seq, epoch)
         self.outbox.put(message.room, wire.item(cache))
         await self.ordering.offer(cache)
+
+    async def flush_rooms(self, rooms: typing.Iterable[str]) -> None:
+        """Wait until what this process accepted for ``rooms`` so far reached their local members.
+
+        Stored and published (the writer), and not held behind another process's
+        gap (the ordering): a reply or close never overtakes a saved broadcast.
+        """
+        rooms = list(rooms)
+        if self.writer.pending:
+            await self.writer.flush_rooms(rooms)
+        await self.ordering.settled(rooms)
 
     async def _history_unavailable(self, message: PendingMessage) -> None:
         # The sender returned before the database was known to be down: tell its socket.
@@ -331,6 +367,12 @@ class Hub:
 
 def _seconds(value: typing.Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _refuse_nul(message: PendingMessage) -> None:
+    """Refuse text PostgreSQL cannot store (a NUL character), before it is queued."""
+    if message.text is not None and "\x00" in message.text:
+        raise ValueError("A saved message's text cannot contain NUL (\\x00) characters on PostgreSQL")
 
 
 def _writer_history() -> HistoryService:

@@ -201,6 +201,25 @@ class RoomMembership:
         finally:
             self.registry.unregister(member)
 
+    def drop(self, member: LocalMember) -> list[str]:
+        """Take a member out of all its rooms now, without awaiting; return the rooms left empty.
+
+        For a handler that is being cancelled: nothing here can be interrupted or
+        lost. Its membership rows are owed to the reconciler (which deletes rows
+        of members no longer live); the caller unsubscribes the returned rooms.
+        """
+        emptied = []
+        for room in list(member.groups):
+            if member.presence is not None and self.tracker is not None:
+                self.tracker.leave(member, room)
+            if self.registry.remove(member, room) and room not in self.subscribing:
+                self.registry.close_room(room)
+                self.ordering.forget(room)
+                emptied.append(room)
+            self._rows().dirty = True
+        self.registry.unregister(member)
+        return emptied
+
     def memberships(self) -> list[MembershipRow]:
         """Every ``(room, member id, metadata, presence)`` of this process."""
         return [

@@ -10,14 +10,24 @@ it is sent (``RoomOrdering``, which also owns the timers and epochs).
 
 A room has an epoch (``Room.epoch``): a flush starts a new one and numbering
 goes on; a recreated room starts a new one at seq 1. A saved broadcast of an
-epoch this process has not seen for the room moves the ordering to it: on a
-restart, at seq 1, and broadcasts of the epoch left behind are dropped (their
-numbers would collide with the new ones).
+epoch this process has not seen for the room is checked against the store
+(``read_head``): only the room's current epoch is entered, on a restart at seq
+1 (broadcasts of the epoch left behind are dropped from then on: their numbers
+would collide with the new ones), on a flush with the numbering going on (the
+epoch left behind stays on the same line of numbers). A broadcast of any other
+epoch is a late one of a past life and is dropped; a seq comparison alone never
+moves the room (a late pre-flush duplicate would otherwise retire the current
+epoch and silence the room).
+
+Nothing of a room overtakes a saved broadcast held behind a gap here: unsaved
+broadcasts queue behind it (``offer``), and a socket's reply or close waits
+for it (``settled``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -29,6 +39,10 @@ Deliver = Callable[[FrameCache], Awaitable[None]]
 # Read a room's saved messages after a sequence number, as frames (any order), with
 # the room's last seq at that moment.
 ReadSince = Callable[[str, int], Awaitable[tuple[list[FrameCache], int]]]
+# Read a room's last seq and epoch as the store has them now.
+ReadHead = Callable[[str], Awaitable[tuple[int, str]]]
+# What waits behind a held saved broadcast: an unsaved broadcast, or a reply waiting to go.
+Behind = FrameCache | asyncio.Future[None]
 
 
 class RoomSequencer:
@@ -89,14 +103,25 @@ class RoomSequencer:
 class RoomOrdering:
     """One sequencer per local room, with the timers that fill gaps that stay open."""
 
-    def __init__(self, deliver: Deliver, read_since: ReadSince, reorder_timeout: float) -> None:
+    def __init__(
+        self,
+        deliver: Deliver,
+        read_since: ReadSince,
+        reorder_timeout: float,
+        read_head: ReadHead | None = None,
+    ) -> None:
         self.deliver = deliver
         self.read_since = read_since
+        self.read_head = read_head
         self.reorder_timeout = reorder_timeout
         self.sequencers: dict[str, RoomSequencer] = {}
-        # Per room, the epoch of the broadcasts being ordered, and epochs left behind at a restart.
+        # Per room, the epoch of the broadcasts being ordered, epochs left behind by a
+        # flush (same numbers: still ordered), and epochs left behind at a restart (dropped).
         self.epochs: dict[str, str] = {}
+        self._flushed: dict[str, set[str]] = {}
         self._retired: dict[str, set[str]] = {}
+        # Per room, what waits for the held saved broadcasts up to a seq, in arrival order.
+        self._behind: dict[str, collections.deque[tuple[int, Behind]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._gap_timers: dict[str, asyncio.Task[None]] = {}
         # Broadcasts held back behind a gap, and gaps filled from history (diagnostics).
@@ -107,6 +132,8 @@ class RoomOrdering:
         """Begin ordering a room whose local members are to receive ``next_seq`` next (in ``epoch``)."""
         self.sequencers[room] = RoomSequencer(next_seq)
         self._retired.pop(room, None)
+        self._flushed.pop(room, None)
+        self._release_all(room)
         if epoch:
             self.epochs[room] = epoch
         else:
@@ -122,7 +149,11 @@ class RoomOrdering:
         self.sequencers.pop(room, None)
         self.epochs.pop(room, None)
         self._retired.pop(room, None)
+        self._flushed.pop(room, None)
         self._locks.pop(room, None)
+        for _, waiting in self._behind.pop(room, ()):
+            if isinstance(waiting, asyncio.Future) and not waiting.done():
+                waiting.set_result(None)  # nobody is left to see the order
         timer = self._gap_timers.pop(room, None)
         if timer is not None:
             timer.cancel()
@@ -137,24 +168,97 @@ class RoomOrdering:
             lock = self._locks[room] = asyncio.Lock()
         return lock
 
+    async def settled(self, rooms: Iterable[str]) -> None:
+        """Wait until the saved broadcasts held back in ``rooms`` now are delivered (not later ones).
+
+        A reply or close waits here, so it never overtakes a saved broadcast that
+        reached this process ahead of another process's gap. Bounded by the gap
+        fill (``reorder_timeout``, then history).
+        """
+        loop = asyncio.get_running_loop()
+        waits = []
+        for room in rooms:
+            lock = self._locks.get(room)
+            if lock is not None and lock.locked():
+                async with lock:  # saved broadcasts of the room are being delivered now
+                    pass
+            barrier = self._barrier(room)
+            if barrier is not None:
+                future: asyncio.Future[None] = loop.create_future()
+                self._behind.setdefault(room, collections.deque()).append((barrier, future))
+                waits.append(future)
+        for future in waits:
+            await future
+
+    def _barrier(self, room: str) -> int | None:
+        """The seq what arrives for ``room`` now must wait for (``None``: nothing to wait for)."""
+        sequencer = self.sequencers.get(room)
+        queued = self._behind.get(room)
+        if queued:
+            return queued[-1][0]  # behind what already waits, in order
+        if sequencer is None or not sequencer.waiting:
+            return None
+        return max(sequencer.held)
+
+    async def _release(self, room: str) -> None:
+        """Deliver (or let go) what waited behind saved broadcasts delivered by now, in order."""
+        sequencer = self.sequencers.get(room)
+        queued = self._behind.get(room)
+        while queued and (sequencer is None or queued[0][0] < sequencer.next_seq):
+            _, waiting = queued.popleft()
+            if isinstance(waiting, asyncio.Future):
+                if not waiting.done():
+                    waiting.set_result(None)
+            else:
+                await self.deliver(waiting)
+        if not queued:
+            self._behind.pop(room, None)
+
+    def _release_all(self, room: str) -> list[FrameCache]:
+        """Let every waiting reply go; return the unsaved broadcasts to deliver (a new numbering line)."""
+        frames = []
+        for _, waiting in self._behind.pop(room, ()):
+            if isinstance(waiting, asyncio.Future):
+                if not waiting.done():
+                    waiting.set_result(None)
+            else:
+                frames.append(waiting)
+        return frames
+
     async def offer(self, cache: FrameCache) -> None:
-        """Deliver a broadcast; saved ones in sequence order, holding back those ahead of a gap."""
+        """Deliver a broadcast; saved ones in sequence order, holding back those ahead of a gap.
+
+        An unsaved broadcast goes as it comes, unless a saved one is held back in
+        its room: then it waits behind it.
+        """
         sequencer = self.sequencers.get(cache.room)
-        if cache.seq is None or sequencer is None:
-            await self.deliver(cache)  # unsaved: as it comes; no local member: nothing to do
+        if sequencer is None:
+            await self.deliver(cache)  # no local member (or unordered for now): nothing to keep
+            return
+        if cache.seq is None:
+            lock = self._lock(cache.room)
+            if not lock.locked() and self._barrier(cache.room) is None:
+                await self.deliver(cache)  # the common case: nothing held, nothing being delivered
+                return
+            # Saved broadcasts are being delivered or are held: take a place behind them.
+            async with lock:
+                barrier = self._barrier(cache.room)
+                if barrier is None or self.sequencers.get(cache.room) is not sequencer:
+                    await self.deliver(cache)
+                else:
+                    self._behind.setdefault(cache.room, collections.deque()).append((barrier, cache))
             return
         async with self._lock(cache.room):
             if self.sequencers.get(cache.room) is not sequencer:
                 return
-            if cache.epoch and cache.epoch != self.epochs.get(cache.room):
-                if cache.epoch in self._retired.get(cache.room, ()):
-                    return  # a late broadcast of the room's previous life
-                await self._enter_epoch(sequencer, cache)
+            if not await self._in_epoch(sequencer, cache):
+                return
             ready = sequencer.offer(cache)
             if cache.seq in sequencer.held:
                 self.held_back += 1
             for frame in ready:
                 await self.deliver(frame)
+            await self._release(cache.room)
             if ready or not sequencer.waiting:
                 self._cancel_gap_timer(cache.room)
             if sequencer.waiting and cache.room not in self._gap_timers:
@@ -162,19 +266,111 @@ class RoomOrdering:
                     self._fill_later(cache.room), name="nexios_compat.hub-gap"
                 )
 
-    async def _enter_epoch(self, sequencer: RoomSequencer, cache: FrameCache) -> None:
-        """Follow the room into the epoch ``cache`` carries (the lock is held)."""
-        assert cache.seq is not None and cache.epoch is not None
-        room, previous = cache.room, self.epochs.get(cache.room)
-        self.epochs[room] = cache.epoch
-        if cache.seq >= sequencer.next_seq or previous is None:
-            # A flush (numbering goes on), or a store that told no epoch at the start.
-            return
-        # The room restarted at 1: what waited behind a gap of the old epoch can no
-        # longer be completed from history; deliver it, then order the new epoch.
+    async def _in_epoch(self, sequencer: RoomSequencer, cache: FrameCache) -> bool:
+        """Whether ``cache`` belongs to the room's numbering line, following the room into a new one.
+
+        The lock is held. An unknown epoch is checked against the store: only the
+        room's current epoch moves the ordering; any other is a past life's.
+        """
+        assert cache.seq is not None
+        room, epoch, current = cache.room, cache.epoch, self.epochs.get(cache.room)
+        if not epoch or epoch == current or epoch in self._flushed.get(room, ()):
+            return True
+        if epoch in self._retired.get(room, ()):
+            return False  # a late broadcast of the room's previous life
+        if current is None:
+            self.epochs[room] = epoch  # a store that told no epoch at the start
+            return True
+        if self.read_head is None:
+            # No store to ask (unit tests): a number below what was delivered means a restart.
+            restart = cache.seq < sequencer.next_seq
+        else:
+            try:
+                last_seq, now = await self.read_head(room)
+            except Exception:
+                logger.warning("Cannot read %r's epoch; dropping a broadcast of epoch %r", room, epoch)
+                return False  # the next one of that epoch asks again
+            if now != epoch:
+                # Not the room's epoch (a late one of a life before the current one).
+                self._retired.setdefault(room, set()).add(epoch)
+                return False
+            restart = await self._is_restart(sequencer, room, epoch, last_seq, cache.seq)
+        if restart:
+            await self._restart(sequencer, room, current)
+        else:
+            self._flushed.setdefault(room, set()).add(current)
+        self.epochs[room] = epoch
+        return True
+
+    async def _is_restart(
+        self, sequencer: RoomSequencer, room: str, epoch: str, last_seq: int, seen: int | None = None
+    ) -> bool:
+        """Whether the room's current ``epoch`` (as the store says) starts a new line of numbers.
+
+        A flush numbers on past every message of the epoch it left; a recreated
+        room starts at 1. So the new epoch having a number at or below the highest
+        seq this process delivered or holds (``mark``), or starting at 1, means a
+        new line (a flush of a room that had no message yet is the same thing).
+        ``seen`` is one of its numbers already at hand; otherwise history is asked
+        (a restart whose first messages retention already deleted reads as a flush).
+        """
+        mark = max(sequencer.next_seq - 1, max(sequencer.held, default=0))
+        if last_seq < mark or (seen is not None and (seen <= mark or seen == 1)):
+            return True
+        try:
+            saved, _ = await self.read_since(room, 0)
+        except Exception:
+            logger.warning("Cannot read %r's history; taking epoch %r for a flush", room, epoch)
+            return False
+        lowest = min((cache.seq for cache in saved if cache.epoch == epoch and cache.seq), default=None)
+        return lowest is not None and (lowest <= mark or lowest == 1)
+
+    async def _history_restarted(
+        self, sequencer: RoomSequencer, room: str, saved: list[FrameCache], upto: int | None
+    ) -> bool:
+        """Follow the epoch history was read in (the lock is held); return whether the room restarted.
+
+        History tells the room's current epoch: a fill must move the ordering to it
+        as a live broadcast would, or the first live one of that epoch (already
+        delivered from history) would be taken for a restart and delivered twice;
+        and broadcasts held behind a gap of a line that ended must not wait forever.
+        """
+        epoch = next((cache.epoch for cache in saved if cache.epoch), None)
+        last_seq = upto
+        if epoch is None and self.read_head is not None and sequencer.waiting:
+            try:
+                last_seq, epoch = await self.read_head(room)
+            except Exception:
+                return False  # the fill goes on as before; the next one asks again
+        current = self.epochs.get(room)
+        if not epoch or epoch == current or epoch in self._flushed.get(room, ()):
+            return False
+        self.epochs[room] = epoch
+        if current is None:
+            return False
+        seen = min((cache.seq for cache in saved if cache.seq is not None), default=None)
+        restart = (
+            await self._is_restart(sequencer, room, epoch, last_seq, seen)
+            if last_seq is not None
+            else bool(seen is not None and seen < sequencer.next_seq)
+        )
+        if restart:
+            await self._restart(sequencer, room, current)
+            return True
+        self._flushed.setdefault(room, set()).add(current)
+        return False
+
+    async def _restart(self, sequencer: RoomSequencer, room: str, previous: str) -> None:
+        """The room was recreated (seq 1 again): close the old line, then order the new one."""
+        # What waited behind a gap of the old epoch can no longer be completed from
+        # history; deliver it, then what queued behind it, then order the new epoch.
         for frame in sequencer.fill([]):
             await self.deliver(frame)
-        self._retired.setdefault(room, set()).add(previous)
+        for frame in self._release_all(room):
+            await self.deliver(frame)
+        retired = self._retired.setdefault(room, set())
+        retired.add(previous)
+        retired.update(self._flushed.pop(room, ()))
         sequencer.next_seq = 1
         self._cancel_gap_timer(room)
 
@@ -204,11 +400,18 @@ class RoomOrdering:
         async with self._lock(room):
             if self.sequencers.get(room) is not sequencer:
                 return
+            if await self._history_restarted(sequencer, room, saved, upto):
+                try:  # the read was of the old line's numbers: read the new line from its start
+                    saved, upto = await self.read_since(room, 0)
+                except Exception:
+                    logger.exception("Reading %r's history after it was recreated failed", room)
+                    saved, upto = [], None
             ready = sequencer.fill(saved, upto)
             if ready:
                 self.gap_fills += 1
             for frame in ready:
                 await self.deliver(frame)
+            await self._release(room)
             if sequencer.waiting and room not in self._gap_timers:
                 # Held behind a number saved after history was read: look again later.
                 self._gap_timers[room] = asyncio.create_task(

@@ -14,6 +14,13 @@ its messages fail with ``HistoryUnavailable`` and are not sent. While the
 writer is failing, ``submit`` of a saved message waits for its outcome, so the
 sender learns it (instead of returning at once with a message that may be lost).
 
+A batch the store refuses for its content (a non-transient error: bad data,
+a constraint) is stored again room by room, then the refusing room message by
+message: only the messages at fault fail, every other one commits, in order.
+A failed message's sender learns it: at once if it waited, else by an error
+frame and at its next own send (``reject``), as with ``HistoryUnavailable``.
+What a store is known not to hold (``check``) is refused before it is queued.
+
 A room whose row another transaction holds is set aside (``holding``) while
 the batch's other rooms commit: each room keeps its order, rooms do not wait
 for each other. So delivery is in acceptance order per room, not across rooms.
@@ -40,12 +47,16 @@ logger = logging.getLogger("nexios_compat.stores.history")
 
 # What a lost connection, a stopped server or a statement timeout raise: worth retrying.
 TRANSIENT = (OperationalError, InterfaceError)
+# What fails a whole batch (the database, not a message): not worth storing piece by piece.
+RETRIED = (HistoryUnavailable, *TRANSIENT)
 # Longest pause between attempts to store a batch again.
 MAX_RETRY_DELAY = 1.0
 
 Publish = Callable[[PendingMessage, SavedMessage | None], Awaitable[None]]
 # Told about a message that failed with HistoryUnavailable after its sender moved on.
 Reject = Callable[[PendingMessage], Awaitable[None]]
+# Raises ``ValueError`` for a message the store cannot hold (checked before it is queued).
+Check = Callable[[PendingMessage], None]
 # An entry with what became of it: its record, or the error that kept it from being stored.
 Outcome = tuple[Entry, SavedMessage | None, Exception | None]
 
@@ -64,6 +75,7 @@ class HistoryWriter:
         write_timeout: float | None = 10.0,
         lock_timeout: float = 0.1,
         reject: Reject | None = None,
+        check: Check | None = None,
     ) -> None:
         self.history = history
         self.publish = publish
@@ -73,6 +85,7 @@ class HistoryWriter:
         self.write_timeout = write_timeout
         self.lock_timeout = lock_timeout
         self.reject = reject
+        self.check = check
         self._queue: collections.deque[Entry] = collections.deque()
         self._held = HeldRooms(write_timeout)
         # Accepted and not yet delivered (queued, held or in a batch): what the bounds count.
@@ -98,6 +111,8 @@ class HistoryWriter:
         # Messages that failed with HistoryUnavailable; times a room was set aside (its row busy).
         self.unavailable = 0
         self.set_aside = 0
+        # Messages the store refused (found by storing their batch again, piece by piece).
+        self.refused = 0
 
     @property
     def pending(self) -> int:
@@ -129,8 +144,11 @@ class HistoryWriter:
     async def submit(self, message: PendingMessage, save: bool = True, wait: bool = False) -> None:
         """Queue a message behind those before it; with ``wait``, return once it is delivered.
 
-        Waits first while the queue is full. A failed save raises here only with ``wait``.
+        Waits first while the queue is full. A failed save raises here only with ``wait``;
+        a message the store cannot hold raises ``ValueError`` at once, and is not queued.
         """
+        if save and self.check is not None:
+            self.check(message)
         size = payload_size(message)
         while self._full(size):
             self.waits += 1
@@ -239,8 +257,60 @@ class HistoryWriter:
         try:
             appended = await self._store(to_save)
         except Exception as exc:
-            return [(entry, None, exc if entry.save else None) for entry in batch]
+            if isinstance(exc, RETRIED) or len(to_save) == 1:
+                self.refused += not isinstance(exc, RETRIED)
+                return [(entry, None, exc if entry.save else None) for entry in batch]
+            # Something in the batch the store refuses (bad data, a constraint): find
+            # it, so that one sender's message does not fail every room's.
+            return await self._isolate(batch)
         return self._sort_out(batch, appended)
+
+    async def _isolate(self, batch: list[Entry]) -> list[Outcome]:
+        """Store a refused batch again room by room, then a refusing room message by message.
+
+        Only the entries the store refuses fail; each room keeps its order (the
+        numbers are handed out as the entries commit, one after another).
+        """
+        rooms: dict[str, list[Entry]] = {}
+        for entry in batch:
+            rooms.setdefault(entry.message.room, []).append(entry)
+        if len(rooms) == 1:
+            return await self._one_by_one(batch)
+        outcomes: list[Outcome] = []
+        for entries in rooms.values():
+            to_save = [entry for entry in entries if entry.save]
+            if len(to_save) == 1:
+                outcomes.extend(await self._one_by_one(entries))  # one transaction either way
+                continue
+            try:
+                appended = await self._store(to_save) if to_save else Appended([], frozenset())
+            except Exception as exc:
+                if isinstance(exc, RETRIED):
+                    outcomes.extend((entry, None, exc if entry.save else None) for entry in entries)
+                else:
+                    outcomes.extend(await self._one_by_one(entries))
+                continue
+            outcomes.extend(self._sort_out(entries, appended))
+        return outcomes
+
+    async def _one_by_one(self, entries: list[Entry]) -> list[Outcome]:
+        """Store one room's entries each in its own transaction (the room refused them together)."""
+        outcomes: list[Outcome] = []
+        for entry in entries:
+            if entry.message.room in self._held:
+                self._held.follow(entry)  # set aside below: behind, in order
+                continue
+            if not entry.save:
+                outcomes.append((entry, None, None))
+                continue
+            try:
+                appended = await self._store([entry])
+            except Exception as exc:
+                self.refused += not isinstance(exc, RETRIED)
+                outcomes.append((entry, None, exc))
+                continue
+            outcomes.extend(self._sort_out([entry], appended))
+        return outcomes
 
     def _sort_out(self, batch: list[Entry], appended: Appended) -> list[Outcome]:
         """Pair stored entries with their records; set the busy rooms' entries aside (or fail them)."""
@@ -271,11 +341,8 @@ class HistoryWriter:
         for entry, record, error in outcomes:
             try:
                 if error is not None:
-                    if (
-                        entry.done is None
-                        and self.reject is not None
-                        and isinstance(error, HistoryUnavailable)
-                    ):
+                    if entry.done is None and entry.save and self.reject is not None:
+                        # Its sender moved on: it learns at its next own send.
                         await self.reject(entry.message)
                     _settle(entry.done, error=error)
                     continue
@@ -306,7 +373,7 @@ class HistoryWriter:
                 metrics.DB_FAILURES.labels("history_write").inc()
                 if not isinstance(exc, TRANSIENT):
                     logger.exception(
-                        "Saving %d message(s) to history failed; they are not sent", len(entries)
+                        "History refused %d message(s); the ones at fault are not sent", len(entries)
                     )
                     raise
                 if not self.failing:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from channels.consumer import AsyncConsumer
 
 from ..engine import Hub
-from ._serving import close_code_of, finish, open_socket, serve
+from ._serving import finish, open_socket, run_handler, serve
 from .base import Receive, Scope, Send, WebSocket, current_websocket
 from .utils import WS_1000_NORMAL_CLOSURE
 
@@ -44,8 +44,8 @@ class FunctionConsumer(AsyncConsumer):
         }
         close_code = WS_1000_NORMAL_CLOSURE  # if the server cancels the handler
         try:
-            close_code = await close_code_of(
-                websocket, self._run(websocket, params), self.handler.__qualname__
+            close_code = await run_handler(
+                hub, websocket, self._run(websocket, params), self.handler.__qualname__
             )
         finally:
             await finish(hub, websocket, close_code)

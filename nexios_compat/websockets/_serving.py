@@ -16,11 +16,44 @@ logger = logging.getLogger("nexios_compat.consumers")
 
 
 async def finish(hub: Hub, websocket: WebSocket, close_code: int) -> None:
-    """Leave every room of the socket's channels and close it if the handler did not."""
+    """Leave every room of the socket's channels and close it if the handler did not.
+
+    Interrupted (cancelled while a row or the layer is slow), the rooms are left
+    all the same, at once: see ``leave_now``.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        leave_now(hub, websocket)  # cancelled (e.g. in on_disconnect): nothing slow from here on
+    try:
+        for channel in list(websocket.channels):
+            await hub.discard(channel)
+        if websocket.application_state == WebSocketState.CONNECTED:
+            await websocket.close(close_code if close_code != 1006 else WS_1000_NORMAL_CLOSURE)
+    finally:
+        leave_now(hub, websocket)
+
+
+def leave_now(hub: Hub, websocket: WebSocket) -> None:
+    """Take the socket's channels out of every room without awaiting (a no-op once they left).
+
+    A cancelled handler (daphne's ``application_close_timeout``, 10 s after its
+    client left, while it waits on a stalled database) must not await again: the
+    next await may be cut short, or hang on the same database. The registry,
+    presence and the member slot go now; rows are owed to the reconciler.
+    """
     for channel in list(websocket.channels):
-        await hub.discard(channel)
-    if websocket.application_state == WebSocketState.CONNECTED:
-        await websocket.close(close_code if close_code != 1006 else WS_1000_NORMAL_CLOSURE)
+        hub.drop(channel)
+
+
+async def run_handler(hub: Hub, websocket: WebSocket, handling: Awaitable[int], name: str) -> int:
+    """Await a connection's handling (see ``close_code_of``); cancelled, leave its rooms first."""
+    try:
+        return await close_code_of(websocket, handling, name)
+    except BaseException:
+        # Cancellation (or anything close_code_of lets through) ends the handler
+        # here: its rooms are left before the exception travels on.
+        leave_now(hub, websocket)
+        raise
 
 
 async def open_socket(websocket: WebSocket) -> Hub | None:

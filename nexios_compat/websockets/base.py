@@ -351,8 +351,8 @@ class WebSocket(SendFlow):
         if not self.channels:
             return
         hub = current_hub()
-        if hub is not None and hub.writer.pending:
-            await hub.writer.flush_rooms({room for channel in self.channels for room in channel.groups})
+        if hub is not None:
+            await hub.flush_rooms({room for channel in self.channels for room in channel.groups})
         if raise_failed:
             self._raise_failed_saves()
 

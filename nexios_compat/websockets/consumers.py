@@ -15,7 +15,7 @@ from ..engine import Hub
 from ..exceptions import HistoryUnavailable, RoomAccessDenied, WebSocketException
 from ._functions import FunctionConsumer, Handler
 from ._presence import default_presence_key
-from ._serving import close_code_of, finish, open_socket, serve
+from ._serving import finish, open_socket, run_handler, serve
 from .base import Message, Receive, Scope, Send, WebSocket, WebSocketState, current_websocket
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
 from .utils import (
@@ -97,8 +97,8 @@ class WebSocketConsumer(AsyncConsumer):
         await serve(hub, websocket, self._handle_connection(hub, websocket, self.channel))
 
     async def _handle_connection(self, hub: Hub, websocket: WebSocket, channel: Channel) -> None:
-        close_code = await close_code_of(
-            websocket, self._dispatch(hub, websocket, channel), type(self).__name__
+        close_code = await run_handler(
+            hub, websocket, self._dispatch(hub, websocket, channel), type(self).__name__
         )
         try:
             if websocket.client_state != WebSocketState.CONNECTING:

@@ -142,18 +142,18 @@ async def test_a_gap_filled_after_history_lost_what_was_held_delivers_it_in_orde
     await client.disconnect()
 
 
-async def test_unsaved_broadcasts_are_not_held_back() -> None:
+async def test_unsaved_broadcasts_wait_behind_a_held_saved_one() -> None:
     client, _ = await join("r")
     saved = await save_elsewhere("r", 2)
     await publish_remote(*saved[1])
-    await ChannelBox.group_send("r", {"live": True})
+    await ChannelBox.group_send("r", {"live": True})  # queues behind the held seq 2
+    await publish_remote(*saved[0])
+    assert await receive_seqs(client, 2) == [1, 2]
     assert await client.receive_json_from(timeout=TIMEOUT) == {
         "room": "r",
         "seq": None,
         "payload": {"live": True},
     }
-    await publish_remote(*saved[0])
-    assert await receive_seqs(client, 2) == [1, 2]
     await client.disconnect()
 
 

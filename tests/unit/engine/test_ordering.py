@@ -47,7 +47,9 @@ async def test_unsaved_broadcasts_pass_straight_through() -> None:
     rec = Recorder()
     ordering = RoomOrdering(rec.deliver, rec.read_since, reorder_timeout=60)
     ordering.start("r", 1)
-    await ordering.offer(saved(2))
+    await ordering.offer(FrameCache("r", "text", "x", None, None))
+    assert rec.delivered == [None]
+    await ordering.offer(saved(2))  # held behind 1: what comes unsaved now waits behind it
     await ordering.offer(FrameCache("r", "text", "x", None, None))
     assert rec.delivered == [None]
 
