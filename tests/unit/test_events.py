@@ -10,7 +10,6 @@ import typing
 import pytest
 
 from nexios_compat import NexiosApp, Router, get_application
-from nexios_compat._events_relay import Relay
 from nexios_compat.events import (
     AsyncEventEmitter,
     Event,
@@ -20,6 +19,7 @@ from nexios_compat.events import (
     ListenerAlreadyRegisteredError,
     MaxListenersExceededError,
 )
+from nexios_compat.events._relay import Relay
 
 
 def test_listeners_run_by_priority_then_in_order_added_once_ones_last_within_a_priority() -> None:

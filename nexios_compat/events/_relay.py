@@ -26,7 +26,7 @@ from collections.abc import Callable
 from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer
 
-from .engine.layer import get_layer, refresh_interval
+from ..engine.layer import get_layer, refresh_interval
 
 logger = logging.getLogger("nexios_compat.events")
 
