@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 from nexios_compat import status, types
 from nexios_compat.conf import CONFIG_DEFAULTS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # An error frame as the source writes it: '{"type":"error","error":"rate_limited"}' or a dict.
 ERROR_FRAME = r"""["']type["']\s*:\s*["']error["']\s*,\s*["']error["']\s*:\s*["'](\w+)"""
 

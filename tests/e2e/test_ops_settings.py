@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from devservers import REPO_ROOT
+
 SHOW = (
     "import django; django.setup(); from django.conf import settings as s; print(s.DEBUG, s.SECRET_KEY[:8])"
 )

@@ -6,15 +6,12 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from devservers import PgBouncerServer, PostgresServer, pgbouncer_available, run_manage
+from devservers import REPO_ROOT, PgBouncerServer, PostgresServer, pgbouncer_available, run_manage
 from tests.support.fixtures import require_service
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # A separate process whose Django reaches PostgreSQL through PgBouncer, saving as the hub's
 # writer does on PostgreSQL: on an executor of its own, with HISTORY_STATEMENT_TIMEOUT.

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import typing
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,13 +15,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from devservers import run_manage
+from devservers import REPO_ROOT, run_manage
 from nexios_compat.models import Message, Room
 from nexios_compat.stores import retention
 from nexios_compat.stores.services import HistoryService
 from tests.unit.test_admin import save
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.django_db(transaction=True)
