@@ -21,7 +21,7 @@ A failed message's sender learns it: at once if it waited, else by an error
 frame and at its next own send (``reject``), as with ``HistoryUnavailable``.
 What a store is known not to hold (``check``) is refused before it is queued.
 
-A room whose row another transaction holds is set aside (``holding``) while
+A room whose row another transaction holds is set aside (``locked_rooms``; ``batches`` stores each batch) while
 the batch's other rooms commit: each room keeps its order, rooms do not wait
 for each other. So delivery is in acceptance order per room, not across rooms.
 """
@@ -35,30 +35,21 @@ import logging
 import typing
 from collections.abc import Awaitable, Callable
 
-from django.db import InterfaceError, OperationalError
-
 from .. import metrics
-from ..exceptions import HistoryUnavailable
-from ..stores.history import Appended, PendingMessage, SavedMessage, payload_size
+from ..stores.history import PendingMessage, SavedMessage, payload_size
 from ..stores.services import HistoryService
+from .batches import TRANSIENT, BatchStore, Outcome
 from .locked_rooms import Entry, HeldRooms
 
-logger = logging.getLogger("nexios_compat.stores.history")
+__all__ = ["TRANSIENT", "HistoryWriter"]
 
-# What a lost connection, a stopped server or a statement timeout raise: worth retrying.
-TRANSIENT = (OperationalError, InterfaceError)
-# What fails a whole batch (the database, not a message): not worth storing piece by piece.
-RETRIED = (HistoryUnavailable, *TRANSIENT)
-# Longest pause between attempts to store a batch again.
-MAX_RETRY_DELAY = 1.0
+logger = logging.getLogger("nexios_compat.stores.history")
 
 Publish = Callable[[PendingMessage, SavedMessage | None], Awaitable[None]]
 # Told about a message that failed with HistoryUnavailable after its sender moved on.
 Reject = Callable[[PendingMessage], Awaitable[None]]
 # Raises ``ValueError`` for a message the store cannot hold (checked before it is queued).
 Check = Callable[[PendingMessage], None]
-# An entry with what became of it: its record, or the error that kept it from being stored.
-Outcome = tuple[Entry, SavedMessage | None, Exception | None]
 
 
 class HistoryWriter:
@@ -101,18 +92,46 @@ class HistoryWriter:
         self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        # Diagnostics: transactions, messages stored, batches that failed, senders held back.
-        self.transactions = 0
-        self.stored = 0
-        self.failed = 0
+        self._batches = BatchStore(history, self._held, write_timeout, lock_timeout)
+        # Senders held back because the queue was full (the batches count the rest).
         self.waits = 0
-        # True from a failed attempt to store until the next success.
-        self.failing = False
-        # Messages that failed with HistoryUnavailable; times a room was set aside (its row busy).
-        self.unavailable = 0
-        self.set_aside = 0
-        # Messages the store refused (found by storing their batch again, piece by piece).
-        self.refused = 0
+
+    # What the batches counted, for diagnostics and ``/health``.
+
+    @property
+    def failing(self) -> bool:
+        """True from a failed attempt to store until the next success."""
+        return self._batches.failing
+
+    @property
+    def transactions(self) -> int:
+        """Transactions that stored messages."""
+        return self._batches.transactions
+
+    @property
+    def stored(self) -> int:
+        """Messages stored."""
+        return self._batches.stored
+
+    @property
+    def failed(self) -> int:
+        """Attempts to store a batch that failed."""
+        return self._batches.failed
+
+    @property
+    def unavailable(self) -> int:
+        """Messages that failed with ``HistoryUnavailable``."""
+        return self._batches.unavailable
+
+    @property
+    def set_aside(self) -> int:
+        """Times a room was set aside because its row was busy."""
+        return self._batches.set_aside
+
+    @property
+    def refused(self) -> int:
+        """Messages the store refused (found by storing their batch again, piece by piece)."""
+        return self._batches.refused
 
     @property
     def pending(self) -> int:
@@ -224,10 +243,10 @@ class HistoryWriter:
         batch = self._take()
         if not batch:
             return
-        outcomes = await self._save(batch)
+        outcomes = await self._batches.save(batch)
         while True:
             following = self._take()
-            saving = asyncio.ensure_future(self._save(following)) if following else None
+            saving = asyncio.ensure_future(self._batches.save(following)) if following else None
             try:
                 await self._deliver(outcomes)
             finally:
@@ -250,92 +269,6 @@ class HistoryWriter:
                 batch.append(entry)
         return batch
 
-    async def _save(self, batch: list[Entry]) -> list[Outcome]:
-        to_save = [entry for entry in batch if entry.save]
-        if not to_save:
-            return [(entry, None, None) for entry in batch]
-        try:
-            appended = await self._store(to_save)
-        except Exception as exc:
-            if isinstance(exc, RETRIED) or len(to_save) == 1:
-                self.refused += not isinstance(exc, RETRIED)
-                return [(entry, None, exc if entry.save else None) for entry in batch]
-            # Something in the batch the store refuses (bad data, a constraint): find
-            # it, so that one sender's message does not fail every room's.
-            return await self._isolate(batch)
-        return self._sort_out(batch, appended)
-
-    async def _isolate(self, batch: list[Entry]) -> list[Outcome]:
-        """Store a refused batch again room by room, then a refusing room message by message.
-
-        Only the entries the store refuses fail; each room keeps its order (the
-        numbers are handed out as the entries commit, one after another).
-        """
-        rooms: dict[str, list[Entry]] = {}
-        for entry in batch:
-            rooms.setdefault(entry.message.room, []).append(entry)
-        if len(rooms) == 1:
-            return await self._one_by_one(batch)
-        outcomes: list[Outcome] = []
-        for entries in rooms.values():
-            to_save = [entry for entry in entries if entry.save]
-            if len(to_save) == 1:
-                outcomes.extend(await self._one_by_one(entries))  # one transaction either way
-                continue
-            try:
-                appended = await self._store(to_save) if to_save else Appended([], frozenset())
-            except Exception as exc:
-                if isinstance(exc, RETRIED):
-                    outcomes.extend((entry, None, exc if entry.save else None) for entry in entries)
-                else:
-                    outcomes.extend(await self._one_by_one(entries))
-                continue
-            outcomes.extend(self._sort_out(entries, appended))
-        return outcomes
-
-    async def _one_by_one(self, entries: list[Entry]) -> list[Outcome]:
-        """Store one room's entries each in its own transaction (the room refused them together)."""
-        outcomes: list[Outcome] = []
-        for entry in entries:
-            if entry.message.room in self._held:
-                self._held.follow(entry)  # set aside below: behind, in order
-                continue
-            if not entry.save:
-                outcomes.append((entry, None, None))
-                continue
-            try:
-                appended = await self._store([entry])
-            except Exception as exc:
-                self.refused += not isinstance(exc, RETRIED)
-                outcomes.append((entry, None, exc))
-                continue
-            outcomes.extend(self._sort_out([entry], appended))
-        return outcomes
-
-    def _sort_out(self, batch: list[Entry], appended: Appended) -> list[Outcome]:
-        """Pair stored entries with their records; set the busy rooms' entries aside (or fail them)."""
-        records = iter(appended.saved)
-        ready: list[Outcome] = []
-        busy: dict[str, list[Entry]] = {}
-        for entry in batch:
-            if entry.message.room in appended.busy:
-                busy.setdefault(entry.message.room, []).append(entry)
-            else:
-                ready.append((entry, next(records) if entry.save else None, None))
-                self._held.settled(entry.message.room)
-        now = asyncio.get_running_loop().time()
-        for room, entries in busy.items():
-            self.set_aside += 1
-            settle = self._held.set_aside(room, entries, now)
-            lost = sum(entry.save for entry in settle)
-            error = HistoryUnavailable("History could not be saved in time; nothing was sent")
-            if lost:
-                self.unavailable += lost
-                metrics.HISTORY_UNAVAILABLE.inc(lost)
-                logger.error("History unavailable: %r's row stayed busy; %d message(s) not sent", room, lost)
-            ready.extend((entry, None, error if entry.save else None) for entry in settle)
-        return ready
-
     async def _deliver(self, outcomes: list[Outcome]) -> None:
         loop = asyncio.get_running_loop()
         for entry, record, error in outcomes:
@@ -357,46 +290,6 @@ class HistoryWriter:
             _settle(entry.done, result=record)
         async with self._progress:
             self._progress.notify_all()
-
-    async def _store(self, entries: list[Entry]) -> Appended:
-        """Store a batch, retrying transient failures until its oldest entry's deadline."""
-        loop = asyncio.get_running_loop()
-        deadline = None if self.write_timeout is None else entries[0].accepted + self.write_timeout
-        delay = 0.05
-        while True:
-            try:
-                appended = await self.history.append_available(
-                    [entry.message for entry in entries], self.lock_timeout
-                )
-            except Exception as exc:
-                self.failed += 1
-                metrics.DB_FAILURES.labels("history_write").inc()
-                if not isinstance(exc, TRANSIENT):
-                    logger.exception(
-                        "History refused %d message(s); the ones at fault are not sent", len(entries)
-                    )
-                    raise
-                if not self.failing:
-                    logger.warning("Saving %d message(s) to history failed", len(entries), exc_info=True)
-                self.failing = True
-                if deadline is not None and loop.time() >= deadline:
-                    self.unavailable += len(entries)
-                    metrics.HISTORY_UNAVAILABLE.inc(len(entries))
-                    logger.error("History unavailable: %d message(s) not saved nor sent", len(entries))
-                    raise HistoryUnavailable("History could not be saved in time; nothing was sent") from exc
-                pause = delay if deadline is None else min(delay, max(deadline - loop.time(), 0.0))
-                await asyncio.sleep(pause)  # a retry's backoff, while the database is down
-                delay = min(delay * 2, MAX_RETRY_DELAY)
-                continue
-            if self.failing:
-                self.failing = False
-                metrics.RECOVERIES.labels("history_writer").inc()
-                logger.warning("Saving to history works again")
-            self.transactions += 1
-            self.stored += len(appended.saved)
-            metrics.SAVED.inc(len(appended.saved))
-            metrics.BATCH_SIZE.observe(len(appended.saved))
-            return appended
 
     def _release(self, entry: Entry) -> None:
         room = entry.message.room
