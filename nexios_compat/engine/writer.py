@@ -21,9 +21,10 @@ A failed message's sender learns it: at once if it waited, else by an error
 frame and at its next own send (``reject``), as with ``HistoryUnavailable``.
 What a store is known not to hold (``check``) is refused before it is queued.
 
-A room whose row another transaction holds is set aside (``locked_rooms``; ``batches`` stores each batch) while
-the batch's other rooms commit: each room keeps its order, rooms do not wait
-for each other. So delivery is in acceptance order per room, not across rooms.
+Each batch is stored by ``batches``. A room whose row another transaction
+holds is set aside (``locked_rooms``) while the batch's other rooms commit:
+each room keeps its order, rooms do not wait for each other. So delivery is in
+acceptance order per room, not across rooms.
 """
 
 from __future__ import annotations
