@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextvars
 import logging
 import os
 import socket
 import typing
 import uuid
-
-from django.db import connection
 
 from ..conf import get_config
 from ..encoding import FrameCache
@@ -70,7 +67,7 @@ class Hub:
         store = get_membership_store()
         self.rows = MembershipService(store)
         self.writer = HistoryWriter(
-            _writer_history(),
+            HistoryService.for_writer(_seconds(config["HISTORY_STATEMENT_TIMEOUT"])),
             self.broadcast,
             batch_size=int(config["HISTORY_BATCH_SIZE"]),
             max_pending=int(config["HISTORY_MAX_PENDING"]),
@@ -78,7 +75,7 @@ class Hub:
             write_timeout=_seconds(config["HISTORY_WRITE_TIMEOUT"]),
             lock_timeout=float(config["HISTORY_LOCK_TIMEOUT"]),
             reject=self._history_unavailable,
-            check=_refuse_nul if connection.vendor == "postgresql" else None,
+            check=self.history.store.refuse,
         )
         self.ordering = RoomOrdering(
             lambda cache: delivery.deliver(self.registry, cache),
@@ -367,24 +364,3 @@ class Hub:
 
 def _seconds(value: typing.Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _refuse_nul(message: PendingMessage) -> None:
-    """Refuse text PostgreSQL cannot store (a NUL character), before it is queued."""
-    if message.text is not None and "\x00" in message.text:
-        raise ValueError("A saved message's text cannot contain NUL (\\x00) characters on PostgreSQL")
-
-
-def _writer_history() -> HistoryService:
-    """The writer's ``HistoryService``: on PostgreSQL, its own thread, connection and statement timeout.
-
-    Handshakes (session auth), presence and reads then never queue behind a
-    stalled save on Django's shared database thread. SQLite serializes writers
-    in the file anyway, so there the writer keeps the shared thread.
-    """
-    if connection.vendor == "sqlite":
-        return HistoryService()
-    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nexios-history-writer")
-    return HistoryService(
-        executor=executor, statement_timeout=_seconds(get_config()["HISTORY_STATEMENT_TIMEOUT"])
-    )

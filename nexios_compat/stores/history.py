@@ -35,6 +35,9 @@ logger = logging.getLogger("nexios_compat.stores.history")
 class BaseHistoryStore:
     """Where saved messages live; methods are synchronous and run on the ORM thread."""
 
+    def refuse(self, message: PendingMessage) -> None:
+        """Raise ``ValueError`` for a message this store cannot hold (checked before it is queued)."""
+
     def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
         """Store messages in order, numbering each room's messages; return what was assigned."""
         raise NotImplementedError
@@ -83,6 +86,11 @@ class BaseHistoryStore:
 
 class DatabaseHistoryStore(BaseHistoryStore):
     """History in the ``Room`` and ``Message`` models."""
+
+    def refuse(self, message: PendingMessage) -> None:
+        """Refuse text PostgreSQL cannot store (a NUL character)."""
+        if connection.vendor == "postgresql" and message.text is not None and "\x00" in message.text:
+            raise ValueError("A saved message's text cannot contain NUL (\\x00) characters on PostgreSQL")
 
     def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
         """Store messages in one transaction; each room's numbers come from one ``UPDATE … RETURNING``."""

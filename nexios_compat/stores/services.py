@@ -51,6 +51,19 @@ class HistoryService:
         self._full_at = timezone.now()
         self.last_pass: Pass | None = None
 
+    @classmethod
+    def for_writer(cls, statement_timeout: float | None) -> HistoryService:
+        """The writer's service: on PostgreSQL, its own thread, connection and statement timeout.
+
+        Handshakes (session auth), presence and reads then never queue behind a
+        stalled save on Django's shared database thread. SQLite serializes writers
+        in the file anyway, so there the writer keeps the shared thread.
+        """
+        if connection.vendor == "sqlite":
+            return cls()
+        executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nexios-history-writer")
+        return cls(executor=executor, statement_timeout=statement_timeout)
+
     async def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
         """Store messages in order; return the sequence numbers assigned."""
         if self.executor is None:

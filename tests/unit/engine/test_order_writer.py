@@ -92,9 +92,11 @@ async def test_a_waiting_sender_of_a_poisoned_message_gets_the_error() -> None:
 
 
 async def test_what_a_store_cannot_hold_is_refused_before_it_is_queued() -> None:
-    from nexios_compat.engine import hub
+    def refuse(message: PendingMessage) -> None:  # as DatabaseHistoryStore.refuse does on PostgreSQL
+        if "\x00" in (message.text or ""):
+            raise ValueError("NUL")
 
-    writer = HistoryWriter(SlowHistory(), lambda m, s: None, check=hub._refuse_nul)  # type: ignore[arg-type,return-value]
+    writer = HistoryWriter(SlowHistory(), lambda m, s: None, check=refuse)  # type: ignore[arg-type,return-value]
     with pytest.raises(ValueError, match="NUL"):
         await writer.submit(msg("a\x00b"))
     assert writer.pending == 0
@@ -124,6 +126,11 @@ async def main():
         await writer.submit(PendingMessage(room=room, kind="text", text=text, data=None))
     await writer.flush()
     await writer.stop()
+    from nexios_compat.stores.history import DatabaseHistoryStore
+    try:
+        DatabaseHistoryStore().refuse(PendingMessage(room="pg-a", kind="text", text="x\\x00", data=None))
+    except ValueError as exc:
+        out["refused_upfront"] = str(exc)
     from nexios_compat.models import Message
     from channels.db import database_sync_to_async
     out["rows"] = await database_sync_to_async(
@@ -150,6 +157,8 @@ def test_a_nul_in_one_text_on_postgresql_fails_only_that_message(postgres_url: s
     assert done.returncode == 0, done.stderr[-3000:]
     out: dict[str, typing.Any] = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["rows"] == [["pg-a", 1, "a1"], ["pg-a", 2, "a2"], ["pg-b", 1, "b1"], ["pg-b", 2, "b2"]]
+    # The hub hands the store's own check to the writer: on PostgreSQL, NUL is refused before queueing.
+    assert "NUL" in out.get("refused_upfront", "")
     assert sorted(map(tuple, out["delivered"])) == [
         ("pg-a", "a1", 1),
         ("pg-a", "a2", 2),
