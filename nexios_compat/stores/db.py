@@ -63,11 +63,34 @@ class _TransactionTimeout:
             # The driver begins the transaction at its first statement: while the
             # server side is still idle, this statement is that first one.
             if _transaction_status() == TRANSACTION_IDLE:
-                execute(SET_STATEMENT_TIMEOUT, [self.value], False, context)
+                return self._first(execute, sql, params, many, context)
             return execute(sql, params, many, context)
         # A statement in autocommit is its own transaction: give it one that can hold
-        # the local setting (same effect, one more round trip).
+        # the local setting (same effect, one more round trip for the commit).
         with transaction.atomic():
+            return self._first(execute, sql, params, many, context)
+
+    def _first(
+        self,
+        execute: Callable[..., typing.Any],
+        sql: str,
+        params: typing.Any,
+        many: bool,
+        context: dict[str, typing.Any],
+    ) -> typing.Any:
+        """Send the driver's BEGIN, the local timeout and the statement in one flight.
+
+        Each would otherwise be a round trip of its own, which on a distant database
+        (200 ms away) made every batch a quarter slower. psycopg 3's pipeline mode
+        sends them together; results are read when the pipeline syncs, on leaving it.
+        """
+        pipeline = getattr(connection.connection, "pipeline", None)
+        if pipeline is None:  # a driver without pipelines: one more round trip
+            execute(SET_STATEMENT_TIMEOUT, [self.value], False, context)
+            return execute(sql, params, many, context)
+        # Errors surface when the pipeline syncs, outside the cursor's own wrapping:
+        # wrap them here too, so callers see Django's exceptions as for any statement.
+        with connection.wrap_database_errors, pipeline():
             execute(SET_STATEMENT_TIMEOUT, [self.value], False, context)
             return execute(sql, params, many, context)
 

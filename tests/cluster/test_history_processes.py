@@ -101,7 +101,8 @@ def test_prune_history_command_applies_the_byte_bound(database_url: str, tmp_pat
     sizes = [len(dumps(payload).encode()) for _, payload in dump(database_url)["r"]]
     bound = sum(sizes[-7:]) + 1  # room for the newest 7 messages, not 8
     result = run_manage(
-        "prune_history", env={"DATABASE_URL": database_url, "CHANNEL_BOX_HISTORY_SIZE": str(bound)}
+        "prune_history",
+        env={"DATABASE_URL": database_url, "CHANNEL_BOX_HISTORY_SIZE": str(bound), "DJANGO_DEVELOPMENT": "1"},
     )
     assert result.stdout.strip() == "Deleted 23 saved messages."
     assert [seq for seq, _ in dump(database_url)["r"]] == list(range(24, 31))
