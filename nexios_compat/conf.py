@@ -83,6 +83,17 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # connection dropped) once its backlog passes this, instead of holding memory
     # while its room keeps sending (None: no limit; only checked under daphne).
     "MAX_SEND_BACKLOG": 4 * 1024 * 1024,
+    # Bounds on what clients can make the server hold (docs/bounds.md). Past the
+    # resume bounds a client is told ``recovered: false``, never replayed part.
+    # Most saved messages, and payload bytes, that one resume (?since=&epoch=) replays;
+    # a ?since= without epoch replays the newest RESUME_MAX_MESSAGES (None: no bound).
+    "RESUME_MAX_MESSAGES": 10000,
+    "RESUME_MAX_BYTES": 32 * 1024 * 1024,
+    # Live broadcasts, and their bytes, held for one member while its replay is read
+    # and sent. Past them before the resume frame: ``recovered: false``; after it
+    # (or without epoch): the error frame and close 1013, so the client resumes again.
+    "RESUME_MAX_BUFFERED": 10000,
+    "RESUME_MAX_BUFFERED_BYTES": 32 * 1024 * 1024,
     # Seconds daphne, on SIGTERM/SIGINT, waits for handlers to finish after closing
     # every socket with 1001 (on_disconnect, leaving rooms, saving history).
     "SHUTDOWN_TIMEOUT": 5.0,

@@ -91,3 +91,59 @@ async def test_through_a_socket_the_long_lived_room_answers_not_recovered_and_co
     # A hub, a layer and a socket cost a few MB; the range would cost gigabytes.
     assert used < 32 * 1024 * 1024
     await client.disconnect()
+
+
+# Capped reads -------------------------------------------------------------------------
+
+
+def test_a_resume_needing_more_than_the_cap_reads_no_message() -> None:
+    save("long", *({"n": n} for n in range(1, 11)))
+    position = DatabaseHistoryStore().read("long", 2, limit=5)
+    assert position.complete is False and position.messages == [] and position.last_seq == 10
+    assert decide("long", position, 2, position.epoch).recovered is False
+
+
+def test_a_resume_within_the_cap_reads_everything() -> None:
+    save("short", *({"n": n} for n in range(1, 11)))
+    position = DatabaseHistoryStore().read("short", 5, limit=5)
+    assert position.complete is True and [m.seq for m in position.messages] == [6, 7, 8, 9, 10]
+    assert decide("short", position, 5, position.epoch).recovered is True
+
+
+def test_a_read_stops_at_the_byte_cap() -> None:
+    save("big", *("x" * 1000 for _ in range(10)))
+    position = DatabaseHistoryStore().read("big", 0, limit=100, max_bytes=4500)
+    assert position.complete is False and len(position.messages) <= 4
+    assert decide("big", position, 0, position.epoch).recovered is False
+
+
+async def test_past_the_count_cap_a_socket_is_told_not_recovered_and_gets_nothing_replayed(
+    settings: typing.Any,
+) -> None:
+    settings.NEXIOS_COMPAT = {"RESUME_MAX_MESSAGES": 3}
+    await sync_to_async(save)("capped", *({"n": n} for n in range(1, 6)))
+    epoch = await sync_to_async(lambda: Room.objects.get(name="capped").epoch)()
+    client, replayed = await join(room_app(), f"/room/capped?since=1&epoch={epoch}&envelope=1")
+    assert replayed == [
+        {"type": "resume", "room": "capped", "epoch": epoch, "recovered": False, "last_seq": 5}
+    ]
+    await client.disconnect()
+    client, replayed = await join(room_app(), f"/room/capped?since=2&epoch={epoch}&envelope=1")
+    assert replayed[0]["recovered"] is True and [f["seq"] for f in replayed[1:]] == [3, 4, 5]
+    await client.disconnect()
+
+
+async def test_past_the_byte_cap_a_socket_is_told_not_recovered(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {"RESUME_MAX_BYTES": 2500}
+    await sync_to_async(save)("heavy", *({"pad": "x" * 1000} for _ in range(5)))
+    client, replayed = await join(room_app(), "/room/heavy?since=0&epoch=&envelope=1")
+    assert [frame.get("recovered") for frame in replayed] == [False]
+    await client.disconnect()
+
+
+async def test_a_best_effort_replay_past_the_cap_sends_the_newest_messages(settings: typing.Any) -> None:
+    settings.NEXIOS_COMPAT = {"RESUME_MAX_MESSAGES": 3}
+    await sync_to_async(save)("plain", *({"n": n} for n in range(1, 8)))
+    client, replayed = await join(room_app(), "/room/plain?since=0&envelope=1")
+    assert [frame["seq"] for frame in replayed] == [5, 6, 7]
+    await client.disconnect()
