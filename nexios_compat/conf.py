@@ -94,6 +94,10 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # (or without epoch): the error frame and close 1013, so the client resumes again.
     "RESUME_MAX_BUFFERED": 10000,
     "RESUME_MAX_BUFFERED_BYTES": 32 * 1024 * 1024,
+    # Frames one connection may have waiting for its handler (judged against
+    # MAX_MESSAGE_SIZE and the rate limit as they arrive). Past it the socket is
+    # closed with 1008 "Too many queued frames" (None: no bound, as in Nexios).
+    "MAX_QUEUED_FRAMES": None,
     # Seconds daphne, on SIGTERM/SIGINT, waits for handlers to finish after closing
     # every socket with 1001 (on_disconnect, leaving rooms, saving history).
     "SHUTDOWN_TIMEOUT": 5.0,
