@@ -98,6 +98,11 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # MAX_MESSAGE_SIZE and the rate limit as they arrive). Past it the socket is
     # closed with 1008 "Too many queued frames" (None: no bound, as in Nexios).
     "MAX_QUEUED_FRAMES": None,
+    # Live presence metas: the metadata fields every member of a room is sent (None:
+    # all of them, as before), and the JSON bytes of one meta past which it carries
+    # only channel_id and online_at.
+    "PRESENCE_META_FIELDS": None,
+    "PRESENCE_MAX_META_BYTES": 8 * 1024,
     # Seconds daphne, on SIGTERM/SIGINT, waits for handlers to finish after closing
     # every socket with 1001 (on_disconnect, leaving rooms, saving history).
     "SHUTDOWN_TIMEOUT": 5.0,
