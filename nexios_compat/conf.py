@@ -103,6 +103,11 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # only channel_id and online_at.
     "PRESENCE_META_FIELDS": None,
     "PRESENCE_MAX_META_BYTES": 8 * 1024,
+    # Broadcasts, and their bytes, waiting in a process's outbox for a slow layer.
+    # Past either the oldest are not published: other processes read the saved ones
+    # from history, unsaved ones reach only this process (None: no bound).
+    "OUTBOX_MAX_PENDING": 100000,
+    "OUTBOX_MAX_PENDING_BYTES": 64 * 1024 * 1024,
     # Seconds daphne, on SIGTERM/SIGINT, waits for handlers to finish after closing
     # every socket with 1001 (on_disconnect, leaving rooms, saving history).
     "SHUTDOWN_TIMEOUT": 5.0,
