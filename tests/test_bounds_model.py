@@ -15,6 +15,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from nexios_compat.engine.presence.roster import Entry, Meta, Roster, Version
 from nexios_compat.engine.resume import decide
 from nexios_compat.models import Message, Room
 from nexios_compat.stores.history import DatabaseHistoryStore
@@ -111,4 +112,157 @@ def test_resume_is_all_or_nothing_under_random_histories_and_caps() -> None:
     run_state_machine_as_test(
         ResumeMachine,
         settings=hypothesis_settings(max_examples=EXAMPLES, stateful_step_count=25, deadline=None),
+    )
+
+
+# The presence roster across processes -------------------------------------------------
+
+ORIGINS = ("p0", "p1", "p2")
+PAIRS = [(src, dst) for src in ORIGINS for dst in ORIGINS if src != dst]
+
+
+class RosterMachine(RuleBasedStateMachine):
+    """Three processes' rosters of one room, joined by a lossy in-order layer; each has one client."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rosters = {origin: Roster(origin, 1) for origin in ORIGINS}
+        self.alive = set(ORIGINS)
+        # In-order channels between processes: (version, changes, full).
+        self.channels: dict[tuple[str, str], list[tuple[Version, dict[str, Entry | None], bool]]] = {
+            (src, dst): [] for src in ORIGINS for dst in ORIGINS if src != dst
+        }
+        # Channels whose last message was lost with none after it: nothing can show that gap
+        # but a re-announce (a layer recovery); a later message must show it by itself.
+        self.lost: set[tuple[str, str]] = set()
+        # The reference: every live entry, by cid.
+        self.entries: dict[str, tuple[str, Entry]] = {}
+        # What each process's client was shown: key -> metas, starting from the (empty) state.
+        self.views: dict[str, dict[str, list[Meta]]] = {origin: {} for origin in ORIGINS}
+        self.next_cid = 0
+
+    @rule(origin=st.sampled_from(ORIGINS), key=st.sampled_from(["ann", "bob", "cy"]))
+    def join(self, origin: str, key: str) -> None:
+        if origin not in self.alive:
+            return
+        cid = f"c{self.next_cid}"
+        self.next_cid += 1
+        entry: Entry = (key, {"cid": cid})
+        self.rosters[origin].set(origin, cid, entry)
+        self.entries[cid] = (origin, entry)
+
+    @rule(data=st.data())
+    def leave(self, data: st.DataObject) -> None:
+        mine = sorted(cid for cid, (origin, _) in self.entries.items() if origin in self.alive)
+        if not mine:
+            return
+        cid = data.draw(st.sampled_from(mine))
+        origin = self.entries.pop(cid)[0]
+        self.rosters[origin].drop(origin, cid)
+
+    @rule(origin=st.sampled_from(ORIGINS))
+    def flush(self, origin: str) -> None:
+        if origin not in self.alive:
+            return
+        roster = self.rosters[origin]
+        outgoing = roster.take_outgoing()
+        if outgoing is not None:
+            for (src, dst), channel in self.channels.items():
+                if src == origin and dst in self.alive:
+                    channel.append((outgoing[0], outgoing[1], False))
+                    self.lost.discard((src, dst))
+        self.tell(origin)
+
+    def tell(self, origin: str) -> None:
+        """Send the process's client its diff, checking that it makes sense against what it saw."""
+        common, _own = self.rosters[origin].diffs()
+        if common is None:
+            return
+        joins, leaves = common
+        view = self.views[origin]
+        for key, value in leaves.items():
+            for meta in value["metas"]:
+                assert meta in view.get(key, []), f"leave of an entry never shown: {key} {meta}"
+                view[key].remove(meta)
+                if not view[key]:
+                    del view[key]
+        for key, value in joins.items():
+            for meta in value["metas"]:
+                assert meta not in view.get(key, []), f"duplicate join shown: {key} {meta}"
+                view.setdefault(key, []).append(meta)
+
+    @rule(pair=st.sampled_from(PAIRS))
+    def deliver_one(self, pair: tuple[str, str]) -> None:
+        self.deliver(*pair)
+
+    def deliver(self, src: str, dst: str) -> None:
+        channel = self.channels.get((src, dst))
+        if not channel or dst not in self.alive:
+            return
+        version, changes, full = channel.pop(0)
+        if self.rosters[dst].receive(src, version, changes, full) and src in self.alive:
+            # A gap: ask for the full set, which comes after what is in flight.
+            roster = self.rosters[src]
+            channel.append((roster.version, dict(roster.entries_of(src)), True))
+
+    @rule(pair=st.sampled_from(PAIRS))
+    def lose(self, pair: tuple[str, str]) -> None:
+        src, dst = pair
+        channel = self.channels.get(pair)
+        if channel:
+            channel.pop(0)
+            if not channel:
+                self.lost.add((src, dst))
+
+    @precondition(lambda self: len(self.alive) > 1)
+    @rule(origin=st.sampled_from(ORIGINS))
+    def die(self, origin: str) -> None:
+        if origin not in self.alive:
+            return
+        self.alive.discard(origin)
+        for cid in [cid for cid, (owner, _) in self.entries.items() if owner == origin]:
+            del self.entries[cid]
+        for other in self.alive:
+            self.rosters[other].forget(origin)
+        for key in list(self.channels):
+            if origin in key:
+                self.channels[key].clear()
+
+    @rule()
+    def settle(self) -> None:
+        """Flush and deliver everything (re-announcing after a loss, as a layer recovery does)."""
+        for origin in sorted(self.alive):
+            self.flush(origin)
+        for src, dst in sorted(self.lost):
+            if src in self.alive and dst in self.alive:
+                roster = self.rosters[src]
+                self.channels[(src, dst)].append((roster.version, roster.entries_of(src), True))
+        self.lost.clear()
+        while any(self.channels[key] for key in self.channels):
+            for src, dst in list(self.channels):
+                while self.channels[(src, dst)]:
+                    self.deliver(src, dst)
+        for origin in sorted(self.alive):
+            self.tell(origin)
+            roster = self.rosters[origin]
+            assert roster.current == self.entries, origin
+            shown = {key: sorted(m["cid"] for m in metas) for key, metas in self.views[origin].items()}
+            state = {key: sorted(m["cid"] for m in value["metas"]) for key, value in roster.state().items()}
+            assert shown == state, origin
+
+    @invariant()
+    def counts_match_entries(self) -> None:
+        for origin in self.alive:
+            roster = self.rosters[origin]
+            keys: dict[str, int] = {}
+            for _, (key, _meta) in roster.current.values():
+                keys[key] = keys.get(key, 0) + 1
+            assert dict(roster.keys) == keys
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_rosters_converge_and_clients_never_see_a_duplicate_join_or_an_unknown_leave() -> None:
+    run_state_machine_as_test(
+        RosterMachine,
+        settings=hypothesis_settings(max_examples=EXAMPLES * 5, stateful_step_count=50, deadline=None),
     )
