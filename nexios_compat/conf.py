@@ -103,6 +103,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # only channel_id and online_at.
     "PRESENCE_META_FIELDS": None,
     "PRESENCE_MAX_META_BYTES": 8 * 1024,
+    # Metas (tabs) per key that members are shown, the oldest first; the others
+    # appear as earlier ones leave (None: all).
+    "PRESENCE_MAX_METAS_PER_KEY": 100,
     # Broadcasts, and their bytes, waiting in a process's outbox for a slow layer.
     # Past either the oldest are not published: other processes read the saved ones
     # from history, unsaved ones reach only this process (None: no bound).

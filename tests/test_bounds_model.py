@@ -124,9 +124,11 @@ PAIRS = [(src, dst) for src in ORIGINS for dst in ORIGINS if src != dst]
 class RosterMachine(RuleBasedStateMachine):
     """Three processes' rosters of one room, joined by a lossy in-order layer; each has one client."""
 
+    max_metas: int | None = None
+
     def __init__(self) -> None:
         super().__init__()
-        self.rosters = {origin: Roster(origin, 1) for origin in ORIGINS}
+        self.rosters = {origin: Roster(origin, 1, self.max_metas) for origin in ORIGINS}
         self.alive = set(ORIGINS)
         # In-order channels between processes: (version, changes, full).
         self.channels: dict[tuple[str, str], list[tuple[Version, dict[str, Entry | None], bool]]] = {
@@ -249,6 +251,8 @@ class RosterMachine(RuleBasedStateMachine):
             shown = {key: sorted(m["cid"] for m in metas) for key, metas in self.views[origin].items()}
             state = {key: sorted(m["cid"] for m in value["metas"]) for key, value in roster.state().items()}
             assert shown == state, origin
+            if self.max_metas is not None:
+                assert all(len(cids) <= self.max_metas for cids in shown.values())
 
     @invariant()
     def counts_match_entries(self) -> None:
@@ -264,5 +268,19 @@ class RosterMachine(RuleBasedStateMachine):
 def test_rosters_converge_and_clients_never_see_a_duplicate_join_or_an_unknown_leave() -> None:
     run_state_machine_as_test(
         RosterMachine,
+        settings=hypothesis_settings(max_examples=EXAMPLES * 5, stateful_step_count=50, deadline=None),
+    )
+
+
+class CappedRosterMachine(RosterMachine):
+    """The same, with clients shown one meta per key."""
+
+    max_metas = 1
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_capped_rosters_show_the_oldest_tab_and_diffs_stay_consistent() -> None:
+    run_state_machine_as_test(
+        CappedRosterMachine,
         settings=hypothesis_settings(max_examples=EXAMPLES * 5, stateful_step_count=50, deadline=None),
     )

@@ -56,3 +56,18 @@ async def test_a_meta_past_its_size_carries_only_who_and_since_when(settings: ty
     meta = await own_meta("/meta?bio=" + "x" * 500)
     assert set(meta) == {"channel_id", "online_at"}
     assert "username" in await own_meta("/meta?bio=short")
+
+
+def test_a_key_shows_its_oldest_tabs_and_the_next_one_joins_when_one_leaves() -> None:
+    from nexios_compat.engine.presence.roster import Roster
+
+    roster = Roster("here", 1, max_metas=2)
+    for n in range(5):
+        roster.set("here", f"c{n}", ("ann", {"n": n}))
+    assert roster.state() == {"ann": {"metas": [{"n": 0}, {"n": 1}]}}
+    joins, leaves = roster.diffs()[0] or ({}, {})
+    assert sorted(m["n"] for m in joins["ann"]["metas"]) == [0, 1] and leaves == {}
+    roster.drop("here", "c0")
+    assert roster.diffs()[0] == ({"ann": {"metas": [{"n": 2}]}}, {"ann": {"metas": [{"n": 0}]}})
+    roster.drop("here", "c4")  # never shown: nothing to tell
+    assert roster.diffs()[0] is None
