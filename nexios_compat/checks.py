@@ -11,6 +11,8 @@
 - W005: ``PROCESS_TIMEOUT`` under twice ``HEARTBEAT_INTERVAL`` (live processes get reaped).
 - W006 (``check --deploy``): no incoming rate limit (the default, as in Nexios).
 - W100 (``check --deploy``): neither ``METRICS_TOKEN`` nor ``METRICS_ALLOWED_IPS`` set.
+- W110 (``check --deploy``): no ``MAX_QUEUED_FRAMES`` (the default, as in Nexios).
+- W111 (``check --deploy``): a resume bound (``RESUME_MAX_*``) set to None.
 - E120: ``ROOM_POLICY`` cannot be loaded; W121: a room rule an earlier one shadows.
 """
 
@@ -261,3 +263,41 @@ def check_metrics_access(app_configs: typing.Any = None, **kwargs: typing.Any) -
             id="nexios_compat.W100",
         )
     ]
+
+
+# Bounds on what clients can make the server hold (W110-W119) -----------------------
+
+
+@register(Tags.security, deploy=True)
+def check_bounds(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[CheckMessage]:
+    """Warn a deployment that lets one client make the server hold unbounded memory."""
+    config = get_config()
+    messages: list[CheckMessage] = []
+    if config["MAX_QUEUED_FRAMES"] is None:
+        messages.append(
+            Warning(
+                "A client may queue any number of frames while its handler is busy: "
+                "NEXIOS_COMPAT sets no MAX_QUEUED_FRAMES.",
+                hint="The default keeps Nexios's behaviour. In production set e.g. "
+                "NEXIOS_COMPAT = {'MAX_QUEUED_FRAMES': 100} "
+                "(past it: close with 1008 'Too many queued frames').",
+                id="nexios_compat.W110",
+            )
+        )
+    for key in (
+        "RESUME_MAX_MESSAGES",
+        "RESUME_MAX_BYTES",
+        "RESUME_MAX_BUFFERED",
+        "RESUME_MAX_BUFFERED_BYTES",
+    ):
+        if config[key] is None:
+            messages.append(
+                Warning(
+                    f"NEXIOS_COMPAT[{key!r}] is None: one resume may make the server hold "
+                    "a room's whole history.",
+                    hint="Past the bound a client is told recovered: false (docs/bounds.md); "
+                    "keep the default.",
+                    id="nexios_compat.W111",
+                )
+            )
+    return messages

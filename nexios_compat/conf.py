@@ -87,6 +87,34 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # connection dropped) once its backlog passes this, instead of holding memory
     # while its room keeps sending (None: no limit; only checked under daphne).
     "MAX_SEND_BACKLOG": 4 * 1024 * 1024,
+    # Bounds on what clients can make the server hold (docs/bounds.md). Past the
+    # resume bounds a client is told ``recovered: false``, never replayed part.
+    # Most saved messages, and payload bytes, that one resume (?since=&epoch=) replays;
+    # a ?since= without epoch replays the newest RESUME_MAX_MESSAGES (None: no bound).
+    "RESUME_MAX_MESSAGES": 10000,
+    "RESUME_MAX_BYTES": 32 * 1024 * 1024,
+    # Live broadcasts, and their bytes, held for one member while its replay is read
+    # and sent. Past them before the resume frame: ``recovered: false``; after it
+    # (or without epoch): the error frame and close 1013, so the client resumes again.
+    "RESUME_MAX_BUFFERED": 10000,
+    "RESUME_MAX_BUFFERED_BYTES": 32 * 1024 * 1024,
+    # Frames one connection may have waiting for its handler (judged against
+    # MAX_MESSAGE_SIZE and the rate limit as they arrive). Past it the socket is
+    # closed with 1008 "Too many queued frames" (None: no bound, as in Nexios).
+    "MAX_QUEUED_FRAMES": None,
+    # Live presence metas: the metadata fields every member of a room is sent (None:
+    # all of them, as before), and the JSON bytes of one meta past which it carries
+    # only channel_id and online_at.
+    "PRESENCE_META_FIELDS": None,
+    "PRESENCE_MAX_META_BYTES": 8 * 1024,
+    # Metas (tabs) per key that members are shown, the oldest first; the others
+    # appear as earlier ones leave (None: all).
+    "PRESENCE_MAX_METAS_PER_KEY": 100,
+    # Broadcasts, and their bytes, waiting in a process's outbox for a slow layer.
+    # Past either the oldest are not published: other processes read the saved ones
+    # from history, unsaved ones reach only this process (None: no bound).
+    "OUTBOX_MAX_PENDING": 100000,
+    "OUTBOX_MAX_PENDING_BYTES": 64 * 1024 * 1024,
     # Seconds daphne, on SIGTERM/SIGINT, waits for handlers to finish after closing
     # every socket with 1001 (on_disconnect, leaving rooms, saving history).
     "SHUTDOWN_TIMEOUT": 5.0,

@@ -72,6 +72,11 @@ RECONCILED = Counter(
 ABANDONED = Counter(
     f"{PREFIX}_handshakes_abandoned", "Handshakes whose client was gone before accept (no side effects)"
 )
+OUTBOX_DROPPED = Counter(
+    f"{PREFIX}_outbox_dropped",
+    "Broadcasts dropped for the layer past OUTBOX_MAX_PENDING(_BYTES), saved (read from history) or not",
+    ["kind"],
+)
 RATE_LIMITED = Counter(f"{PREFIX}_rate_limited", "Frames over the rate limit, by action", ["action"])
 PRESENCE_FRAMES = Counter(f"{PREFIX}_presence_frames", "Presence events sent to clients, by type", ["type"])
 PRESENCE_REPAIRS = Counter(

@@ -103,7 +103,12 @@ class Hub:
         )
         self.membership.reconciler = self.reconciler
         self.membership.tracker = self.tracker
-        self.outbox = Outbox(self._publish_batch, self.recovery.publish_failed)
+        self.outbox = Outbox(
+            self._publish_batch,
+            self.recovery.publish_failed,
+            config["OUTBOX_MAX_PENDING"],
+            config["OUTBOX_MAX_PENDING_BYTES"],
+        )
         self.cluster = ClusterMembership(
             self.process_id,
             store,

@@ -8,6 +8,7 @@ import typing
 
 from channels.layers import BaseChannelLayer
 
+from ..conf import get_config
 from ..exceptions import HistoryUnavailable
 from ..rooms import check_group_name, layer_group
 from ..stores.membership import MembershipRow
@@ -20,7 +21,7 @@ from .protocols import LocalMember
 from .reconcile import MembershipReconciler
 from .recovery import LayerRecovery
 from .registry import LocalRegistry, Slot
-from .resume import decide
+from .resume import Resume, decide
 from .writer import TRANSIENT
 
 logger = logging.getLogger("nexios_compat.hub")
@@ -82,7 +83,10 @@ class RoomMembership:
             await asyncio.shield(self.subscribing[room])  # then look again: it may have failed
         slot = self.registry.add(member, room)
         if since is not None:
-            slot.buffer = []
+            config = get_config()
+            slot.buffer = delivery.ReplayBuffer(
+                config["RESUME_MAX_BUFFERED"], config["RESUME_MAX_BUFFERED_BYTES"]
+            )
         try:
             await self._enter(member, slot, room, since, epoch)
         except BaseException:
@@ -107,7 +111,8 @@ class RoomMembership:
                     raise HistoryUnavailable(f"Cannot resume {room!r} now") from exc
             elif since is not None:
                 try:
-                    history = await self.history.fetch(room, since)
+                    # Best effort: past the cap, the newest messages (as if trimmed).
+                    history = await self.history.fetch(room, since, get_config()["RESUME_MAX_MESSAGES"])
                 except TRANSIENT as exc:
                     raise HistoryUnavailable(f"Cannot replay {room!r}'s history now") from exc
                 saved = [delivery.saved_frame(room, m) for m in history]
@@ -125,7 +130,18 @@ class RoomMembership:
 
     async def _resume(self, member: LocalMember, slot: Slot, room: str, since: int, epoch: str) -> None:
         """Answer a resume, then replay all that was missed, or nothing (live resumes after the counter)."""
-        outcome = decide(room, await self.history.read(room, since), since, epoch)
+        config = get_config()
+        position = await self.history.read(
+            room, since, config["RESUME_MAX_MESSAGES"], config["RESUME_MAX_BYTES"]
+        )
+        outcome = decide(room, position, since, epoch)
+        buffer = slot.buffer
+        if isinstance(buffer, delivery.ReplayBuffer) and buffer.overflowed:
+            # Live broadcasts outran the read: answer from the newest one seen (the
+            # saved ones it dropped are in history, which the client reloads).
+            last_seq = max(outcome.last_seq, buffer.highest or 0)
+            outcome = Resume(room, False, outcome.epoch, last_seq, [])
+            buffer.reset()
         await member.send_frame(outcome.frame())
         saved = [delivery.saved_frame(room, m, outcome.epoch) for m in outcome.messages]
         after = since if outcome.recovered else outcome.last_seq

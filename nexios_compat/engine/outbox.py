@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable
 
+from .. import metrics
 from .wire import Item
 
 logger = logging.getLogger("nexios_compat.engine")
@@ -16,21 +18,58 @@ OnFailure = Callable[[bool], None]
 
 
 class Outbox:
-    """Queues broadcasts and publishes what accumulated, one layer message per room per batch."""
+    """Queues broadcasts and publishes what accumulated, one layer message per room per batch.
 
-    def __init__(self, publish_batch: PublishBatch, on_failure: OnFailure) -> None:
+    While the layer is slow the queue is bounded (``max_items``, ``max_bytes``):
+    past either the oldest broadcasts are dropped for the layer (they were
+    delivered here already). Saved ones among them are read from history by
+    the other processes (``on_failure(True)`` asks for that catch-up, as after a
+    failed publish); unsaved ones reach only this process.
+    """
+
+    def __init__(
+        self,
+        publish_batch: PublishBatch,
+        on_failure: OnFailure,
+        max_items: int | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
         self.publish_batch = publish_batch
         self.on_failure = on_failure
-        self._queue: list[tuple[str, Item]] = []
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._queue: collections.deque[tuple[str, Item]] = collections.deque()
+        self._bytes = 0
         self._ready = asyncio.Event()
-        # Batches published, and broadcasts in them (diagnostics).
+        # Batches published, broadcasts in them, and broadcasts dropped past a bound (diagnostics).
         self.batches = 0
         self.published = 0
+        self.dropped = 0
 
     def put(self, room: str, item: Item) -> None:
-        """Queue one broadcast for the other processes."""
+        """Queue one broadcast for the other processes, dropping the oldest past a bound."""
         self._queue.append((room, item))
+        self._bytes += _size(item)
         self._ready.set()
+        if (self.max_items is None or len(self._queue) <= self.max_items) and (
+            self.max_bytes is None or self._bytes <= self.max_bytes
+        ):
+            return
+        saved = 0
+        while len(self._queue) > 1 and (
+            (self.max_items is not None and len(self._queue) > self.max_items)
+            or (self.max_bytes is not None and self._bytes > self.max_bytes)
+        ):
+            _, old = self._queue.popleft()
+            self._bytes -= _size(old)
+            self.dropped += 1
+            if old[3] is not None:
+                saved += 1
+                metrics.OUTBOX_DROPPED.labels("saved").inc()
+            else:
+                metrics.OUTBOX_DROPPED.labels("unsaved").inc()
+        if saved:
+            self.on_failure(True)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -45,7 +84,8 @@ class Outbox:
     async def drain(self) -> None:
         """Publish everything queued, in order."""
         while self._queue:
-            batch, self._queue = self._queue, []
+            batch, self._queue = self._queue, collections.deque()
+            self._bytes = 0
             by_room: dict[str, list[Item]] = {}
             for room, entry in batch:
                 by_room.setdefault(room, []).append(entry)
@@ -67,3 +107,9 @@ class Outbox:
                     continue
                 self.batches += 1
                 self.published += len(items)
+
+
+def _size(item: Item) -> int:
+    """The bytes a queued broadcast holds (text counted by characters: cheap, and close)."""
+    text, data = item[1], item[2]
+    return len(data) if data is not None else len(text or "")

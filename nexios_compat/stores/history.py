@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from ..conf import get_config
-from ..encoding import unpack
+from ..encoding import pack, unpack
 from ..types import ChannelMessageDC
 from ._numbering import RoomsMissing, insert_messages, lock_rooms, take_free_numbers, take_numbers
 from .records import Appended, PendingMessage, Position, SavedMessage, payload_size
@@ -66,9 +66,17 @@ class BaseHistoryStore:
         """Return the room's counter and epoch ("" from stores without epochs)."""
         return self.last_seq(room), ""
 
-    def read(self, room: str, since: int) -> Position:
-        """Return the room's epoch and counter with its messages after ``since``, read together."""
-        return Position("", self.last_seq(room), self.fetch(room, since))
+    def read(self, room: str, since: int, limit: int | None = None, max_bytes: int | None = None) -> Position:
+        """Return the room's epoch and counter with its messages after ``since``, read together.
+
+        At most ``limit`` messages and ``max_bytes`` of payload: past either the
+        position says it is not ``complete``.
+        """
+        last = self.last_seq(room)
+        if limit is not None and last - since > limit:
+            return Position("", last, [], complete=False)
+        messages, complete = bounded(self.fetch(room, since), limit, max_bytes)
+        return Position("", last, messages, complete)
 
     def page(self, room: str, before: int | None, limit: int) -> list[ChannelMessageDC]:
         """Return up to ``limit`` of a room's messages with ``seq < before``, newest first."""
@@ -213,9 +221,9 @@ class DatabaseHistoryStore(BaseHistoryStore):
         row = Room.objects.filter(name=room).values_list("last_seq", "epoch").first()
         return (int(row[0]), str(row[1])) if row is not None else (0, "")
 
-    def read(self, room: str, since: int) -> Position:
-        """Read the room row and the messages after ``since`` in one transaction."""
-        from ..models import Room
+    def read(self, room: str, since: int, limit: int | None = None, max_bytes: int | None = None) -> Position:
+        """Read the room row and at most ``limit`` messages (``max_bytes``) after ``since`` together."""
+        from ..models import Message, Room
 
         with transaction.atomic():
             # No lock needed: a batch commits its rows with the counter, so the
@@ -223,7 +231,25 @@ class DatabaseHistoryStore(BaseHistoryStore):
             row = Room.objects.filter(name=room).values_list("last_seq", "epoch").first()
             if row is None:
                 return Position("", 0, [])
-            return Position(row[1], int(row[0]), self.fetch(room, since))
+            epoch, last = str(row[1]), int(row[0])
+            if limit is not None and last - since > limit:
+                # More were numbered after ``since`` than may be replayed: the
+                # answer is known without reading one of them.
+                return Position(epoch, last, [], complete=False)
+            rows = Message.objects.filter(room__name=room, seq__gt=since).order_by("seq")
+            if limit is not None:
+                rows = rows[: limit + 1]  # one more shows that others committed meanwhile
+            messages: list[ChannelMessageDC] = []
+            size = 0
+            # In chunks, so that the byte bound also bounds what is held while reading.
+            for message in rows.iterator(chunk_size=100):
+                size += message.size
+                if (limit is not None and len(messages) >= limit) or (
+                    max_bytes is not None and size > max_bytes
+                ):
+                    return Position(epoch, last, messages, complete=False)
+                messages.append(self._to_dc(room, message))
+            return Position(epoch, last, messages)
 
     def page(self, room: str, before: int | None, limit: int) -> list[ChannelMessageDC]:
         """Return up to ``limit`` messages with ``seq < before``, newest first (one indexed query)."""
@@ -259,6 +285,23 @@ class DatabaseHistoryStore(BaseHistoryStore):
         from .retention import prune_rooms
 
         return prune_rooms()
+
+
+def bounded(
+    messages: list[ChannelMessageDC], limit: int | None, max_bytes: int | None
+) -> tuple[list[ChannelMessageDC], bool]:
+    """Return the oldest ``messages`` within ``limit`` and ``max_bytes``, and whether that is all."""
+    if limit is not None and len(messages) > limit:
+        return messages[:limit], False
+    if max_bytes is None:
+        return messages, True
+    size = 0
+    for index, message in enumerate(messages):
+        _kind, text, data = pack(message.payload)
+        size += len(data) if data is not None else len((text or "").encode("utf-8"))
+        if size > max_bytes:
+            return messages[:index], False
+    return messages, True
 
 
 def get_history_store() -> BaseHistoryStore:

@@ -47,6 +47,8 @@ class Position:
     epoch: str
     last_seq: int
     messages: list[ChannelMessageDC]
+    # False when the read stopped at a bound (count or bytes): more may follow.
+    complete: bool = True
 
 
 def payload_size(message: PendingMessage) -> int:

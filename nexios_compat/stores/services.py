@@ -117,9 +117,11 @@ class HistoryService:
         """Run ``BaseHistoryStore.fetch`` (described there)."""
         return await run_db(self.store.fetch, room, since, limit)
 
-    async def read(self, room: str, since: int) -> Position:
+    async def read(
+        self, room: str, since: int, limit: int | None = None, max_bytes: int | None = None
+    ) -> Position:
         """Run ``BaseHistoryStore.read`` (described there)."""
-        return await run_db(self.store.read, room, since)
+        return await run_db(self.store.read, room, since, limit, max_bytes)
 
     async def page(self, room: str, before: int | None, limit: int) -> list[ChannelMessageDC]:
         """Run ``BaseHistoryStore.page`` (described there)."""

@@ -104,12 +104,15 @@ def receive_queue(receive: Receive) -> asyncio.Queue[Message] | None:
     return queue if isinstance(queue, asyncio.Queue) else None
 
 
-def stamp_arrivals(queue: asyncio.Queue[Message]) -> None:
+def stamp_arrivals(
+    queue: asyncio.Queue[Message], admit: typing.Callable[[Message, int], Message | None] | None = None
+) -> None:
     """Have every frame put on ``queue`` carry the time it arrived (under ``ARRIVED``).
 
     The server puts frames on the queue as they come off the network; the
     handler may take them much later (a stalled database, a slow handler).
-    The rate limit charges them at their arrival, not at their processing.
+    ``admit`` judges each frame then (given how many wait already) and returns
+    what to queue instead, or ``None`` to hold nothing.
     """
     put = queue.put_nowait
     if getattr(put, "_nexios_stamps", False):
@@ -118,6 +121,11 @@ def stamp_arrivals(queue: asyncio.Queue[Message]) -> None:
     def put_stamped(message: Message) -> None:
         if message.get("type") == "websocket.receive":
             message[ARRIVED] = time.monotonic()
+            if admit is not None:
+                admitted = admit(message, queue.qsize())
+                if admitted is None:
+                    return
+                message = admitted
         put(message)
 
     put_stamped._nexios_stamps = True  # type: ignore[attr-defined]

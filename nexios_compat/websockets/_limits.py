@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import typing
+from collections.abc import Callable, MutableMapping
 
 from ..conf import get_config
 
@@ -74,3 +75,47 @@ class FrameLimiter:
                 return DROP
             return WS_1008_POLICY_VIOLATION, "Rate limit exceeded"
         return None
+
+
+# Keys an arriving frame is marked with: already judged (and passed), or the verdict it got.
+CHECKED = "nexios_compat.checked"
+VERDICT = "nexios_compat.verdict"
+
+
+class ArrivalGate:
+    """Judges frames as the server queues them: size, rate, and how many may wait for the handler.
+
+    A handler busy elsewhere (the database, a slow hook) takes frames late; judged
+    only then, a client could make the server hold any number of them. Past a
+    limit the gate asks ``close_now`` to close at once (under daphne) and holds no
+    further frame, only a small marker that tells ``receive`` the verdict.
+    """
+
+    __slots__ = ("close_now", "limiter", "max_queued", "verdict")
+
+    def __init__(self, close_now: Callable[[int, str], object]) -> None:
+        self.close_now = close_now
+        self.limiter: FrameLimiter | None = None
+        self.max_queued: int | None = get_config()["MAX_QUEUED_FRAMES"]
+        self.verdict: tuple[int, str] | None = None
+
+    def admit(
+        self, message: MutableMapping[str, typing.Any], queued: int
+    ) -> MutableMapping[str, typing.Any] | None:
+        """Return what to queue for an arriving frame: the frame, a marker, or nothing."""
+        if self.verdict is not None:
+            return None  # the socket is closing: what follows is not held
+        if self.max_queued is not None and queued >= self.max_queued:
+            verdict: tuple[int, str] | str | None = (WS_1008_POLICY_VIOLATION, "Too many queued frames")
+        else:
+            if self.limiter is None:
+                self.limiter = FrameLimiter()
+            verdict = self.limiter.check(message)
+        if verdict is None:
+            message[CHECKED] = True
+            return message
+        if isinstance(verdict, str):  # DROP: the handler answers it, the frame is not kept
+            return {"type": "websocket.receive", VERDICT: verdict}
+        self.verdict = verdict
+        self.close_now(*verdict)
+        return {"type": "websocket.receive", VERDICT: verdict}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import typing
 
 from .. import engine
+from ..conf import get_config
 from ..rooms import check_group_name
 from ..stores.membership import jsonable
 from ..stores.services import MembershipService
@@ -26,8 +28,22 @@ def default_presence_key(channel: Channel) -> str:
 
 
 def presence_meta(channel: Channel) -> dict[str, typing.Any]:
-    """A connection's meta: its channel id, when it came online, and its metadata (made JSON-safe)."""
-    return {"channel_id": str(channel.id), "online_at": channel.created, **jsonable(channel.metadata)}
+    """A connection's meta: its channel id, when it came online, and its metadata (made JSON-safe).
+
+    Only ``PRESENCE_META_FIELDS`` of the metadata (all when None), and none of it
+    past ``PRESENCE_MAX_META_BYTES``: every member of the room is sent the meta.
+    """
+    config = get_config()
+    base = {"channel_id": str(channel.id), "online_at": channel.created}
+    metadata = jsonable(channel.metadata)
+    allowed = config["PRESENCE_META_FIELDS"]
+    if allowed is not None:
+        metadata = {field: value for field, value in metadata.items() if field in allowed}
+    meta = {**base, **metadata}
+    limit = config["PRESENCE_MAX_META_BYTES"]
+    if limit is not None and len(json.dumps(meta, default=str).encode("utf-8")) > limit:
+        return base
+    return meta
 
 
 async def track(channel: Channel, key: str | None = None) -> None:

@@ -26,7 +26,7 @@ from ._daphne import (
     send_buffer,
     stamp_arrivals,
 )
-from ._limits import FrameLimiter
+from ._limits import CHECKED, VERDICT, ArrivalGate, FrameLimiter
 
 logger = logging.getLogger("nexios_compat.websockets")
 
@@ -70,7 +70,8 @@ class WebSocket(SendFlow):
         self._send = send
         self._queue = receive_queue(receive)
         if self._queue is not None:
-            stamp_arrivals(self._queue)
+            # Frames are judged as they arrive, so a busy handler cannot make us hold them.
+            stamp_arrivals(self._queue, ArrivalGate(self._close_on_arrival).admit)
         self.client_state = WebSocketState.CONNECTING
         self.application_state = WebSocketState.CONNECTING
         self.last_receive = time.monotonic()
@@ -171,9 +172,14 @@ class WebSocket(SendFlow):
                 if message_type != "websocket.receive":
                     raise RuntimeError(f"Unexpected ASGI message {message_type!r}")
                 self.last_receive = time.monotonic()
-                if self._limiter is None:
-                    self._limiter = FrameLimiter()
-                verdict = self._limiter.check(message, message.get(ARRIVED))
+                if VERDICT in message:
+                    verdict = message[VERDICT]
+                elif message.get(CHECKED):
+                    verdict = None
+                else:  # a server whose queue we could not reach: judged now
+                    if self._limiter is None:
+                        self._limiter = FrameLimiter()
+                    verdict = self._limiter.check(message, message.get(ARRIVED))
                 if verdict is None:
                     (metrics.IN_TEXT if message.get("text") is not None else metrics.IN_BYTES).inc()
                     return message
@@ -182,10 +188,15 @@ class WebSocket(SendFlow):
                     await self.send_text('{"type":"error","error":"rate_limited"}')
                     continue
                 code, reason = verdict
-                metrics.RATE_LIMITED.labels("close" if code == 1008 else "too_big").inc()
+                metrics.RATE_LIMITED.labels(_limit_action(code, reason)).inc()
                 await self.close(code, reason)
                 raise WebSocketDisconnect(code, reason)
         raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
+
+    def _close_on_arrival(self, code: int, reason: str) -> None:
+        """Under daphne, send the close frame now, while the handler may still be busy."""
+        if self._protocol is not None:
+            daphne_close(self._send, code, reason)
 
     async def send(self, message: Message) -> None:
         """Send an ASGI message, enforcing valid state transitions."""
@@ -372,3 +383,10 @@ class WebSocket(SendFlow):
             self.client_state == WebSocketState.CONNECTED
             and self.application_state == WebSocketState.CONNECTED
         )
+
+
+def _limit_action(code: int, reason: str) -> str:
+    """The ``rate_limited`` metric's action for a close verdict."""
+    if code != 1008:
+        return "too_big"
+    return "queued" if reason == "Too many queued frames" else "close"

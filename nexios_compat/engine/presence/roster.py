@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import typing
 
 Meta = dict[str, typing.Any]
@@ -24,8 +25,12 @@ _ABSENT: typing.Final = None
 class Roster:
     """Entries of one room from every process, and the view this process's clients were given."""
 
-    def __init__(self, origin: str, incarnation: int) -> None:
+    def __init__(self, origin: str, incarnation: int, max_metas: int | None = None) -> None:
         self.origin = origin
+        # Clients are shown at most this many metas (tabs) per key, the oldest; None: all.
+        self.max_metas = max_metas
+        # Each key's cids in the order they came (only kept when metas are capped).
+        self.by_key: dict[str, dict[str, None]] = {}
         # This process's entries, versioned (incarnation, n) for the other processes.
         self.version: Version = (incarnation, 0)
         # Every entry, wherever its connection is: cid -> (origin, entry).
@@ -57,9 +62,14 @@ class Roster:
             if old == (origin, entry):
                 return
             self._uncount(old[1][0])
+            if old[1][0] != entry[0]:
+                self._unlist(old[1][0], cid)
         self.current[cid] = (origin, entry)
         self.keys[entry[0]] += 1
         self.dirty.add(cid)
+        if self.max_metas is not None:
+            self.by_key.setdefault(entry[0], {})[cid] = None
+            self._mark_shown(entry[0])
         if origin == self.origin:
             self.outgoing[cid] = entry
 
@@ -70,6 +80,7 @@ class Roster:
             return
         del self.current[cid]
         self._uncount(old[1][0])
+        self._unlist(old[1][0], cid)
         self.dirty.add(cid)
         if origin == self.origin:
             self.outgoing[cid] = None
@@ -78,6 +89,27 @@ class Roster:
         self.keys[key] -= 1
         if self.keys[key] <= 0:
             del self.keys[key]
+
+    def _unlist(self, key: str, cid: str) -> None:
+        cids = self.by_key.get(key)
+        if cids is None:
+            return
+        cids.pop(cid, None)
+        if not cids:
+            del self.by_key[key]
+        else:
+            self._mark_shown(key)  # the next tab in line may now be shown
+
+    def _mark_shown(self, key: str) -> None:
+        """Mark the key's shown cids changed: which of them are shown may have moved."""
+        assert self.max_metas is not None
+        self.dirty.update(itertools.islice(self.by_key.get(key, {}), self.max_metas))
+
+    def _shown(self, cid: str, key: str) -> bool:
+        """Whether clients are shown this entry (within the first ``max_metas`` of its key)."""
+        if self.max_metas is None:
+            return True
+        return cid in itertools.islice(self.by_key.get(key, {}), self.max_metas)
 
     def entries_of(self, origin: str) -> dict[str, Entry]:
         """Return the entries an origin holds."""
@@ -141,6 +173,11 @@ class Roster:
     def state(self) -> State:
         """Return every key with its metas."""
         state: State = {}
+        if self.max_metas is not None:
+            for key, cids in self.by_key.items():
+                shown = itertools.islice(cids, self.max_metas)
+                state[key] = {"metas": [self.current[cid][1][1] for cid in shown]}
+            return state
         for _, (key, meta) in self.current.values():
             state.setdefault(key, {"metas": []})["metas"].append(meta)
         return state
@@ -151,7 +188,9 @@ class Roster:
 
     def _entry(self, cid: str) -> Entry | None:
         found = self.current.get(cid)
-        return found[1] if found is not None else _ABSENT
+        if found is None or not self._shown(cid, found[1][0]):
+            return _ABSENT
+        return found[1]
 
     def diffs(self) -> tuple[tuple[State, State] | None, dict[typing.Any, tuple[State, State]]]:
         """Return the diff for clients told before, and one per newcomer; then start over from now."""
@@ -177,7 +216,7 @@ class Roster:
 
     def reset_view(self) -> None:
         """Note that every client was just sent the whole state (or counts only)."""
-        self.told = {cid: entry for cid, (_, entry) in self.current.items()}
+        self.told = {cid: entry for cid, (_, entry) in self.current.items() if self._shown(cid, entry[0])}
         self.dirty.clear()
         self.newcomers.clear()
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from channels.layers import BaseChannelLayer
 
 from ... import metrics
+from ...conf import get_config
 from ...rooms import control_group, layer_group
 from ...stores.services import MembershipService
 from ...types import PayloadTypeEnum
@@ -114,7 +115,8 @@ class PresenceTracker:
             return roster
         ready = self._starting[room] = asyncio.get_running_loop().create_future()
         try:
-            roster = self.rooms[room] = Roster(self.origin, next(_incarnations))
+            max_metas = get_config()["PRESENCE_MAX_METAS_PER_KEY"]
+            roster = self.rooms[room] = Roster(self.origin, next(_incarnations), max_metas)
             # Ask every other holder for its entries: their answers replace the seed.
             await self._publish(room, roster, {}, full=True, want=True)
             await self._seed(room, roster)
