@@ -90,6 +90,11 @@ class RoomRule:
     history: bool = True
     # A per-room cap on members (4409), below the site's MAX_MEMBERS_PER_ROOM.
     max_members: int | None = None
+    # False: nobody is shown in these rooms' live presence, whatever their endpoint says.
+    presence: bool = True
+    # The metadata fields a presence meta may show to the other members of these rooms
+    # (``channel_id`` and ``online_at`` always); None: ``PRESENCE_META_FIELDS`` decides.
+    presence_fields: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         given = [m for m in (self.name, self.prefix, self.match) if m is not None]
@@ -107,6 +112,18 @@ class RoomRule:
         if self.match is not None:
             return bool(self.match(room))
         return True
+
+    def presence_entry(
+        self, entry: tuple[str, dict[str, typing.Any]] | None
+    ) -> tuple[str, dict[str, typing.Any]] | None:
+        """A member's presence ``(key, meta)`` as these rooms show it (None: not shown)."""
+        if entry is None or not self.presence:
+            return None
+        if self.presence_fields is None:
+            return entry
+        key, meta = entry
+        shown = {*self.presence_fields, "channel_id", "online_at"}
+        return key, {field: value for field, value in meta.items() if field in shown}
 
     def predicate(self, action: Action) -> Predicate:
         """The predicate that decides ``action``."""

@@ -10,6 +10,7 @@ from channels.layers import BaseChannelLayer
 
 from ..conf import get_config
 from ..exceptions import HistoryUnavailable
+from ..policy import get_policy
 from ..rooms import check_group_name, layer_group
 from ..stores.membership import MembershipRow
 from ..stores.services import HistoryService
@@ -94,8 +95,9 @@ class RoomMembership:
             slot.buffer = None
             await self.leave(member, room)
             raise
-        if member.presence is not None and self.tracker is not None:
-            await self.tracker.join(member, room, member.presence)
+        entry = _room_presence(member, room)
+        if entry is not None and self.tracker is not None:
+            await self.tracker.join(member, room, entry)
         return ChannelAddStatusEnum.CHANNEL_ADDED
 
     async def _enter(
@@ -103,7 +105,7 @@ class RoomMembership:
     ) -> None:
         """Record the membership and replay what the member missed (live broadcasts wait meanwhile)."""
         try:
-            await self._rows().add(room, member.id, member.metadata, _row_presence(member))
+            await self._rows().add(room, member.id, member.metadata, _row_presence(member, room))
             if since is not None and epoch is not None:
                 try:
                     await self._resume(member, slot, room, since, epoch)
@@ -124,9 +126,10 @@ class RoomMembership:
         """Show a member (whose ``presence`` was just set) in the presence of the rooms it is in."""
         assert member.presence is not None
         for room in list(member.groups):
-            await self._rows().add(room, member.id, member.metadata, _row_presence(member))
-            if self.tracker is not None:
-                await self.tracker.join(member, room, member.presence)
+            await self._rows().add(room, member.id, member.metadata, _row_presence(member, room))
+            entry = _room_presence(member, room)
+            if entry is not None and self.tracker is not None:
+                await self.tracker.join(member, room, entry)
 
     async def _resume(self, member: LocalMember, slot: Slot, room: str, since: int, epoch: str) -> None:
         """Answer a resume, then replay all that was missed, or nothing (live resumes after the counter)."""
@@ -239,14 +242,20 @@ class RoomMembership:
     def memberships(self) -> list[MembershipRow]:
         """Every ``(room, member id, metadata, presence)`` of this process."""
         return [
-            (room, member.id, member.metadata, _row_presence(member))
+            (room, member.id, member.metadata, _row_presence(member, room))
             for room, member in self.registry.memberships()
         ]
 
 
-def _row_presence(member: LocalMember) -> dict[str, typing.Any] | None:
-    """What a membership row records of a member's presence."""
-    if member.presence is None:
+def _room_presence(member: LocalMember, room: str) -> tuple[str, dict[str, typing.Any]] | None:
+    """A member's presence as ``room``'s rules let it show (None: not shown there)."""
+    return get_policy().rule_for(room).presence_entry(member.presence)
+
+
+def _row_presence(member: LocalMember, room: str) -> dict[str, typing.Any] | None:
+    """What a membership row records of a member's presence in ``room`` (peers seed from it)."""
+    entry = _room_presence(member, room)
+    if entry is None:
         return None
-    key, meta = member.presence
+    key, meta = entry
     return {"key": key, "meta": meta}
