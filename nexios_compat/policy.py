@@ -90,6 +90,10 @@ class RoomRule:
     history: bool = True
     # A per-room cap on members (4409), below the site's MAX_MEMBERS_PER_ROOM.
     max_members: int | None = None
+    # How much history these rooms keep: messages, and seconds (None: the site's
+    # HISTORY_MAX_MESSAGES / HISTORY_MAX_AGE). A room's own row (admin) wins over both.
+    keep_messages: int | None = None
+    keep_seconds: float | None = None
     # False: nobody is shown in these rooms' live presence, whatever their endpoint says.
     presence: bool = True
     # The metadata fields a presence meta may show to the other members of these rooms

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from ..conf import get_config, history_size_bytes
 from ..models import Message, Room
+from ..policy import get_policy
 
 # pg_try_advisory_xact_lock key of a retention pass ("nexios-r" as 8 bytes).
 ADVISORY_LOCK_KEY = int.from_bytes(b"nexios-r", "big") - (1 << 63)
@@ -48,12 +49,15 @@ def prune_pass(since: datetime.datetime | None = None) -> Pass:
         if since is not None:
             rooms = rooms.filter(last_activity__gte=since)
         config = get_config()
+        policy = get_policy()
         groups: dict[tuple[int | None, float | None], list[int]] = collections.defaultdict(list)
         examined = 0
-        for pk, max_messages, max_age in rooms.values_list("pk", "max_messages", "max_age"):
+        for pk, name, max_messages, max_age in rooms.values_list("pk", "name", "max_messages", "max_age"):
             examined += 1
-            keep = max_messages if max_messages is not None else config["HISTORY_MAX_MESSAGES"]
-            age = max_age if max_age is not None else config["HISTORY_MAX_AGE"]
+            # The room's own row, then the room's rule, then the site's setting.
+            rule = policy.rule_for(name)
+            keep = _first(max_messages, rule.keep_messages, config["HISTORY_MAX_MESSAGES"])
+            age = _first(max_age, rule.keep_seconds, config["HISTORY_MAX_AGE"])
             groups[(None if keep is None else max(int(keep), 1), None if age is None else float(age))].append(
                 pk
             )
@@ -61,6 +65,11 @@ def prune_pass(since: datetime.datetime | None = None) -> Pass:
             _delete_beyond(pks, keep, age, history_size_bytes()) for (keep, age), pks in groups.items()
         )
         return Pass(deleted, examined, False)
+
+
+def _first(*limits: typing.Any) -> typing.Any:
+    """The first limit that is set (None when none is)."""
+    return next((limit for limit in limits if limit is not None), None)
 
 
 def _delete_beyond(rooms: list[int], keep: int | None, max_age: float | None, byte_bound: int | None) -> int:
