@@ -745,7 +745,9 @@ async def test_groups_saving_and_retrieving_history() -> None:
 async def test_groups_controlling_history_size(monkeypatch: pytest.MonkeyPatch) -> None:
     # Nexios reads the variable once, when ``nexios.websockets.channels`` is imported; here it is
     # read whenever history is trimmed, so setting it at run time, as the page does, counts.
-    monkeypatch.delenv("CHANNEL_BOX_HISTORY_SIZE", raising=False)  # undone after the test
+    # Recorded by monkeypatch (a delenv of an unset variable records nothing), so the
+    # page's own os.environ assignments below are undone after the test.
+    monkeypatch.setenv("CHANNEL_BOX_HISTORY_SIZE", "")
     os.environ["CHANNEL_BOX_HISTORY_SIZE"] = "5242880"  # 5MB limit
     payloads = [{"n": n, "text": "x" * 100} for n in range(3)]
     for payload in payloads:
