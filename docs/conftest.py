@@ -79,11 +79,13 @@ def check_settings(source: str) -> None:
     from nexios_compat.conf import CONFIG_DEFAULTS
 
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
-            if any(getattr(target, "id", None) == "NEXIOS_COMPAT" for target in node.targets):
-                keys = [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
-                unknown = sorted(set(keys) - set(CONFIG_DEFAULTS))
-                assert not unknown, f"NEXIOS_COMPAT keys that are not settings: {unknown}"
+        named = isinstance(node, ast.Assign) and any(
+            getattr(target, "id", None) == "NEXIOS_COMPAT" for target in node.targets
+        )
+        if named and isinstance(node.value, ast.Dict):
+            keys = [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
+            unknown = sorted(set(keys) - set(CONFIG_DEFAULTS))
+            assert not unknown, f"NEXIOS_COMPAT keys that are not settings: {unknown}"
 
 
 python_evaluator = PythonEvaluator()
