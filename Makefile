@@ -31,7 +31,7 @@ superuser: $(BIN)/activate
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check nexios_compat chat project tests bench devservers docs
-	$(BIN)/ruff format --check nexios_compat tests bench devservers docs/conf.py docs/_ext
+	$(BIN)/ruff format --check nexios_compat tests bench devservers docs/conf.py docs/conftest.py docs/_ext
 	$(BIN)/mypy nexios_compat tests bench devservers
 	$(BIN)/lint-imports
 

@@ -5,9 +5,13 @@ startproject mysite`` in a temp dir, the shell install (``/path/to/dist`` is
 where ``python -m build`` put the sdist and the wheel built from it, from a clean
 copy of this checkout), the settings (``INSTALLED_APPS`` names merged into the
 existing list, everything else appended), ``mysite/sockets.py``,
-``mysite/asgi.py``, and the shell block that migrates and serves (the ``daphne``
-line runs as the server, with ``-p PORT`` appended). Two ``websockets`` clients
-then talk in the room the page names. A step missing from the page fails here.
+``mysite/asgi.py``, the room page (the endpoint added to the end of
+``mysite/sockets.py``, ``mysite/views.py``, ``templates/room.html``,
+``mysite/urls.py``), and the shell block that migrates and serves (the
+``runserver`` line runs as the server, on a free port and without the
+autoreloader). Two ``websockets`` clients then talk in the room the page names,
+the room page and its ``rooms.js`` are fetched, and a client of the page's socket
+sees itself in a ``presence_state`` frame. A step missing from the page fails here.
 
 The install runs in a new virtualenv whose only packages are the dev venv's
 (through a ``.pth`` line, which does not load the editable install of this
@@ -27,6 +31,7 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,10 +75,11 @@ def code_blocks(section: str, marker: str | None = None) -> list[Block]:
 
 
 def target_file(block: Block) -> str:
-    """The ``mysite/...py`` file the prose before a block names."""
-    names = re.findall(r"`(mysite/[\w/]+\.py)`", block.prose)
+    """The ``mysite/...py`` or ``templates/...html`` file the prose before a block names."""
+    names = re.findall(r"`(mysite/[\w/]+\.py|templates/[\w/]+\.html)`", block.prose)
     assert len(names) == 1, (
-        f"expected one mysite/*.py file named before the block, got {names}:\n{block.prose}"
+        f"expected one mysite/*.py or templates/*.html file named before the block, got {names}:\n"
+        f"{block.prose}"
     )
     return names[0]
 
@@ -210,11 +216,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("fresh-site")
     page = TUTORIAL.read_text()
     blocks = code_blocks(page, MARKER)
-    assert [b.lang for b in blocks] == ["sh", "sh", "python", "python", "python", "sh"], (
+    expected = ["sh", "sh", "python", "python", "python", "python", "python", "html", "python", "sh"]
+    assert [b.lang for b in blocks] == expected, (
         "expected the tutorial's marked blocks: startproject (sh), install (sh), settings, sockets.py, "
-        f"asgi.py, migrate and serve (sh); got {[b.lang for b in blocks]}"
+        "asgi.py, the page's endpoint, views.py, room.html, urls.py, migrate and serve (sh); "
+        f"got {[b.lang for b in blocks]}"
     )
-    start, install, settings, sockets, asgi, serve = blocks
+    start, install, settings, sockets, asgi, endpoint, views, template, urls, serve = blocks
 
     python = make_venv(tmp / "venv")
     env = {
@@ -248,19 +256,31 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     assert target_file(settings) == "mysite/settings.py"
     path = root / "mysite" / "settings.py"
     path.write_text(merge_settings(path.read_text(), settings.code))
-    for block, expected in ((sockets, "mysite/sockets.py"), (asgi, "mysite/asgi.py")):
-        assert target_file(block) == expected
-        (root / expected).write_text(block.code)
-    # 5. Migrate, then serve.
+    for block, name in ((sockets, "mysite/sockets.py"), (asgi, "mysite/asgi.py")):
+        assert target_file(block) == name
+        (root / name).write_text(block.code)
+    # 5. The room page: an endpoint appended to sockets.py, then new or replaced files.
+    assert target_file(endpoint) == "mysite/sockets.py" and "end of" in endpoint.prose
+    with (root / "mysite" / "sockets.py").open("a") as file:
+        file.write("\n\n" + endpoint.code)
+    for block, name in (
+        (views, "mysite/views.py"),
+        (template, "templates/room.html"),
+        (urls, "mysite/urls.py"),
+    ):
+        assert target_file(block) == name
+        (root / name).parent.mkdir(exist_ok=True)
+        (root / name).write_text(block.code)
+    # 6. Migrate, then serve.
     log_path = tmp / "daphne.log"
     server = None
     try:
         for line in shell_lines(serve):
-            if line.split()[0] == "daphne":
+            if line.endswith("manage.py runserver"):
                 assert server is None, "two server lines"
                 with log_path.open("wb") as log:
                     server = subprocess.Popen(
-                        ["bash", "-c", f"exec {line} -p {port}"],
+                        ["bash", "-c", f"exec {line} --noreload 127.0.0.1:{port}"],
                         cwd=root,
                         env=env,
                         stdin=subprocess.DEVNULL,
@@ -271,7 +291,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 wait_for_port("127.0.0.1", port, 30, server, log_path=log_path)
             else:
                 site.run(line)
-        assert server is not None, "the last block starts no daphne"
+        assert server is not None, "the last block starts no server (manage.py runserver)"
         yield site
     finally:
         if server is not None and server.poll() is None:
@@ -341,3 +361,36 @@ def test_admin_shows_rooms_and_messages(site: Site) -> None:
         'print(admin.site.is_registered(Room), admin.site.is_registered(Message))"'
     )
     assert out.splitlines()[-1].split() == ["True", "True"], out
+
+
+def test_the_room_page_and_its_client_are_served(site: Site) -> None:
+    base = f"http://127.0.0.1:{site.port}"
+    with urllib.request.urlopen(f"{base}/rooms/lobby/?username=ann", timeout=TIMEOUT) as response:
+        assert response.status == 200
+        page = response.read().decode()
+    script = re.search(r'from "(/static/[^"]+/rooms\.js)"', page)
+    assert script, page
+    with urllib.request.urlopen(base + script.group(1), timeout=TIMEOUT) as response:
+        assert response.status == 200
+        assert "export class RoomClient" in response.read().decode()
+    with urllib.request.urlopen(f"{base}/rooms/lobby/history/", timeout=TIMEOUT) as response:
+        assert response.status == 200
+
+
+def test_the_page_socket_says_who_is_here(site: Site) -> None:
+    origin = Origin(f"http://127.0.0.1:{site.port}")
+    url = f"ws://127.0.0.1:{site.port}/ws/page/garden"
+    with connect(f"{url}?username=ann", origin=origin, open_timeout=TIMEOUT) as ann:
+        state = json.loads(ann.recv(TIMEOUT))
+        assert state["type"] == "presence_state" and state["room"] == "garden", state
+        assert list(state["state"]) == ["ann"], state
+        assert state["state"]["ann"]["metas"][0]["username"] == "ann"
+        with connect(f"{url}?username=bob", origin=origin, open_timeout=TIMEOUT) as bob:
+            state = json.loads(bob.recv(TIMEOUT))
+            assert state["type"] == "presence_state" and sorted(state["state"]) == ["ann", "bob"], state
+            bob.send(json.dumps({"text": "hello"}))
+            for client in (ann, bob):
+                frame = json.loads(client.recv(TIMEOUT))
+                while frame.get("type") == "presence_diff":  # bob's arrival, for ann
+                    frame = json.loads(client.recv(TIMEOUT))
+                assert frame == {"user": "bob", "text": "hello"}, frame
