@@ -44,7 +44,11 @@ class RoomEndpoint(WebSocketEndpoint):
             return
         content = str(data.get("content", ""))[:2000]
         payload = {"type": "chat", "user": self.name, "message": content, "timestamp": time.time()}
-        await self.broadcast(payload, self.room, save_history=True)
+        # rooms.js gives each message an id and resends it until acked: stored once however often.
+        client_id = data.get("id")
+        if not (isinstance(client_id, str) and 0 < len(client_id) <= 64):
+            client_id = None
+        await self.broadcast(payload, self.room, save_history=True, client_id=client_id)
 
     async def on_disconnect(self, ws: WebSocket, close_code: int) -> None:
         if self.channel is not None and getattr(self, "room", None) in self.channel.groups:

@@ -52,6 +52,11 @@ def unpack(kind: str, text: str | None, data: bytes | None) -> typing.Any:
     return bytes(data or b"")
 
 
+def ack_frame(client_id: str, room: str, seq: int, epoch: str) -> str:
+    """Return the frame that tells a sender its message ``client_id`` is stored as ``seq`` of ``epoch``."""
+    return f'{{"type":"ack","id":{dumps(client_id)},"room":{dumps(room)},"seq":{seq},"epoch":{dumps(epoch)}}}'
+
+
 # Envelope levels a member asks for: none, {"room","seq","payload"}, and that plus "epoch".
 ENVELOPE_NONE = 0
 ENVELOPE_SEQ = 1

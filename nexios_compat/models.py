@@ -66,10 +66,30 @@ class Message(models.Model):
     )
     sender = models.UUIDField(null=True, blank=True, help_text="Channel id of the sender.")
     created = models.DateTimeField(db_index=True)
+    client_id = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="The sending client's id for this message: stored at most once per room and sender key.",
+    )
+    sender_key = models.CharField(
+        max_length=160,
+        null=True,
+        blank=True,
+        help_text='Whose client ids these are: "user:<pk>", or "anon:<id>" chosen by an anonymous client.',
+    )
 
     class Meta:
         ordering = ["room", "seq"]
-        constraints = [models.UniqueConstraint(fields=["room", "seq"], name="nexios_message_room_seq")]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="nexios_message_room_seq"),
+            # Partial, so that messages without an id (every Nexios send) are never compared.
+            models.UniqueConstraint(
+                fields=["room", "sender_key", "client_id"],
+                condition=models.Q(client_id__isnull=False),
+                name="nexios_message_client_id",
+            ),
+        ]
         indexes = [models.Index(fields=["room", "created"], name="nexios_message_room_created")]
 
     def __str__(self) -> str:

@@ -26,7 +26,7 @@ import typing
 import uuid
 
 from ..conf import get_config
-from ..encoding import FrameCache
+from ..encoding import FrameCache, ack_frame
 from ..exceptions import HistoryUnavailable
 from ..rooms import control_group, layer_group
 from ..stores.history import PendingMessage, SavedMessage
@@ -290,11 +290,25 @@ class Hub:
     # Sending -------------------------------------------------------------------
 
     async def broadcast(self, message: PendingMessage, saved: SavedMessage | None) -> None:
-        """Deliver a broadcast to this process's members now; queue it for the other processes."""
+        """Deliver a broadcast to this process's members now; queue it for the other processes.
+
+        A retry of a message already stored (``saved.duplicate``) was delivered
+        when it was first stored: its sender only gets the ack again.
+        """
         seq, epoch = (saved.seq, saved.epoch) if saved is not None else (None, None)
-        cache = FrameCache(message.room, message.kind, message.text, message.data, seq, epoch)
-        self.outbox.put(message.room, wire.item(cache))
-        await self.ordering.offer(cache)
+        if saved is None or not saved.duplicate:
+            cache = FrameCache(message.room, message.kind, message.text, message.data, seq, epoch)
+            self.outbox.put(message.room, wire.item(cache))
+            await self.ordering.offer(cache)
+        if saved is not None and message.client_id is not None and message.sender is not None:
+            await self._ack(message, saved)
+
+    async def _ack(self, message: PendingMessage, saved: SavedMessage) -> None:
+        # Only to the socket that sent it (a sender without an id never gets one).
+        member = self.registry.get(message.sender) if message.sender is not None else None
+        if member is not None and message.client_id is not None:
+            text = ack_frame(message.client_id, message.room, saved.seq, saved.epoch)
+            await member.send_frame({"type": "websocket.send", "text": text})
 
     async def flush_rooms(self, rooms: typing.Iterable[str]) -> None:
         """Wait until what this process accepted for ``rooms`` so far reached their local members.

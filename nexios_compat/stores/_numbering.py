@@ -19,12 +19,19 @@ class RoomsMissing(Exception):
         self.names = names
 
 
+class KnownElsewhere(Exception):
+    """A client id the batch did not know was stored meanwhile: look them up and number again."""
+
+
 def insert_messages(rows: list[tuple[int, SavedMessage, PendingMessage]]) -> None:
-    """Insert message rows with one ``executemany``.
+    """Insert message rows with one ``executemany``; raise ``KnownElsewhere`` if a client id was taken.
 
     ``bulk_create`` built a model instance per message and compiled a
     statement per batch: a third of a save's time on the database thread.
     Values go through the fields' own database preparation, as the ORM does.
+    A row whose client id another transaction committed since the batch
+    looked is skipped by ``ON CONFLICT`` (never an error that would end the
+    transaction); the numbers are then wrong, so the caller rolls back.
     """
     from ..models import Message
 
@@ -45,13 +52,61 @@ def insert_messages(rows: list[tuple[int, SavedMessage, PendingMessage]]) -> Non
             payload_size(message),
             message.sender,
             record.created,
+            message.client_id if message.idempotency_key else None,
+            message.sender_key,
         )
         params.append([prepare(value, connection) for prepare, value in zip(prep, values, strict=True)])
+    # The partial unique index's own columns and predicate: both PostgreSQL and
+    # SQLite infer that index from them, so no other constraint is ever skipped.
+    target = ", ".join(
+        connection.ops.quote_name(str(typing.cast(Field, Message._meta.get_field(name)).column))
+        for name in ("room", "sender_key", "client_id")
+    )
+    client_id = connection.ops.quote_name("client_id")
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
+        f"ON CONFLICT ({target}) WHERE {client_id} IS NOT NULL DO NOTHING"
+    )
     with connection.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", params)
+        cursor.executemany(sql, params)
+        # Both drivers sum an executemany's rows; a skipped row counts none.
+        inserted = cursor.rowcount
+    if any(message.idempotency_key for _, _, message in rows) and inserted != len(rows):
+        raise KnownElsewhere()
 
 
-_MESSAGE_COLUMNS = ("room", "seq", "uuid", "kind", "text", "data", "size", "sender", "created")
+_MESSAGE_COLUMNS = (
+    "room",
+    "seq",
+    "uuid",
+    "kind",
+    "text",
+    "data",
+    "size",
+    "sender",
+    "created",
+    "client_id",
+    "sender_key",
+)
+
+
+def known_messages(
+    keys: typing.Collection[tuple[str, str, str]],
+) -> dict[tuple[str, str, str], SavedMessage]:
+    """Return what the store already assigned to messages with these ``(room, sender_key, client_id)``."""
+    from ..models import Message
+
+    rows = Message.objects.filter(
+        room__name__in={room for room, _, _ in keys},
+        client_id__in={client_id for _, _, client_id in keys},
+        sender_key__in={sender for _, sender, _ in keys},
+    ).values_list("room__name", "sender_key", "client_id", "seq", "uuid", "created", "room__epoch")
+    known = {}
+    for room, sender_key, client_id, seq, uid, created, epoch in rows:
+        key = (str(room), str(sender_key), str(client_id))
+        if key in keys:
+            known[key] = SavedMessage(int(seq), uid, created, str(epoch), duplicate=True)
+    return known
 
 
 def take_numbers(room: str, count: int, now: datetime.datetime) -> tuple[int, int, str] | None:

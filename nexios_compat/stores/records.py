@@ -19,6 +19,17 @@ class PendingMessage:
     text: str | None
     data: bytes | None
     sender: uuid.UUID | None = None
+    # Idempotent sends: the client's id for this message, and whose id space it is in
+    # ("user:<pk>", "anon:<id>", "channel:<id>"); stored at most once per room and sender_key.
+    client_id: str | None = None
+    sender_key: str | None = None
+
+    @property
+    def idempotency_key(self) -> tuple[str, str, str] | None:
+        """``(room, sender_key, client_id)`` when the message is to be stored at most once."""
+        if self.client_id is None or self.sender_key is None:
+            return None
+        return self.room, self.sender_key, self.client_id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +41,8 @@ class SavedMessage:
     created: datetime.datetime
     # The room's epoch when the number was handed out ("" from stores without epochs).
     epoch: str = ""
+    # True when the message was a retry of one already stored: this is the first one's record.
+    duplicate: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -95,9 +95,16 @@ class ChannelBox:
         payload: typing.Any = None,
         save_history: bool = False,
         sender: uuid.UUID | None = None,
+        client_id: str | None = None,
     ) -> GroupSendStatusEnum:
-        """Send a payload to every member of a group in every process; save it first if asked."""
+        """Send a payload to every member of a group in every process; save it first if asked.
+
+        With ``client_id`` a saved send is stored at most once per room and sender
+        (retries answer with the first one's seq), and the sending socket gets an
+        ``{"type": "ack", ...}`` frame once it is stored.
+        """
         check_group_name(group_name)
+        check_client_id(client_id)
         if payload is None:
             payload = {}
         client = _client_of(sender)
@@ -113,6 +120,8 @@ class ChannelBox:
             save_history = False  # a plugged-in Nexios manager holds it instead of the database
         kind, text, data = pack(payload)
         message = PendingMessage(room=group_name, kind=kind, text=text, data=data, sender=sender)
+        if save_history and client_id is not None:
+            message.client_id, message.sender_key = client_id, sender_key(client, sender)
         if save_history:
             limit = get_config()["MAX_HISTORY_PAYLOAD"]
             size = len(data) if data is not None else len((text or "").encode("utf-8"))
@@ -222,6 +231,34 @@ class ChannelBox:
 
 # What a client whose publish a room's rules refused is sent (nothing was sent or saved).
 _REFUSED_FRAME = '{{"type":"error","error":"forbidden","room":{room}}}'
+
+
+def check_client_id(client_id: object) -> None:
+    """Raise ``ValueError`` unless ``client_id`` is None or a string of 1 to 64 characters."""
+    if client_id is not None and not (isinstance(client_id, str) and 0 < len(client_id) <= MAX_CLIENT_ID):
+        raise ValueError(f"client_id must be a string of 1 to {MAX_CLIENT_ID} characters or None")
+
+
+def sender_key(client: WebSocket | None, sender: uuid.UUID | None) -> str:
+    """Whose client ids a send's are: the user, else the anonymous client's ``?client=``, else the socket.
+
+    A logged-in user's key ignores what the client says; an anonymous client
+    chooses its own, so it can only dedupe against itself (and whoever it
+    tells). Server code (no socket) shares one key.
+    """
+    if client is None:
+        return "server" if sender is None else f"channel:{sender}"
+    user = client.user
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    chosen = client.query_params.get("client", "")
+    if 0 < len(chosen) <= MAX_CLIENT_ID:
+        return f"anon:{chosen}"
+    return f"channel:{sender}" if sender is not None else "server"
+
+
+# Longest client id and anonymous client key (the columns hold 64 and 160).
+MAX_CLIENT_ID = 64
 
 
 def _client_of(sender: uuid.UUID | None) -> WebSocket | None:

@@ -237,11 +237,17 @@ class WebSocketConsumer(AsyncConsumer):
         await ChannelBox.remove_channel_from_group(self._require_channel(), group_name)
 
     async def broadcast(
-        self, payload: typing.Any, group_name: str = "default", save_history: bool = False
+        self,
+        payload: typing.Any,
+        group_name: str = "default",
+        save_history: bool = False,
+        client_id: str | None = None,
     ) -> GroupSendStatusEnum:
-        """Send a payload to every member of a group (saving it first if asked)."""
+        """Send a payload to every member of a group (saving it first if asked; once per ``client_id``)."""
         sender = self.channel.id if self.channel is not None else None
-        return await ChannelBox.group_send(group_name, payload, save_history=save_history, sender=sender)
+        return await ChannelBox.group_send(
+            group_name, payload, save_history=save_history, sender=sender, client_id=client_id
+        )
 
     async def send_to(self, channel_id: uuid.UUID | str, payload: typing.Any) -> bool:
         """Send a payload to one channel, wherever it is connected."""

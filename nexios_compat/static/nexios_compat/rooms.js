@@ -20,6 +20,13 @@
 //   "presence" {room, state, count}   who is here changed: state is {key: {metas}} (null above
 //              the server's list limit, when only count is known); count is the number of keys
 //   "frame"    {data}   any other frame (replies a handler sends to this socket)
+//   "ack"      {id, room, seq, epoch}   a message this client sent is stored (docs: "Exactly once")
+//
+// Exactly once: send() gives each object payload an "id" and keeps it until the
+// server's {"type": "ack", "id", ...}; after a reconnect the unacknowledged ones
+// are sent again, in order, and the server stores each id at most once. Resending
+// starts once this client has seen an ack (or with options.acks), so an endpoint
+// that does not ack is never sent a message twice.
 
 const SOCKET_OPEN = 1;
 
@@ -34,6 +41,8 @@ export class RoomClient extends EventTarget {
    * @param {number} [options.minDelay=500]  first reconnection delay, ms
    * @param {number} [options.maxDelay=10000]  cap on the reconnection delay, ms
    * @param {number} [options.pageSize=50]  messages per history page
+   * @param {boolean} [options.acks]  the endpoint acks ids: resend unacknowledged sends from the start
+   * @param {string} [options.clientKey]  this client's stable id for its message ids (default: per tab)
    * @param {(answer: object) => (void|Promise<void>)} [options.onRecoveryFailed]
    *        called on recovered: false; the default reloads the history ("reset" event)
    */
@@ -52,6 +61,9 @@ export class RoomClient extends EventTarget {
     this._held = null;  // messages that arrive while history reloads
     this.presence = null;  // {key: {metas: [...]}} once a presence_state came; null above the list limit
     this.presenceCount = null;  // keys (people) in the room, or the server's count above the limit
+    this._unacked = [];  // [{id, text}] sent or to be sent, oldest first, until acked
+    this._acks = Boolean(options.acks);
+    this.clientKey = options.clientKey ?? tabKey();
     this._online = () => { if (!this.socket && !this._stopped) this.connect(); };
     addEventListener("online", this._online);
   }
@@ -66,7 +78,7 @@ export class RoomClient extends EventTarget {
   connect() {
     clearTimeout(this._timer);
     this._stopped = false;
-    const query = new URLSearchParams({...this.options.params, envelope: "1"});
+    const query = new URLSearchParams({...this.options.params, envelope: "1", client: this.clientKey});
     if (this.lastSeq !== null) {
       query.set("since", String(this.lastSeq));
       query.set("epoch", this.epoch ?? "");
@@ -75,7 +87,7 @@ export class RoomClient extends EventTarget {
     const socket = new WebSocket(`${scheme}://${location.host}${this.path}?${query}`);
     this.socket = socket;
     this._setState("connecting");
-    socket.onopen = () => { this._attempt = 0; this._setState("open"); };
+    socket.onopen = () => { this._attempt = 0; this._setState("open"); this._resend(); };
     socket.onmessage = (event) => this._receive(event.data);
     socket.onclose = (event) => this._closed(socket, event);
   }
@@ -89,8 +101,33 @@ export class RoomClient extends EventTarget {
     this._setState("closed");
   }
 
-  /** Send a payload as JSON; return whether the socket was open. */
-  send(payload) { return this.sendText(JSON.stringify(payload)); }
+  /**
+   * Send a payload as JSON; an object gets an "id" and is resent until acked (see above).
+   * Return whether it was sent, or kept to be sent once the socket is back (acks known).
+   */
+  send(payload) {
+    if (!payload || typeof payload !== "object" || Array.isArray(payload)) return this.sendText(JSON.stringify(payload));
+    const message = {...payload, id: payload.id ?? newId()};
+    const entry = {id: message.id, text: JSON.stringify(message)};
+    const sent = this.sendText(entry.text);
+    if (sent || this._acks) this._unacked.push(entry);
+    return sent || this._acks;
+  }
+
+  /** How many sent messages wait for their ack. */
+  get unacked() { return this._unacked.length; }
+
+  // A new socket: what was not acknowledged goes again first, in the order it was typed.
+  _resend() {
+    if (!this._acks) return;
+    for (const {text} of this._unacked) this.sendText(text);
+  }
+
+  _acked(frame) {
+    this._acks = true;
+    this._unacked = this._unacked.filter((entry) => entry.id !== frame.id);
+    this._emit("ack", {id: frame.id, room: frame.room, seq: frame.seq, epoch: frame.epoch});
+  }
 
   /** Send text as is; return whether the socket was open. */
   sendText(text) {
@@ -142,6 +179,7 @@ export class RoomClient extends EventTarget {
     let frame;
     try { frame = JSON.parse(text); } catch { return this._emit("frame", {data: text}); }
     if (frame && frame.type === "resume") return this._resumed(frame);
+    if (frame && frame.type === "ack" && typeof frame.id === "string") return this._acked(frame);
     if (this._presence(frame)) return;
     if (frame && typeof frame === "object" && "payload" in frame && "seq" in frame) {
       if (this._held) this._held.push(frame); else this._deliver(frame);
@@ -213,6 +251,22 @@ export class RoomClient extends EventTarget {
   }
 
   _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, {detail})); }
+}
+
+// ---- Ids -----------------------------------------------------------------------
+// getRandomValues, not randomUUID: the latter exists only on https and localhost.
+
+function newId() {
+  return [...crypto.getRandomValues(new Uint8Array(12))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// One key per tab, kept across reloads of it: anonymous message ids are deduplicated per key.
+function tabKey() {
+  try {
+    const key = sessionStorage.getItem("nexios_compat.client") ?? newId();
+    sessionStorage.setItem("nexios_compat.client", key);
+    return key;
+  } catch { return newId(); }  // storage refused (privacy settings): one key per page
 }
 
 // ---- Presence -----------------------------------------------------------------
