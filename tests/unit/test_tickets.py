@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.core import signing
+from django.core.checks import run_checks
 from django.test import Client, override_settings
 
 from chat.sockets import app as chat_app
@@ -221,3 +222,34 @@ async def test_other_origins_need_to_be_listed_and_to_carry_a_ticket() -> None:
         assert await closed_with("/ws/chat/lobby/", origin=APP_ORIGIN) == 1008
         ticket = await sync_to_async(issue_ticket)(user)
         assert await closed_with(f"/ws/chat/lobby/?ticket={ticket}", origin="https://evil.example") == 1008
+
+
+# Checks ------------------------------------------------------------------------------------
+
+
+def ticket_checks(**settings: typing.Any) -> set[str]:
+    settings.setdefault("DEBUG", True)
+    with override_settings(**settings):
+        return {
+            m.id for m in run_checks() if m.id and m.id.startswith("nexios_compat.") and m.id[-3:-1] == "14"
+        }
+
+
+LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+DBCACHE = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}}
+
+
+def test_w140_a_process_local_ticket_cache_without_debug_where_tickets_are_issued() -> None:
+    assert ticket_checks() == set()
+    assert ticket_checks(DEBUG=False, CACHES=LOCMEM) == {"nexios_compat.W140"}  # project.urls mounts it
+    assert ticket_checks(DEBUG=False, CACHES=DBCACHE) == set()
+    assert ticket_checks(DEBUG=False, CACHES=LOCMEM, ROOT_URLCONF="tests.sites.views.urls") == set()
+
+
+def test_e140_e141_malformed_origins_ages_and_caches() -> None:
+    assert ticket_checks(NEXIOS_COMPAT={"ALLOWED_ORIGINS": ["https://app.example.net"]}) == set()
+    for bad in (["*"], ["app.example.net"], ["https://app.example.net/path"], "https://a.example"):
+        assert ticket_checks(NEXIOS_COMPAT={"ALLOWED_ORIGINS": bad}) == {"nexios_compat.E140"}, bad
+    for age in (0, -1, "30", None):
+        assert ticket_checks(NEXIOS_COMPAT={"TICKET_MAX_AGE": age}) == {"nexios_compat.E141"}, age
+    assert ticket_checks(NEXIOS_COMPAT={"TICKET_CACHE": "nope"}) == {"nexios_compat.E141"}
