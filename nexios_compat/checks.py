@@ -326,7 +326,7 @@ def check_tickets(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[
             messages.append(
                 Error(
                     f"NEXIOS_COMPAT['ALLOWED_ORIGINS'] holds {entry!r}, which is not an origin.",
-                    hint='List origins as "https://app.example.com" (scheme, host, optional port; no path or *).',
+                    hint='Write origins as "https://app.example.com" (no path, no wildcard).',
                     id="nexios_compat.E140",
                 )
             )

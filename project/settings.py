@@ -183,5 +183,7 @@ NEXIOS_COMPAT: dict = {
     # Who may join, publish and read which rooms, on every route and view.
     "ROOM_POLICY": "chat.policy.rooms",
     # Other origins whose pages (or apps) open sockets with a ticket (comma-separated).
-    "ALLOWED_ORIGINS": [o.strip() for o in os.environ.get("TICKET_ALLOWED_ORIGINS", "").split(",") if o.strip()],
+    "ALLOWED_ORIGINS": [
+        o.strip() for o in os.environ.get("TICKET_ALLOWED_ORIGINS", "").split(",") if o.strip()
+    ],
 }
