@@ -14,9 +14,10 @@
 - W110 (``check --deploy``): no ``MAX_QUEUED_FRAMES`` (the default, as in Nexios).
 - W111 (``check --deploy``): a resume bound (``RESUME_MAX_*``) set to None.
 - E120: ``ROOM_POLICY`` cannot be loaded; W121: a room rule an earlier one shadows.
-- W140: ``TicketView`` is mounted, ``DEBUG`` is off and ``TICKET_CACHE`` is process-local.
+- W140 (``check --deploy``): ``TicketView`` mounted, ``DEBUG`` off, a layer that spans processes
+  and a process-local (``LocMemCache``) ``TICKET_CACHE``.
 - E140: an ``ALLOWED_ORIGINS`` entry that is not ``scheme://host[:port]``.
-- E141: ``TICKET_MAX_AGE`` not a positive number, or ``TICKET_CACHE`` not in ``CACHES``.
+- E141: ``TICKET_MAX_AGE`` not a positive number; E142: ``TICKET_CACHE`` not in ``CACHES``.
 """
 
 from __future__ import annotations
@@ -312,7 +313,7 @@ LOCMEM_CACHE = "django.core.cache.backends.locmem.LocMemCache"
 
 
 @register(Tags.security)
-def check_tickets(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[CheckMessage]:
+def check_ticket_settings(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[CheckMessage]:
     """Check the ticket settings, and that issued tickets are remembered where every process looks."""
     from .security import parse_origin
 
@@ -346,10 +347,26 @@ def check_tickets(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[
             Error(
                 f"NEXIOS_COMPAT['TICKET_CACHE'] is {alias!r}, which is not in CACHES.",
                 hint="Name a cache alias every process shares (Redis or the database cache).",
-                id="nexios_compat.E141",
+                id="nexios_compat.E142",
             )
         )
-    elif not settings.DEBUG and caches[alias].get("BACKEND") == LOCMEM_CACHE and _ticket_view_mounted():
+    return messages
+
+
+@register(Tags.security, deploy=True)
+def check_ticket_cache(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[CheckMessage]:
+    """Warn when tickets are issued but remembered per process while rooms span processes."""
+    alias = get_config()["TICKET_CACHE"]
+    cache = (getattr(settings, "CACHES", {}) or {}).get(alias, {})
+    layer = (getattr(settings, "CHANNEL_LAYERS", {}) or {}).get(get_config()["LAYER_ALIAS"], {})
+    messages: list[CheckMessage] = []
+    # The in-memory layer serves one process (W001 says so): a per-process cache is then right.
+    if (
+        not settings.DEBUG
+        and cache.get("BACKEND") == LOCMEM_CACHE
+        and layer.get("BACKEND") != INMEMORY
+        and _ticket_view_mounted()
+    ):
         messages.append(
             Warning(
                 f"Tickets are remembered in CACHES[{alias!r}], a LocMemCache: each process has its own.",

@@ -18,7 +18,7 @@ HTTP 403 and a warning on the ``nexios_compat.security`` logger.
 
 Clients without the session cookie (mobile and desktop apps, pages on other
 origins) open sockets with a ticket instead (``?ticket=``, see
-:mod:`nexios_compat.tickets` and :class:`TicketAuthMiddleware`): a socket that
+``nexios_compat.tickets`` and :class:`TicketAuthMiddleware`): a socket that
 carries one is accepted from the origins in ``NEXIOS_COMPAT["ALLOWED_ORIGINS"]``
 too, with its cookies removed, so that only the ticket says who it is.
 

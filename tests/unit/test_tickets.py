@@ -228,28 +228,36 @@ async def test_other_origins_need_to_be_listed_and_to_carry_a_ticket() -> None:
 
 
 def ticket_checks(**settings: typing.Any) -> set[str]:
+    """Our W14x/E14x ids from ``check --deploy`` under ``settings`` (DEBUG on unless given)."""
     settings.setdefault("DEBUG", True)
     with override_settings(**settings):
         return {
-            m.id for m in run_checks() if m.id and m.id.startswith("nexios_compat.") and m.id[-3:-1] == "14"
+            m.id
+            for m in run_checks(include_deployment_checks=True)
+            if m.id and m.id.startswith("nexios_compat.") and m.id[-3:-1] == "14"
         }
 
 
 LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+REDIS_LAYER = {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://h:6379"]}}
 DBCACHE = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}}
 
 
-def test_w140_a_process_local_ticket_cache_without_debug_where_tickets_are_issued() -> None:
+def test_w140_a_process_local_ticket_cache_where_tickets_are_issued_and_rooms_span_processes() -> None:
     assert ticket_checks() == set()
-    assert ticket_checks(DEBUG=False, CACHES=LOCMEM) == {"nexios_compat.W140"}  # project.urls mounts it
-    assert ticket_checks(DEBUG=False, CACHES=DBCACHE) == set()
-    assert ticket_checks(DEBUG=False, CACHES=LOCMEM, ROOT_URLCONF="tests.sites.views.urls") == set()
+    spanning = {"CHANNEL_LAYERS": {"default": REDIS_LAYER}, "DEBUG": False}
+    assert ticket_checks(**spanning, CACHES=LOCMEM) == {"nexios_compat.W140"}  # project.urls mounts it
+    assert ticket_checks(**spanning, CACHES=DBCACHE) == set()
+    assert ticket_checks(**spanning, CACHES=LOCMEM, ROOT_URLCONF="tests.sites.views.urls") == set()
+    assert ticket_checks(DEBUG=False, CACHES=LOCMEM) == set()  # the in-memory layer: one process
+    with override_settings(**spanning, CACHES=LOCMEM):
+        assert "nexios_compat.W140" not in {m.id for m in run_checks()}  # only ``check --deploy``
 
 
-def test_e140_e141_malformed_origins_ages_and_caches() -> None:
+def test_e140_e141_e142_malformed_origins_ages_and_caches() -> None:
     assert ticket_checks(NEXIOS_COMPAT={"ALLOWED_ORIGINS": ["https://app.example.net"]}) == set()
     for bad in (["*"], ["app.example.net"], ["https://app.example.net/path"], "https://a.example"):
         assert ticket_checks(NEXIOS_COMPAT={"ALLOWED_ORIGINS": bad}) == {"nexios_compat.E140"}, bad
     for age in (0, -1, "30", None):
         assert ticket_checks(NEXIOS_COMPAT={"TICKET_MAX_AGE": age}) == {"nexios_compat.E141"}, age
-    assert ticket_checks(NEXIOS_COMPAT={"TICKET_CACHE": "nope"}) == {"nexios_compat.E141"}
+    assert ticket_checks(NEXIOS_COMPAT={"TICKET_CACHE": "nope"}) == {"nexios_compat.E142"}
