@@ -14,6 +14,10 @@
 - W110 (``check --deploy``): no ``MAX_QUEUED_FRAMES`` (the default, as in Nexios).
 - W111 (``check --deploy``): a resume bound (``RESUME_MAX_*``) set to None.
 - E120: ``ROOM_POLICY`` cannot be loaded; W121: a room rule an earlier one shadows.
+- W140 (``check --deploy``): ``TicketView`` mounted, ``DEBUG`` off, a layer that spans processes
+  and a process-local (``LocMemCache``) ``TICKET_CACHE``.
+- E140: an ``ALLOWED_ORIGINS`` entry that is not ``scheme://host[:port]``.
+- E141: ``TICKET_MAX_AGE`` not a positive number; E142: ``TICKET_CACHE`` not in ``CACHES``.
 """
 
 from __future__ import annotations
@@ -301,3 +305,96 @@ def check_bounds(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[C
                 )
             )
     return messages
+
+
+# Tickets for clients without cookies ---------------------------------------------------------
+
+LOCMEM_CACHE = "django.core.cache.backends.locmem.LocMemCache"
+
+
+@register(Tags.security)
+def check_ticket_settings(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[CheckMessage]:
+    """Check the ticket settings, and that issued tickets are remembered where every process looks."""
+    from .security import parse_origin
+
+    config = get_config()
+    messages: list[CheckMessage] = []
+    origins = config["ALLOWED_ORIGINS"]
+    entries = [origins] if isinstance(origins, str) else list(origins)
+    for entry in entries:
+        origin = parse_origin(entry) if isinstance(entry, str) and not isinstance(origins, str) else None
+        if origin is None or str(origin) != entry.lower().rstrip("/"):
+            messages.append(
+                Error(
+                    f"NEXIOS_COMPAT['ALLOWED_ORIGINS'] holds {entry!r}, which is not an origin.",
+                    hint='Write origins as "https://app.example.com" (no path, no wildcard).',
+                    id="nexios_compat.E140",
+                )
+            )
+    age = config["TICKET_MAX_AGE"]
+    alias = config["TICKET_CACHE"]
+    caches = getattr(settings, "CACHES", {}) or {}
+    if isinstance(age, bool) or not isinstance(age, int | float) or age <= 0:
+        messages.append(
+            Error(
+                f"NEXIOS_COMPAT['TICKET_MAX_AGE'] is {age!r}; tickets need a lifetime in seconds.",
+                hint="Use a small positive number: 30 (the default) is enough to fetch a ticket and connect.",
+                id="nexios_compat.E141",
+            )
+        )
+    if alias not in caches:
+        messages.append(
+            Error(
+                f"NEXIOS_COMPAT['TICKET_CACHE'] is {alias!r}, which is not in CACHES.",
+                hint="Name a cache alias every process shares (Redis or the database cache).",
+                id="nexios_compat.E142",
+            )
+        )
+    return messages
+
+
+@register(Tags.security, deploy=True)
+def check_ticket_cache(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[CheckMessage]:
+    """Warn when tickets are issued but remembered per process while rooms span processes."""
+    alias = get_config()["TICKET_CACHE"]
+    cache = (getattr(settings, "CACHES", {}) or {}).get(alias, {})
+    layer = (getattr(settings, "CHANNEL_LAYERS", {}) or {}).get(get_config()["LAYER_ALIAS"], {})
+    messages: list[CheckMessage] = []
+    # The in-memory layer serves one process (W001 says so): a per-process cache is then right.
+    if (
+        not settings.DEBUG
+        and cache.get("BACKEND") == LOCMEM_CACHE
+        and layer.get("BACKEND") != INMEMORY
+        and _ticket_view_mounted()
+    ):
+        messages.append(
+            Warning(
+                f"Tickets are remembered in CACHES[{alias!r}], a LocMemCache: each process has its own.",
+                hint="A ticket issued by one process is refused by every other. With more than one process, "
+                "point TICKET_CACHE at a shared cache (RedisCache, or DatabaseCache after createcachetable).",
+                id="nexios_compat.W140",
+            )
+        )
+    return messages
+
+
+def _ticket_view_mounted() -> bool:
+    """Whether the root urlconf routes to a ``TicketView`` (sites that issue no tickets need no cache)."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    from .views import TicketView
+
+    def walk(patterns: typing.Iterable[typing.Any]) -> bool:
+        for entry in patterns:
+            if isinstance(entry, URLResolver) and walk(entry.url_patterns):
+                return True
+            view_class = getattr(getattr(entry, "callback", None), "view_class", None)
+            if (
+                isinstance(entry, URLPattern)
+                and isinstance(view_class, type)
+                and issubclass(view_class, TicketView)
+            ):
+                return True
+        return False
+
+    return walk(get_resolver().url_patterns)

@@ -132,6 +132,17 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # (HISTORY_MAX_AGE, a room's max_age) and lowered limits reach idle rooms too
     # (None: only ``manage.py prune_history`` does full passes).
     "HISTORY_PRUNE_FULL_INTERVAL": 3600.0,
+    # Tickets for clients without cookies (docs/tickets.md). ----------------------
+    # Seconds a ticket from ``TicketView`` stays valid; it opens one socket (?ticket=).
+    "TICKET_MAX_AGE": 30,
+    # Cache alias that remembers issued tickets until they are used or expire. Every
+    # process must share it (Redis or the database cache): a process-local cache
+    # refuses tickets issued by another process.
+    "TICKET_CACHE": "default",
+    # Origins ("https://app.example.com") besides the site's own from which sockets
+    # carrying a ticket are accepted, and to which TicketView answers with CORS
+    # headers. Empty: same origin only, as before. Sessions never count from them.
+    "ALLOWED_ORIGINS": (),
 }
 
 

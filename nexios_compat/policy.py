@@ -162,6 +162,10 @@ class RoomPolicy:
         request: typing.Any = None,
     ) -> bool:
         """Whether ``user`` (on a socket's ``scope`` or an HTTP ``request``) may ``action`` in ``room``."""
+        # A room-limited ticket (nexios_compat.tickets) narrows what its socket may do, never widens it.
+        ticket_rooms = scope.get("nexios_ticket_rooms") if scope is not None else None
+        if ticket_rooms is not None and room not in ticket_rooms:
+            return False
         access = Access(room=room, action=action, user=user, scope=scope, request=request)
         answer = self.rule_for(room).predicate(action)(access)
         if inspect.isawaitable(answer):

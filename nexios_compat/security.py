@@ -16,6 +16,12 @@ A missing, repeated, malformed or ``null`` origin is refused, and so is any
 handshake whose ``Host`` is not in ``ALLOWED_HOSTS``. Refused handshakes get
 HTTP 403 and a warning on the ``nexios_compat.security`` logger.
 
+Clients without the session cookie (mobile and desktop apps, pages on other
+origins) open sockets with a ticket instead (``?ticket=``, see
+``nexios_compat.tickets`` and :class:`TicketAuthMiddleware`): a socket that
+carries one is accepted from the origins in ``NEXIOS_COMPAT["ALLOWED_ORIGINS"]``
+too, with its cookies removed, so that only the ticket says who it is.
+
 Non-browser clients send the site's own origin, e.g.
 ``websockets.connect("wss://example.com/ws/chat/lobby/", origin="https://example.com")``.
 Behind a TLS-terminating proxy set ``SECURE_PROXY_SSL_HEADER`` (as Django's
@@ -27,14 +33,19 @@ from __future__ import annotations
 import logging
 import typing
 from collections.abc import Awaitable, Callable, Iterable
+from urllib.parse import parse_qsl, urlencode
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
 
+from .conf import get_config
+from .tickets import TicketRefused, redeem_ticket
+from .types import WS_4401_UNAUTHORIZED
 from .websockets.base import Receive, Scope, Send
 
-__all__ = ["Origin", "SameOriginValidator", "SecureWebSocketStack", "parse_origin"]
+__all__ = ["Origin", "SameOriginValidator", "SecureWebSocketStack", "TicketAuthMiddleware", "parse_origin"]
 
 logger = logging.getLogger("nexios_compat.security")
 
@@ -124,8 +135,14 @@ class SameOriginValidator:
         """Pass an accepted handshake on; answer a refused one with HTTP 403."""
         if scope["type"] != "websocket":
             raise ValueError(f"SameOriginValidator serves WebSocket scopes, not {scope['type']!r}")
-        reason = self.refusal(scope)
+        reason, cross_origin = self._judge(scope)
         if reason is None:
+            if cross_origin:
+                # A listed origin's page may hold the user's cookie: only its ticket may speak.
+                scope = {
+                    **scope,
+                    "headers": [(n, v) for n, v in scope.get("headers", []) if bytes(n).lower() != b"cookie"],
+                }
             await self.application(scope, receive, send)
             return
         logger.warning("Refused WebSocket handshake for %s: %s", scope.get("path", ""), reason)
@@ -149,31 +166,49 @@ class SameOriginValidator:
             return self.trusted_origins
         return list(getattr(settings, "CSRF_TRUSTED_ORIGINS", []))
 
+    def get_ticket_origins(self) -> list[Origin]:
+        """``NEXIOS_COMPAT["ALLOWED_ORIGINS"]``: other origins accepted for sockets with a ticket."""
+        origins = (parse_origin(entry) for entry in get_config()["ALLOWED_ORIGINS"])
+        return [origin for origin in origins if origin is not None]
+
     def refusal(self, scope: Scope) -> str | None:
         """Why this handshake is refused, or ``None`` when it is accepted."""
+        return self._judge(scope)[0]
+
+    def _judge(self, scope: Scope) -> tuple[str | None, bool]:
+        """(why it is refused or None, whether it was accepted only as a ticketed cross-origin socket)."""
+        reason, foreign = self._same_origin_refusal(scope)
+        if foreign is None or ticket_param(scope) is None:
+            return reason, False
+        if foreign in self.get_ticket_origins():
+            return None, True
+        return f"{reason} nor (with a ticket) in ALLOWED_ORIGINS", False
+
+    def _same_origin_refusal(self, scope: Scope) -> tuple[str | None, Origin | None]:
+        """(why it is refused or None, the origin when that is the only thing refused)."""
         headers = _headers(scope)
         raw_origin = _one(headers, b"origin")
         if raw_origin is None:
             count = len(headers.get(b"origin", []))
-            return "no Origin header" if count == 0 else f"{count} Origin headers"
+            return ("no Origin header" if count == 0 else f"{count} Origin headers"), None
         origin = parse_origin(raw_origin)
         if origin is None:
-            return f"Origin {raw_origin!r} is not a valid http(s) origin"
+            return f"Origin {raw_origin!r} is not a valid http(s) origin", None
         host: str | None
         if getattr(settings, "USE_X_FORWARDED_HOST", False) and b"x-forwarded-host" in headers:
             host = _one(headers, b"x-forwarded-host")
         else:
             host = _one(headers, b"host")
         if not host:
-            return "no single Host header"
+            return "no single Host header", None
         domain, port = split_domain_port(host)
         if not domain or not validate_host(domain, self.get_allowed_hosts()):
-            return f"Host {host!r} is not in ALLOWED_HOSTS"
+            return f"Host {host!r} is not in ALLOWED_HOSTS", None
         scheme = request_scheme(scope, headers)
         own = Origin(scheme, domain, int(port) if port else DEFAULT_PORTS[scheme])
         if origin == own or self.is_trusted(origin, raw_origin):
-            return None
-        return f"Origin {raw_origin!r} is neither the site's own ({own}) nor in CSRF_TRUSTED_ORIGINS"
+            return None, None
+        return f"Origin {raw_origin!r} is neither the site's own ({own}) nor in CSRF_TRUSTED_ORIGINS", origin
 
     def is_trusted(self, origin: Origin, raw_origin: str) -> bool:
         """Whether the origin is listed in the trusted origins (Django's wildcard rules)."""
@@ -188,8 +223,61 @@ class SameOriginValidator:
         return False
 
 
+def ticket_param(scope: Scope) -> str | None:
+    """The socket's ``?ticket=`` (``""`` when it is sent twice or empty), or ``None`` without one."""
+    values = [
+        v
+        for k, v in parse_qsl(bytes(scope.get("query_string", b"")).decode("latin-1"), keep_blank_values=True)
+        if k == "ticket"
+    ]
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else ""
+
+
+class TicketAuthMiddleware:
+    """ASGI middleware: a socket with ``?ticket=`` is its ticket's user, or is closed with 4401."""
+
+    def __init__(self, application: ASGIApp) -> None:
+        """Wrap ``application``; sockets without a ticket pass through unchanged."""
+        self.application = application
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Redeem the ticket, then serve the socket as its user (limited to its rooms, if any)."""
+        ticket = ticket_param(scope) if scope["type"] == "websocket" else None
+        if ticket is None:
+            await self.application(scope, receive, send)
+            return
+        try:
+            redeemed = await database_sync_to_async(redeem_ticket)(ticket)
+        except TicketRefused as refused:
+            logger.warning("Refused WebSocket ticket for %s: %s", scope.get("path", ""), refused.reason)
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                # Accept, then close: a refused handshake would reach the client as a bare 403,
+                # and a client must tell "log in again" (4401) from "not allowed" (403/4403).
+                await send({"type": "websocket.accept"})
+                await send({"type": "websocket.close", "code": WS_4401_UNAUTHORIZED})
+            return
+        # The handler never sees the ticket: it stays out of anything that logs the query string.
+        query = [
+            (k, v)
+            for k, v in parse_qsl(
+                bytes(scope.get("query_string", b"")).decode("latin-1"), keep_blank_values=True
+            )
+            if k != "ticket"
+        ]
+        scope = {
+            **scope,
+            "user": redeemed.user,
+            "nexios_ticket_rooms": redeemed.rooms,
+            "query_string": urlencode(query).encode("latin-1"),
+        }
+        await self.application(scope, receive, send)
+
+
 def SecureWebSocketStack(application: ASGIApp) -> SameOriginValidator:
-    """Same-origin check, then Django session auth (``AuthMiddlewareStack``), then ``application``."""
+    """Origin check, Django session auth (``AuthMiddlewareStack``), tickets, then ``application``."""
     from channels.auth import AuthMiddlewareStack
 
-    return SameOriginValidator(AuthMiddlewareStack(application))
+    return SameOriginValidator(AuthMiddlewareStack(TicketAuthMiddleware(application)))

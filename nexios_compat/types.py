@@ -75,6 +75,8 @@ WS_1013_TRY_AGAIN_LATER = 1013
 WS_1014_BAD_GATEWAY = 1014
 WS_1015_TLS_HANDSHAKE = 1015
 # Application close codes (4000-4999) used by nexios_compat.
+# A ticket (?ticket=) that is forged, expired, used, or whose user or session is gone.
+WS_4401_UNAUTHORIZED = 4401
 WS_4403_FORBIDDEN = 4403
 WS_4409_ROOM_FULL = 4409
 WS_4413_TOO_MANY_ROOMS = 4413

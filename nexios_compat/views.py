@@ -16,20 +16,29 @@ bytes base64-encoded. A refusal by the room policy's ``read`` rule or by the
 endpoint's ``authorize`` (which applies ``login_required`` and
 ``permission_required``) is a 403, as the socket's 4403; a room whose rule
 keeps no history is a 404; a malformed parameter is a 400.
+
+``TicketView`` (``POST``) gives the logged-in user a ticket for a socket
+without cookies (docs/tickets.md).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import typing
 
+from asgiref.sync import async_to_sync
+from django.contrib.auth import SESSION_KEY
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 
+from .conf import get_config
 from .policy import get_policy
 from .rooms import check_group_name
+from .security import parse_origin
 from .stores.services import HistoryService
+from .tickets import issue_ticket
 from .types import ChannelMessageDC
 from .websockets.base import WebSocket
 from .websockets.consumers import WebSocketConsumer
@@ -134,3 +143,81 @@ async def _as_websocket(request: HttpRequest, room: str) -> WebSocket:
         raise RuntimeError("authorize() cannot use the socket of an HTTP request")
 
     return WebSocket(scope, nothing, nothing)
+
+
+# A ticket travels in a URL: a bound on its rooms is a bound on its length.
+MAX_TICKET_ROOMS = 50
+
+
+class TicketView(View):
+    """``POST``: a ticket (``{"ticket", "expires_in", "rooms"}``) for the logged-in user's next socket.
+
+    Rooms asked for (form fields ``room``, or JSON ``{"rooms": [...]}``) limit the
+    ticket to them, and each must be one the room policy lets the user join.
+    CSRF-protected like any Django POST; a site whose API authenticates
+    otherwise wraps the view (``csrf_exempt``, its own auth setting
+    ``request.user``).
+    """
+
+    http_method_names = ["post", "options"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Issue the ticket: 401 when logged out, 403 for a room the policy refuses, 400 for a bad room."""
+        user = request.user
+        if not user.is_authenticated:
+            return self._cors(request, _json({"error": "Log in first"}, status=401))
+        try:
+            rooms = self._rooms(request)
+        except ValueError as error:
+            return self._cors(request, _json({"error": str(error)}, status=400))
+        policy = get_policy()
+        for room in rooms or ():
+            if not async_to_sync(policy.allows)("join", room, user=user, request=request):
+                return self._cors(request, _json({"error": f"Not allowed to join {room}"}, status=403))
+        session = getattr(request, "session", None)
+        # Bound to the session only when the session is what logged the user in (not a token).
+        session_key = (
+            session.session_key if session is not None and session.get(SESSION_KEY) == str(user.pk) else None
+        )
+        ticket = issue_ticket(user, session_key=session_key, rooms=rooms)
+        response = _json({"ticket": ticket, "expires_in": get_config()["TICKET_MAX_AGE"], "rooms": rooms})
+        response["Cache-Control"] = "no-store"
+        return self._cors(request, response)
+
+    def options(self, request: HttpRequest, *args: typing.Any, **kwargs: typing.Any) -> HttpResponse:
+        """Answer a CORS preflight from an allowed origin."""
+        response = self._cors(request, HttpResponse())
+        if response.has_header("Access-Control-Allow-Origin"):
+            response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+            response["Access-Control-Allow-Headers"] = "Content-Type, X-CSRFToken, Authorization"
+            response["Access-Control-Max-Age"] = "600"
+        return response
+
+    def _rooms(self, request: HttpRequest) -> list[str] | None:
+        if request.content_type == "application/json":
+            try:
+                body = json.loads(request.body or b"{}")
+            except ValueError:
+                raise ValueError("The body is not JSON") from None
+            rooms = body.get("rooms") if isinstance(body, dict) else None
+            if rooms is not None and not (isinstance(rooms, list) and all(isinstance(r, str) for r in rooms)):
+                raise ValueError("rooms must be a list of room names")
+        else:
+            rooms = request.POST.getlist("room") or None
+        if rooms is None:
+            return None
+        if len(rooms) > MAX_TICKET_ROOMS:
+            raise ValueError(f"At most {MAX_TICKET_ROOMS} rooms per ticket")
+        for room in rooms:
+            check_group_name(room)
+        return sorted(set(rooms))
+
+    def _cors(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        """Let a page on an ``ALLOWED_ORIGINS`` origin read the answer (with its cookies)."""
+        response["Vary"] = "Origin" if not response.has_header("Vary") else response["Vary"] + ", Origin"
+        origin = request.headers.get("Origin")
+        allowed = {parse_origin(entry) for entry in get_config()["ALLOWED_ORIGINS"]}
+        if origin and parse_origin(origin) in allowed - {None}:
+            response["Access-Control-Allow-Origin"] = origin
+            response["Access-Control-Allow-Credentials"] = "true"
+        return response

@@ -3,7 +3,7 @@
 DATABASE_URL (default: SQLite file db.sqlite3 beside manage.py), REDIS_URL
 (unset: in-memory channel layer; set: channels-redis), SECRET_KEY (required
 unless DJANGO_DEVELOPMENT=1 or DEBUG=1), DEBUG (default: off, on with DJANGO_DEVELOPMENT=1),
-ALLOWED_HOSTS and CSRF_TRUSTED_ORIGINS (comma-separated), BEHIND_TLS_PROXY,
+ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS and TICKET_ALLOWED_ORIGINS (comma-separated), BEHIND_TLS_PROXY,
 STATIC_ROOT.
 """
 
@@ -134,6 +134,11 @@ else:
         }
     }
 
+# Tickets (/rooms/ticket) are remembered in the cache until used: with Redis, in Redis, so
+# that a ticket issued by one daphne opens a socket on any other (one process: in memory).
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -177,4 +182,8 @@ NEXIOS_COMPAT: dict = {
     "MAX_HISTORY_PAYLOAD": 64 * 1024,
     # Who may join, publish and read which rooms, on every route and view.
     "ROOM_POLICY": "chat.policy.rooms",
+    # Other origins whose pages (or apps) open sockets with a ticket (comma-separated).
+    "ALLOWED_ORIGINS": [
+        o.strip() for o in os.environ.get("TICKET_ALLOWED_ORIGINS", "").split(",") if o.strip()
+    ],
 }

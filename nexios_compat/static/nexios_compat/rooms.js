@@ -43,6 +43,8 @@ export class RoomClient extends EventTarget {
    * @param {number} [options.pageSize=50]  messages per history page
    * @param {boolean} [options.acks]  the endpoint acks ids: resend unacknowledged sends from the start
    * @param {string} [options.clientKey]  this client's stable id for its message ids (default: per tab)
+   * @param {() => (string|Promise<string>)} [options.ticket]  for clients without the session
+   *        cookie: returns a ticket (POST to TicketView) before every (re)connection; sent as ?ticket=
    * @param {(answer: object) => (void|Promise<void>)} [options.onRecoveryFailed]
    *        called on recovered: false; the default reloads the history ("reset" event)
    */
@@ -83,6 +85,19 @@ export class RoomClient extends EventTarget {
       query.set("since", String(this.lastSeq));
       query.set("epoch", this.epoch ?? "");
     }
+    if (this.options.ticket) {
+      // A ticket opens one socket: a fresh one for every (re)connection. No ticket (logged out): stop.
+      Promise.resolve().then(() => this.options.ticket()).then((ticket) => {
+        if (this._stopped || this.socket) return;
+        query.set("ticket", ticket);
+        this._open(query);
+      }, (error) => this._setState("forbidden", {error}));
+      return;
+    }
+    this._open(query);
+  }
+
+  _open(query) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}${this.path}?${query}`);
     this.socket = socket;
