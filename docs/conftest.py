@@ -241,3 +241,7 @@ pytest_collect_file = Sybil(
     teardown=page_teardown,
     fixtures=["transactional_db"],
 ).pytest()
+
+# The built site (``make docs`` runs before the tests) holds copies of pages and of the
+# README among its downloads: they are not pages to test.
+collect_ignore_glob = ["_build/*"]
