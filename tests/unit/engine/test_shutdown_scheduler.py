@@ -99,7 +99,12 @@ async def test_the_close_reason_carries_the_retry_after_window_when_one_is_set()
     for retry_after in (0.0, 5.0, 2.5):
         shutdown = GracefulShutdown(timeout=0.05, stop=stop, retry_after=retry_after)
         socket = ReasonSocket()
-        shutdown.connection_started(socket, asyncio.create_task(socket.closed.wait()))
+
+        async def handler(socket: ReasonSocket = socket, shutdown: GracefulShutdown = shutdown) -> None:
+            await socket.closed.wait()
+            shutdown.connection_finished(socket)
+
+        shutdown.connection_started(socket, asyncio.create_task(handler()))
         await shutdown.run()
         reasons.append(socket.reason)
     # The default keeps the reason clients and tests already know.
