@@ -398,3 +398,22 @@ def _ticket_view_mounted() -> bool:
         return False
 
     return walk(get_resolver().url_patterns)
+
+
+# Rolling deploys (W150-W159) ---------------------------------------------------
+
+
+@register()
+def check_shutdown_retry_after(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[CheckMessage]:
+    """W150: SHUTDOWN_RETRY_AFTER is not a number of seconds (it is then ignored)."""
+    value = get_config()["SHUTDOWN_RETRY_AFTER"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        return [
+            Warning(
+                f"NEXIOS_COMPAT['SHUTDOWN_RETRY_AFTER'] = {value!r} is not a non-negative number of seconds.",
+                hint="It is ignored: sockets closed at shutdown get no retry-after hint. Set seconds "
+                "(e.g. 5) over which clients should spread their reconnections, or 0.",
+                id="nexios_compat.W150",
+            )
+        ]
+    return []

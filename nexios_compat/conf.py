@@ -143,6 +143,12 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # carrying a ticket are accepted, and to which TicketView answers with CORS
     # headers. Empty: same origin only, as before. Sessions never count from them.
     "ALLOWED_ORIGINS": (),
+    # Rolling deploys (docs/rolling.md). -------------------------------------------
+    # Seconds over which the clients of a process that shuts down should spread
+    # their reconnections: the 1001 close reason becomes "Server shutting down;
+    # retry-after=N" and rooms.js waits a random delay in [0, N] s. 0: the reason
+    # stays "Server shutting down" and clients use their own backoff.
+    "SHUTDOWN_RETRY_AFTER": 0.0,
 }
 
 

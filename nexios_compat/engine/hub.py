@@ -45,7 +45,7 @@ from .reconcile import MembershipReconciler
 from .recovery import LayerRecovery
 from .registry import LocalRegistry
 from .scheduler import Scheduler
-from .shutdown import GracefulShutdown
+from .shutdown import GracefulShutdown, retry_after_of
 from .writer import HistoryWriter
 
 logger = logging.getLogger("nexios_compat.hub")
@@ -118,7 +118,9 @@ class Hub:
             interval=float(config["HEARTBEAT_INTERVAL"]),
             on_beat=self._beat,
         )
-        self.shutdown = GracefulShutdown(float(config["SHUTDOWN_TIMEOUT"]), self.stop)
+        self.shutdown = GracefulShutdown(
+            float(config["SHUTDOWN_TIMEOUT"]), self.stop, retry_after_of(config["SHUTDOWN_RETRY_AFTER"])
+        )
         self.scheduler = Scheduler()
         # Layer messages received, in total and by type (for tests and diagnostics).
         self.received: collections.Counter[str] = collections.Counter()

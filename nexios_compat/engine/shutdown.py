@@ -14,12 +14,34 @@ from .protocols import Connection
 
 logger = logging.getLogger("nexios_compat.engine")
 
+SHUTDOWN_REASON = "Server shutting down"
+
+
+def retry_after_of(value: object) -> float:
+    """``SHUTDOWN_RETRY_AFTER`` as seconds; anything but a non-negative number is 0 (check W150 says so)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        return 0.0
+    return float(value)
+
+
+def shutdown_reason(retry_after: float) -> str:
+    """The 1001 close reason: ``SHUTDOWN_REASON``, with ``; retry-after=N`` when ``retry_after`` > 0.
+
+    The hint is a window, not a wait: a client reconnects at a random moment
+    within the next N seconds, so one process's clients do not all land on the
+    others in the same instant (``rooms.js`` does; see docs/rolling.md).
+    """
+    if retry_after <= 0:
+        return SHUTDOWN_REASON
+    return f"{SHUTDOWN_REASON}; retry-after={retry_after:g}"
+
 
 class GracefulShutdown:
     """The sockets this process serves, with their handler tasks, and the shutdown sequence."""
 
-    def __init__(self, timeout: float, stop: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, timeout: float, stop: Callable[[], Awaitable[None]], retry_after: float = 0.0) -> None:
         self.timeout = timeout
+        self.reason = shutdown_reason(retry_after)
         self.stop = stop
         self.sockets: dict[Connection, asyncio.Task[None]] = {}
         self._idle = asyncio.Event()
@@ -109,7 +131,7 @@ class GracefulShutdown:
         logger.info("Shutting down: closing %d WebSocket(s) with 1001", len(sockets))
         for websocket in sockets:
             try:
-                await websocket.close(1001, "Server shutting down")
+                await websocket.close(1001, self.reason)
             except Exception:
                 logger.debug("Closing a socket at shutdown failed", exc_info=True)
         try:

@@ -12,16 +12,16 @@ import json
 import time
 import typing
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from devservers import DaphneServer
 from tests.support.cluster import Database
 from tests.support.helpers import room_name, until
-from tests.support.site import open_ws
+from tests.support.site import Served, open_ws
 
 
 class Servers(typing.Protocol):
@@ -41,12 +41,30 @@ RECONNECT_PAUSE = 0.2
 
 
 class ProbeClient:
-    """A member of the probe room on one of ``servers`` (``home`` first); sends ``rate`` messages/s."""
+    """A member of the probe room on one of ``servers`` (``home`` first); sends ``rate`` messages/s.
+
+    ``connect`` holds extra arguments of every connection (``ssl`` behind a TLS proxy);
+    ``resume=False`` reconnects without ``?since=`` (a client that cannot resume).
+    """
 
     def __init__(
-        self, name: str, servers: Sequence[DaphneServer], room: str, home: int, rate: float = 0
+        self,
+        name: str,
+        servers: Sequence[Served],
+        room: str,
+        home: int,
+        rate: float = 0,
+        *,
+        connect: Mapping[str, typing.Any] | None = None,
+        resume: bool = True,
     ) -> None:
         self.name, self.servers, self.room, self.home, self.rate = name, list(servers), room, home, rate
+        self.connect = dict(connect or {})
+        self.resume = resume
+        self.offline: list[float] = []  # seconds from each lost connection to the next hello
+        self.replayed = 0  # saved messages caught up from history after a reconnection
+        self._down_since: float | None = None
+        self._since = 0
         self.seqs: list[int] = []
         self.payloads: dict[int, typing.Any] = {}
         self.epoch = ""
@@ -65,6 +83,8 @@ class ProbeClient:
         self._task = asyncio.create_task(self._run(), name=f"probe-{name}")
 
     def path(self) -> str:
+        if not self.resume:
+            return f"/probe/{self.room}/?envelope=1"
         since = self.seqs[-1] if self.seqs else 0
         return f"/probe/{self.room}/?envelope=1&since={since}&epoch={self.epoch}"
 
@@ -72,11 +92,15 @@ class ProbeClient:
         server = self.home
         while not self._stop.is_set():
             try:
-                async with open_ws(self.servers[server], self.path(), open_timeout=5, close_timeout=1) as ws:
+                self._since = self.seqs[-1] if self.seqs else 0
+                options = {"open_timeout": 5, "close_timeout": 1, **self.connect}
+                async with open_ws(self.servers[server], self.path(), **options) as ws:
                     self._ws = ws
                     self.connections += 1
                     await self._session(ws)
-            except (OSError, TimeoutError, ConnectionClosed) as exc:
+            # A proxy answers a handshake it could not place with an HTTP error (502, or
+            # the 403 of a process that is shutting down): like a refused connection.
+            except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
                 self.errors.append(repr(exc))
             finally:
                 self._ws = None
@@ -84,6 +108,7 @@ class ProbeClient:
                 if self.channel_id is not None:
                     self.closed_ids.append(self.channel_id)
                     self.channel_id = None
+                    self._down_since = time.monotonic()
             if self._stop.is_set():
                 return
             server = (server + 1) % len(self.servers)  # as a load balancer would send it elsewhere
@@ -108,8 +133,13 @@ class ProbeClient:
             self.epoch = frame.get("epoch", self.epoch)
         elif frame.get("type") == "resume":
             self.resumes.append(frame)
+            if frame.get("recovered") and self.connections > 1:
+                self.replayed += max(0, int(frame["last_seq"]) - self._since)
         elif "hello" in frame:
             self.channel_id = frame["hello"]
+            if self._down_since is not None:
+                self.offline.append(time.monotonic() - self._down_since)
+                self._down_since = None
         elif "ack" in frame:
             self.acked.add(frame["ack"])
         elif "nack" in frame:

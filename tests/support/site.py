@@ -47,7 +47,15 @@ def migrated(db_path: Path, settings_module: str, *, debug: bool = False) -> dic
     return env
 
 
-def open_ws(server: DaphneServer, path: str, **kwargs: typing.Any) -> connect:
+class Served(typing.Protocol):
+    """What a client needs of a server: a daphne, or nginx in front of several."""
+
+    @property
+    def url(self) -> str: ...
+    def ws_url(self, path: str = "/") -> str: ...
+
+
+def open_ws(server: Served, path: str, **kwargs: typing.Any) -> connect:
     """A ``websockets`` client for ``path`` with the server's own Origin: await it or ``async with`` it."""
     kwargs.setdefault("origin", server.url)
     kwargs.setdefault("open_timeout", TIMEOUT)

@@ -185,3 +185,13 @@ def test_e003_a_layer_without_groups_cannot_serve_rooms() -> None:
     # A layer we never tested, but with groups, is not refused.
     other = {"BACKEND": "tests.support.layers.CountingInMemoryLayer", "CONFIG": {"capacity": 10000}}
     assert ours(CHANNEL_LAYERS={"default": other}) == {}
+
+
+@pytest.mark.parametrize("value", [-1, "5", None, True])
+def test_w150_shutdown_retry_after_not_seconds(value: typing.Any) -> None:
+    assert "nexios_compat.W150" in ours(NEXIOS_COMPAT={"SHUTDOWN_RETRY_AFTER": value})
+
+
+@pytest.mark.parametrize("value", [0, 5, 2.5])
+def test_w150_silent_for_seconds(value: float) -> None:
+    assert "nexios_compat.W150" not in ours(NEXIOS_COMPAT={"SHUTDOWN_RETRY_AFTER": value})

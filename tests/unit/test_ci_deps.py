@@ -39,7 +39,15 @@ def test_as_root_with_apt_get_it_installs_every_missing_package(tmp_path: pathli
     assert result.returncode == 0
     install = [line for line in result.stdout.splitlines() if "apt-get install" in line]
     assert len(install) == 1
-    for package in ("make", "python3.11-venv", "redis-server", "chromium", "nginx-light", "iproute2"):
+    for package in (
+        "make",
+        "python3.11-venv",
+        "redis-server",
+        "chromium",
+        "nginx-light",
+        "nodejs",
+        "iproute2",
+    ):
         assert f" {package}" in install[0]
 
 
@@ -56,7 +64,8 @@ def test_without_root_or_sudo_it_says_which_tests_will_be_skipped(tmp_path: path
 
 def test_a_complete_machine_is_left_alone(tmp_path: pathlib.Path) -> None:
     present = {
-        name: "exit 0" for name in ("make", "python3.11", "redis_server", "chromium", "nginx", "initdb", "ip")
+        name: "exit 0"
+        for name in ("make", "python3.11", "redis_server", "chromium", "nginx", "node", "initdb", "ip")
     }
     bin_dir = fake_bin(tmp_path, id="echo 0", apt_get="echo must not run; exit 9", **present)
     result = run_deps(bin_dir)

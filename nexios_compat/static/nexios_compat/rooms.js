@@ -30,6 +30,23 @@
 
 const SOCKET_OPEN = 1;
 
+// A server that shuts down (a rolling deploy) closes with 1001 "Server shutting
+// down; retry-after=N" when SHUTDOWN_RETRY_AFTER is set: reconnect at a random
+// moment in the next N seconds, so its clients do not land on the other
+// processes all at once (docs/rolling.md).
+const RETRY_AFTER = /(?:^|[;\s])retry-after=(\d+(?:\.\d+)?)/i;
+
+/**
+ * Milliseconds to wait before reconnection `attempt` (0 first): full jitter, a
+ * uniform pick in [0, window), over the server's retry-after window if the
+ * close reason has one, else over the capped exponential backoff.
+ */
+export function reconnectDelay({minDelay, maxDelay}, attempt, reason = "") {
+  const hint = RETRY_AFTER.exec(reason || "");
+  const window = hint ? Number(hint[1]) * 1000 : Math.min(maxDelay, minDelay * 2 ** attempt);
+  return Math.random() * window;
+}
+
 export class RoomClient extends EventTarget {
   /**
    * @param {string} path  the room's WebSocket path, e.g. "/ws/chat/lobby/"
@@ -38,8 +55,8 @@ export class RoomClient extends EventTarget {
    * @param {object} [options.params]  extra query parameters for the socket
    * @param {number} [options.since]  position to resume from (default: the newest page's)
    * @param {string} [options.epoch]  the epoch that position belongs to
-   * @param {number} [options.minDelay=500]  first reconnection delay, ms
-   * @param {number} [options.maxDelay=10000]  cap on the reconnection delay, ms
+   * @param {number} [options.minDelay=500]  the first reconnection waits a random delay below this, ms
+   * @param {number} [options.maxDelay=10000]  cap on the (doubling) window a reconnection delay is drawn from, ms
    * @param {number} [options.pageSize=50]  messages per history page
    * @param {boolean} [options.acks]  the endpoint acks ids: resend unacknowledged sends from the start
    * @param {string} [options.clientKey]  this client's stable id for its message ids (default: per tab)
@@ -253,9 +270,7 @@ export class RoomClient extends EventTarget {
     this.socket = null;
     if (this._stopped) return this._setState("closed", {code: event.code});
     if (event.code === 4403) return this._setState("forbidden", {code: event.code});
-    const {minDelay, maxDelay} = this.options;
-    // Exponential backoff, capped, with jitter so a restarted server is not hit by everyone at once.
-    const delay = Math.min(maxDelay, minDelay * 2 ** this._attempt++) * (0.5 + Math.random() / 2);
+    const delay = reconnectDelay(this.options, this._attempt++, event.reason);
     this._setState("reconnecting", {delay, code: event.code});
     this._timer = setTimeout(() => this.connect(), delay);
   }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from nexios_compat.engine.scheduler import Scheduler
-from nexios_compat.engine.shutdown import GracefulShutdown
+from nexios_compat.engine.shutdown import GracefulShutdown, retry_after_of
 from tests.support.fakes import until
 
 
@@ -79,3 +79,50 @@ async def test_scheduler_runs_each_job_on_its_own_beat_despite_failures() -> Non
     finally:
         for task in scheduler.tasks():
             task.cancel()
+
+
+class ReasonSocket(Socket):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason: str | None = None
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.reason = reason
+        await super().close(code, reason)
+
+
+async def test_the_close_reason_carries_the_retry_after_window_when_one_is_set() -> None:
+    async def stop() -> None:
+        return None
+
+    reasons: list[str | None] = []
+    for retry_after in (0.0, 5.0, 2.5):
+        shutdown = GracefulShutdown(timeout=0.05, stop=stop, retry_after=retry_after)
+        socket = ReasonSocket()
+
+        async def handler(socket: ReasonSocket = socket, shutdown: GracefulShutdown = shutdown) -> None:
+            await socket.closed.wait()
+            shutdown.connection_finished(socket)
+
+        shutdown.connection_started(socket, asyncio.create_task(handler()))
+        await shutdown.run()
+        reasons.append(socket.reason)
+    # The default keeps the reason clients and tests already know.
+    assert reasons == [
+        "Server shutting down",
+        "Server shutting down; retry-after=5",
+        "Server shutting down; retry-after=2.5",
+    ]
+
+
+def test_retry_after_accepts_only_non_negative_numbers() -> None:
+    assert [retry_after_of(v) for v in (3, 0.5, 0, -1, "5", None, True, float("nan"))] == [
+        3.0,
+        0.5,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    ]
