@@ -143,6 +143,14 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # carrying a ticket are accepted, and to which TicketView answers with CORS
     # headers. Empty: same origin only, as before. Sessions never count from them.
     "ALLOWED_ORIGINS": (),
+    # Server-Sent Events fallback (docs/fallback.md). ------------------------------
+    # Seconds between keep-alive comments on an idle event stream (proxies close
+    # silent responses), frames one stream may have waiting for its client before
+    # it is ended (as MAX_SEND_BACKLOG closes a socket), and seconds a send over
+    # POST waits for its message to be stored before answering 504.
+    "SSE_KEEPALIVE": 15.0,
+    "SSE_MAX_QUEUED": 1000,
+    "SSE_SEND_TIMEOUT": 30.0,
 }
 
 
