@@ -1,5 +1,6 @@
 """The example's pages: the rooms, one room, and a page to try the seed documents' sockets."""
 
+import typing
 from urllib.parse import quote
 
 from django.db.models import Count, F
@@ -9,6 +10,9 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from nexios_compat.models import Room
+from nexios_compat.sse import RoomEventsView
+
+from .sockets import chat_message
 
 # The seed documents' examples, as chat/sockets.py mounts them: path, a frame to send, what it does.
 SEEDS = [
@@ -57,3 +61,15 @@ def try_seed(request: HttpRequest) -> HttpResponse:
     path = request.GET.get("path", SEEDS[0][0])
     example = next((frame for seed, frame, _ in SEEDS if seed == path), "")
     return render(request, "chat/try.html", {"path": path, "example": example, "seeds": SEEDS})
+
+
+class RoomEvents(RoomEventsView):
+    """The room over Server-Sent Events for networks that break WebSockets (rooms.js falls back to it)."""
+
+    presence = True
+
+    async def payload(self, request: HttpRequest, user: typing.Any, data: typing.Any) -> typing.Any:
+        """The same chat message the socket would broadcast."""
+        authenticated = user is not None and user.is_authenticated
+        name = user.get_username() if authenticated else (request.GET.get("username") or "anonymous")[:50]
+        return chat_message(name, data)

@@ -200,7 +200,7 @@ async def _pump(reader: asyncio.StreamReader, chunks: asyncio.Queue[bytes | None
 async def post_json(
     host: str, port: int, path: str, body: typing.Any, headers: dict[str, str] | None = None
 ) -> tuple[int, typing.Any]:
-    """POST a JSON body over a raw HTTP/1.1 connection; return the status and the parsed answer."""
+    """POST a JSON body over a raw HTTP/1.1 connection; return the status and the answer (JSON parsed)."""
     reader, writer = await asyncio.open_connection(host, port)
     data = json.dumps(body).encode()
     lines = [
@@ -218,7 +218,10 @@ async def post_json(
     status = int(head.split()[1])
     if b"transfer-encoding: chunked" in head.lower():
         payload = _unchunk(payload)
-    return status, json.loads(payload) if payload else None
+    try:
+        return status, json.loads(payload) if payload else None
+    except ValueError:
+        return status, payload.decode("utf-8", "replace")  # Django's HTML pages (CSRF failure, 404)
 
 
 def _unchunk(data: bytes) -> bytes:
