@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.views.decorators.csrf import ensure_csrf_cookie
 
 from nexios_compat.models import Room
 from nexios_compat.sse import RoomEventsView
@@ -38,6 +39,7 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "chat/index.html", {"rooms": rooms[:50], "seeds": SEEDS})
 
 
+@ensure_csrf_cookie  # rooms.js's fallback sends by POST with the token from this cookie
 def room(request: HttpRequest, room: str) -> HttpResponse:
     """A room: the last messages on joining, then live ones; anonymous visitors pick a name first."""
     saved = Room.objects.filter(name=room).annotate(here=Count("members")).first()
@@ -51,6 +53,7 @@ def room(request: HttpRequest, room: str) -> HttpResponse:
         "username": username,
         "socket": f"/ws/chat/{quote(room, safe='')}/",
         "history": reverse("chat:history", args=[room]),
+        "events": reverse("chat:events", args=[room]),
     }
     context = {"room": room, "username": username, "here": saved.here if saved else 0, "config": config}
     return render(request, "chat/room.html", context)
