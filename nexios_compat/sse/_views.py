@@ -37,6 +37,8 @@ from ..websockets.channels import ChannelBox, check_client_id
 from ._member import StreamMember, event, parse_event_id
 
 _TRUE = {"1", "true", "yes", "on"}
+# Why streams end, as the sse_ended metric's reason label.
+_ENDED = {"client gone": "client", "Send backlog exceeded": "backlog", "join failed": "join_failed"}
 
 
 class RoomEventsView(View):
@@ -177,7 +179,7 @@ async def _stream(
             yield event(frame)
     finally:
         metrics.SSE_STREAMS.dec()
-        metrics.SSE_ENDED.labels("backlog" if reason == "Send backlog exceeded" else "other").inc()
+        metrics.SSE_ENDED.labels(_ENDED.get(reason, "closed")).inc()
         member.shut(reason)
         if not joining.done():
             joining.cancel()
