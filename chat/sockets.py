@@ -11,6 +11,14 @@ from . import seeds_channels, seeds_websockets
 app = get_application()
 
 
+def chat_message(name: str, data: typing.Any) -> dict[str, typing.Any] | None:
+    """The broadcast for a client's ``{"type": "message", "content"}`` (socket or POST), else None."""
+    if not isinstance(data, dict) or data.get("type") != "message":
+        return None
+    content = str(data.get("content", ""))[:2000]
+    return {"type": "chat", "user": name, "message": content, "timestamp": time.time()}
+
+
 class RoomEndpoint(WebSocketEndpoint):
     """A chat room: join notices, messages saved to history, live presence ("who is here").
 
@@ -39,11 +47,10 @@ class RoomEndpoint(WebSocketEndpoint):
         await self.announce(f"{self.name} joined", offset=0)
 
     async def on_receive(self, ws: WebSocket, data: typing.Any) -> None:
-        if not isinstance(data, dict) or data.get("type") != "message":
+        payload = chat_message(self.name, data)
+        if payload is None:
             await ws.send_json({"type": "error", "message": 'Send {"type": "message", "content": "..."}'})
             return
-        content = str(data.get("content", ""))[:2000]
-        payload = {"type": "chat", "user": self.name, "message": content, "timestamp": time.time()}
         # rooms.js gives each message an id and resends it until acked: stored once however often.
         client_id = data.get("id")
         if not (isinstance(client_id, str) and 0 < len(client_id) <= 64):

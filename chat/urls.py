@@ -11,5 +11,7 @@ urlpatterns = [
     path("room/<str:room>/", views.room, name="room"),
     # "Load older messages", under the same room rules as the socket.
     path("room/<str:room>/history/", HistoryView.as_view(endpoint=RoomEndpoint), name="history"),
+    # The fallback for networks that break WebSockets: the same room as Server-Sent Events + POST.
+    path("room/<str:room>/events/", views.RoomEvents.as_view(), name="events"),
     path("try/", views.try_seed, name="try"),
 ]

@@ -1,5 +1,6 @@
 """The example's pages: the rooms, one room, and a page to try the seed documents' sockets."""
 
+import typing
 from urllib.parse import quote
 
 from django.db.models import Count, F
@@ -7,8 +8,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.views.decorators.csrf import ensure_csrf_cookie
 
 from nexios_compat.models import Room
+from nexios_compat.sse import RoomEventsView
+
+from .sockets import chat_message
 
 # The seed documents' examples, as chat/sockets.py mounts them: path, a frame to send, what it does.
 SEEDS = [
@@ -34,6 +39,7 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "chat/index.html", {"rooms": rooms[:50], "seeds": SEEDS})
 
 
+@ensure_csrf_cookie  # rooms.js's fallback sends by POST with the token from this cookie
 def room(request: HttpRequest, room: str) -> HttpResponse:
     """A room: the last messages on joining, then live ones; anonymous visitors pick a name first."""
     saved = Room.objects.filter(name=room).annotate(here=Count("members")).first()
@@ -47,6 +53,7 @@ def room(request: HttpRequest, room: str) -> HttpResponse:
         "username": username,
         "socket": f"/ws/chat/{quote(room, safe='')}/",
         "history": reverse("chat:history", args=[room]),
+        "events": reverse("chat:events", args=[room]),
     }
     context = {"room": room, "username": username, "here": saved.here if saved else 0, "config": config}
     return render(request, "chat/room.html", context)
@@ -57,3 +64,15 @@ def try_seed(request: HttpRequest) -> HttpResponse:
     path = request.GET.get("path", SEEDS[0][0])
     example = next((frame for seed, frame, _ in SEEDS if seed == path), "")
     return render(request, "chat/try.html", {"path": path, "example": example, "seeds": SEEDS})
+
+
+class RoomEvents(RoomEventsView):
+    """The room over Server-Sent Events for networks that break WebSockets (rooms.js falls back to it)."""
+
+    presence = True
+
+    async def payload(self, request: HttpRequest, user: typing.Any, data: typing.Any) -> typing.Any:
+        """The same chat message the socket would broadcast."""
+        authenticated = user is not None and user.is_authenticated
+        name = user.get_username() if authenticated else (request.GET.get("username") or "anonymous")[:50]
+        return chat_message(name, data)

@@ -149,6 +149,14 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     # retry-after=N" and rooms.js waits a random delay in [0, N] s. 0: the reason
     # stays "Server shutting down" and clients use their own backoff.
     "SHUTDOWN_RETRY_AFTER": 0.0,
+    # Server-Sent Events fallback (docs/fallback.md). ------------------------------
+    # Seconds between keep-alive comments on an idle event stream (proxies close
+    # silent responses), frames one stream may have waiting for its client before
+    # it is ended (as MAX_SEND_BACKLOG closes a socket), and seconds a send over
+    # POST waits for its message to be stored before answering 504.
+    "SSE_KEEPALIVE": 15.0,
+    "SSE_MAX_QUEUED": 1000,
+    "SSE_SEND_TIMEOUT": 30.0,
 }
 
 

@@ -84,6 +84,11 @@ PRESENCE_REPAIRS = Counter(
     "Presence repairs: a peer's full entries asked after a gap, or a dead process forgotten",
     ["reason"],
 )
+SSE_STREAMS = Gauge(f"{PREFIX}_sse_streams", "Open Server-Sent Events streams (the WebSocket fallback)")
+SSE_ENDED = Counter(f"{PREFIX}_sse_ended", "Server-Sent Events streams ended, by reason", ["reason"])
+SSE_SENDS = Counter(
+    f"{PREFIX}_sse_sends", "Sends over HTTP POST to a room's event stream URL, by outcome", ["outcome"]
+)
 FANOUT_LATENCY = Histogram(
     f"{PREFIX}_fanout_latency_seconds",
     "From a broadcast's acceptance to its delivery to this process's members",

@@ -74,7 +74,7 @@ class HistoryView(View):
         if not await policy.allows("read", room, user=user, request=request):
             return _json({"error": "Not allowed to read this room"}, status=403)
         if self.endpoint is not None and not await self.endpoint().authorize(
-            await _as_websocket(request, room), room
+            await request_as_websocket(request, room), room
         ):
             return _json({"error": "Not allowed to read this room"}, status=403)
         if not policy.rule_for(room).history:
@@ -124,7 +124,7 @@ def _message(message: ChannelMessageDC) -> dict[str, typing.Any]:
     return {"seq": message.seq, "created": message.created.isoformat(), "kind": kind, "payload": payload}
 
 
-async def _as_websocket(request: HttpRequest, room: str) -> WebSocket:
+async def request_as_websocket(request: HttpRequest, room: str) -> WebSocket:
     """The request as the socket ``authorize`` expects: its user, headers, query and path."""
     scope = {
         "type": "websocket",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import typing
+import uuid
 
 from .. import engine
 from ..conf import get_config
@@ -27,7 +28,15 @@ def default_presence_key(channel: Channel) -> str:
     return str(channel.id)
 
 
-def presence_meta(channel: Channel) -> dict[str, typing.Any]:
+class Presentable(typing.Protocol):
+    """What a meta is made of: a ``Channel``, or a stream member of the SSE fallback."""
+
+    id: uuid.UUID
+    created: float
+    metadata: dict[str, typing.Any]
+
+
+def presence_meta(channel: Presentable) -> dict[str, typing.Any]:
     """A connection's meta: its channel id, when it came online, and its metadata (made JSON-safe).
 
     Only ``PRESENCE_META_FIELDS`` of the metadata (all when None), and none of it

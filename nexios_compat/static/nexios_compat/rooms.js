@@ -27,6 +27,12 @@
 // are sent again, in order, and the server stores each id at most once. Resending
 // starts once this client has seen an ack (or with options.acks), so an endpoint
 // that does not ack is never sent a message twice.
+//
+// Fallback (options.eventsUrl, docs: "When WebSockets are blocked"): after
+// options.fallbackAfter socket opens in a row that never reached "open", the
+// client reads the room as Server-Sent Events from eventsUrl and sends by POST
+// to it (same ids, so resends stay idempotent; the ack is the POST's answer).
+// Every options.retrySocketAfter ms it leaves the stream to try the socket again.
 
 const SOCKET_OPEN = 1;
 
@@ -62,13 +68,18 @@ export class RoomClient extends EventTarget {
    * @param {string} [options.clientKey]  this client's stable id for its message ids (default: per tab)
    * @param {() => (string|Promise<string>)} [options.ticket]  for clients without the session
    *        cookie: returns a ticket (POST to TicketView) before every (re)connection; sent as ?ticket=
+   * @param {string} [options.eventsUrl]  the room's RoomEventsView URL: the fallback when sockets fail
+   * @param {number} [options.fallbackAfter=2]  socket opens that never reached "open" before falling back
+   * @param {number} [options.retrySocketAfter=300000]  ms on the fallback before trying the socket again
    * @param {(answer: object) => (void|Promise<void>)} [options.onRecoveryFailed]
    *        called on recovered: false; the default reloads the history ("reset" event)
    */
   constructor(path, options = {}) {
     super();
     this.path = path;
-    this.options = {minDelay: 500, maxDelay: 10000, pageSize: 50, params: {}, ...options};
+    this.options = {
+      minDelay: 500, maxDelay: 10000, pageSize: 50, params: {}, fallbackAfter: 2, retrySocketAfter: 300000, ...options,
+    };
     this.lastSeq = options.since ?? null;
     this.epoch = options.epoch ?? null;
     this.oldest = null;  // the oldest seq shown: "load older" asks for what comes before it
@@ -82,6 +93,9 @@ export class RoomClient extends EventTarget {
     this.presenceCount = null;  // keys (people) in the room, or the server's count above the limit
     this._unacked = [];  // [{id, text}] sent or to be sent, oldest first, until acked
     this._acks = Boolean(options.acks);
+    this.transport = "websocket";  // or "sse" while on the fallback
+    this._failedOpens = 0;  // socket opens in a row that never reached "open"
+    this._retrySocket = null;
     this.clientKey = options.clientKey ?? tabKey();
     this._online = () => { if (!this.socket && !this._stopped) this.connect(); };
     addEventListener("online", this._online);
@@ -116,10 +130,18 @@ export class RoomClient extends EventTarget {
 
   _open(query) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${location.host}${this.path}?${query}`);
+    const socket = this.transport === "sse"
+      ? new EventStreamSocket(this.options.eventsUrl, query)
+      : new WebSocket(`${scheme}://${location.host}${this.path}?${query}`);
     this.socket = socket;
-    this._setState("connecting");
-    socket.onopen = () => { this._attempt = 0; this._setState("open"); this._resend(); };
+    this._setState("connecting", {transport: this.transport});
+    socket.onopen = () => {
+      this._attempt = 0;
+      if (this.transport === "websocket") this._failedOpens = 0;
+      socket.opened = true;
+      this._setState("open", {transport: this.transport});
+      this._resend();
+    };
     socket.onmessage = (event) => this._receive(event.data);
     socket.onclose = (event) => this._closed(socket, event);
   }
@@ -129,6 +151,7 @@ export class RoomClient extends EventTarget {
     this._stopped = true;
     clearTimeout(this._timer);
     removeEventListener("online", this._online);
+    clearTimeout(this._retrySocket);
     if (this.socket) this.socket.close(1000);
     this._setState("closed");
   }
@@ -270,9 +293,26 @@ export class RoomClient extends EventTarget {
     this.socket = null;
     if (this._stopped) return this._setState("closed", {code: event.code});
     if (event.code === 4403) return this._setState("forbidden", {code: event.code});
+    this._chooseTransport(socket);
     const delay = reconnectDelay(this.options, this._attempt++, event.reason);
     this._setState("reconnecting", {delay, code: event.code});
     this._timer = setTimeout(() => this.connect(), delay);
+  }
+
+  // Sockets that keep failing to open (a proxy that refuses the upgrade): the event stream instead,
+  // until retrySocketAfter has passed; then the next connection tries the socket again.
+  _chooseTransport(socket) {
+    if (this.transport === "websocket" && !socket.opened) this._failedOpens++;
+    if (this.transport !== "websocket" || !this.options.eventsUrl) return;
+    if (this._failedOpens < this.options.fallbackAfter) return;
+    this.transport = "sse";
+    this._attempt = 0;
+    clearTimeout(this._retrySocket);
+    this._retrySocket = setTimeout(() => {
+      this.transport = "websocket";
+      this._failedOpens = 0;
+      if (this.socket instanceof EventStreamSocket) this.socket.close(1000, true);
+    }, this.options.retrySocketAfter);
   }
 
   _setState(state, extra = {}) {
@@ -334,4 +374,48 @@ function uniqueMetas(metas) {
   const byId = new Map();
   for (const meta of metas) byId.set(meta.channel_id, meta);
   return [...byId.values()];
+}
+
+// The WebSocket surface rooms.js uses (readyState, send, close, onopen/onmessage/onclose),
+// over a Server-Sent Events stream for receiving and POSTs (with Django's CSRF cookie) for sending.
+class EventStreamSocket {
+  constructor(url, query) {
+    this.url = url;
+    this.query = query;
+    this.readyState = 0;
+    this.onopen = this.onmessage = this.onclose = null;
+    this._source = new EventSource(`${url}?${query}`, {withCredentials: true});
+    this._source.onopen = () => { this.readyState = SOCKET_OPEN; this.onopen?.(); };
+    this._source.onmessage = (event) => this.onmessage?.({data: event.data});
+    // EventSource would reconnect by itself; rooms.js reconnects instead, resuming from what it saw.
+    this._source.onerror = () => this.close(1006, true);
+  }
+
+  send(text) {
+    if (this.readyState !== SOCKET_OPEN) return false;
+    const query = new URLSearchParams(this.query);
+    for (const name of ["since", "epoch", "envelope"]) query.delete(name);
+    fetch(`${this.url}?${query}`, {
+      method: "POST",
+      body: text,
+      credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-CSRFToken": cookie("csrftoken")},
+    }).then((response) => response.json()).then((answer) => {
+      // The ack comes as the answer; anything else (an error) leaves the message unacked, to be resent.
+      if (answer && answer.type === "ack") this.onmessage?.({data: JSON.stringify(answer)});
+    }, () => {});
+    return true;
+  }
+
+  close(code = 1000, notify = false) {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this._source.close();
+    if (notify) this.onclose?.({code});
+  }
+}
+
+function cookie(name) {
+  const found = document.cookie.split("; ").find((entry) => entry.startsWith(`${name}=`));
+  return found ? decodeURIComponent(found.slice(name.length + 1)) : "";
 }
