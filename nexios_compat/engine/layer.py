@@ -50,6 +50,31 @@ def group_shards(layer: BaseChannelLayer) -> tuple[int, Callable[[str], int]]:
     return 1, lambda group: 0
 
 
+# Channel names drawn before giving up on one that both halves of a sharded layer agree on
+# (each draw agrees with probability 1/servers: 100 draws fail about never).
+CHANNEL_DRAWS = 100
+
+
+async def new_channel(layer: BaseChannelLayer) -> str:
+    """A process-local channel that ``layer.send`` reaches on a sharded RedisChannelLayer too.
+
+    channels_redis 4.3.0 queues ``send``'s message on the server the *whole* name hashes
+    to, but ``receive`` pops from the one the part up to ``!`` hashes to
+    (django/channels#1492): with three servers two sends in three are never read. A name
+    whose two hashes agree is drawn instead (``new_channel`` does no I/O on that layer).
+    """
+    channel = await layer.new_channel()
+    redis: typing.Any = layer
+    ring = vars(layer).get("ring_size")
+    if not (isinstance(ring, int) and ring > 1 and callable(getattr(redis, "non_local_name", None))):
+        return channel
+    for _ in range(CHANNEL_DRAWS):
+        if redis.consistent_hash(channel) == redis.consistent_hash(redis.non_local_name(channel)):
+            return channel
+        channel = await layer.new_channel()
+    return channel
+
+
 def probe_groups(layer: BaseChannelLayer, base: str) -> list[str]:
     """One probe group per Redis server of the layer, named after ``base``.
 

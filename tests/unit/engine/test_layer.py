@@ -6,7 +6,7 @@ from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from nexios_compat.engine.layer import group_shards, probe_groups, refresh_interval
+from nexios_compat.engine.layer import group_shards, new_channel, probe_groups, refresh_interval
 
 
 def test_refresh_stays_at_its_longest_under_the_default_day_of_group_expiry() -> None:
@@ -52,3 +52,13 @@ async def test_probe_groups_cover_every_shard_of_a_sharded_pubsub_layer() -> Non
 async def test_one_server_layers_keep_one_probe_group() -> None:
     assert probe_groups(RedisChannelLayer(hosts=THREE_HOSTS[:1]), "p") == ["p"]
     assert probe_groups(InMemoryChannelLayer(), "p") == ["p"]
+
+
+async def test_the_hub_channel_of_a_sharded_core_layer_is_one_send_and_receive_agree_on() -> None:
+    """channels_redis hashes ``send``'s whole name but ``receive``'s part up to ``!``."""
+    layer = RedisChannelLayer(hosts=THREE_HOSTS)
+    drawn = [await layer.new_channel() for _ in range(30)]
+    assert any(layer.consistent_hash(c) != layer.consistent_hash(layer.non_local_name(c)) for c in drawn)
+    for _ in range(30):
+        channel = await new_channel(layer)
+        assert layer.consistent_hash(channel) == layer.consistent_hash(layer.non_local_name(channel))
