@@ -114,9 +114,6 @@ async def test_membership_and_send_to_span_processes_on_every_shard(
         await member.wait(lambda frames: len(frames) >= 1, "its channel id")
     ids = {member.name: member.frames[0]["id"] for member in (*on_a, *on_b)}
     control_a, control_b = await Control.open(a), await Control.open(b)
-    stats = await control_a("stats")
-    # One probe group on each server: what a restarted one loses is noticed (recovery.py).
-    assert sorted(shard_of(layer, group) for group in stats["probe_groups"]) == list(range(SHARDS))
 
     expected = {room: {ids[f"a-{i}"], ids[f"b-{i}"]} for i, room in enumerate(rooms)}
     for control in (control_a, control_b):
@@ -130,6 +127,9 @@ async def test_membership_and_send_to_span_processes_on_every_shard(
         await member.wait(holding({"direct": i}), "send_to from the other process")
         await member.wait(holding({"room": i}), "a broadcast from the other process")
         assert [f for f in member.frames if "direct" in f] == [{"direct": i}], member.name
+    stats = await control_a("stats")
+    # One probe group on each server: what a restarted one loses is noticed (recovery.py).
+    assert sorted(shard_of(layer, group) for group in stats["probe_groups"]) == list(range(SHARDS))
 
 
 @LAYERS
@@ -218,7 +218,7 @@ async def test_one_shard_restarting_during_traffic(
     )
     took = time.monotonic() - restarted
     print(
-        f"{layer}: subscriptions re-added {took:.1f}s after server {down} came back (taken: {sorted(taken)})"
+        f"{layer}: subscriptions re-added {took:.1f}s after server {down} ({sorted(taken)} taken) came back"
     )
     await say(rooms[down], 0, "after")
     a0, b0 = members[rooms[down]]
@@ -230,8 +230,9 @@ async def test_one_shard_restarting_during_traffic(
         assert seqs == list(range(seqs[0], last + 1)), f"{member.name} got {seqs}"
         assert not member.closed
     assert chat_texts(b0.frames) == ["before", "during", "after"]
-    unsaved = [frame for member in (a0, b0) for frame in member.frames if frame.get("payload") == {"lost": 1}]
-    assert (
-        unsaved == [{"room": rooms[down], "seq": None, "payload": {"lost": 1}}] and unsaved[0] in a0.frames
-    ), unsaved
-    assert (await control_b("stats"))["recoveries"] >= 1
+    # The unsaved broadcast reached only the sender's own process.
+    lost = {"room": rooms[down], "seq": None, "payload": {"lost": 1}}
+    assert lost in a0.frames and lost not in b0.frames
+    # The sender's process failed to publish and recovered; on the pub/sub layer redis-py
+    # re-subscribes the other by itself (its probes may never miss), so only a is certain.
+    assert (await control_a("stats"))["recoveries"] >= 1
