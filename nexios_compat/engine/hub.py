@@ -35,7 +35,7 @@ from ..stores.services import HistoryService, MembershipService
 from ..types import ChannelAddStatusEnum, ChannelRemoveStatusEnum
 from . import delivery, diagnostics, inbox, wire
 from .cluster import ClusterMembership
-from .layer import get_layer, refresh_interval
+from .layer import get_layer, new_channel, probe_groups, refresh_interval
 from .membership import RoomMembership
 from .ordering import RoomOrdering
 from .outbox import Outbox
@@ -167,11 +167,13 @@ class Hub:
             # The layer's default prefix: channels_redis serves every process-local
             # channel from one receive loop, which reads only the default prefix's
             # queue; any other prefix starves the site's own consumers.
-            self.recovery.channel = await self.layer.new_channel()
+            self.recovery.channel = await new_channel(self.layer)
+            self.recovery.probe_groups = probe_groups(self.layer, self.probe_group)
             await self.cluster.join(self.recovery.channel)
             try:
                 await self.layer.group_add(control_group(), self.recovery.channel)
-                await self.layer.group_add(self.probe_group, self.recovery.channel)
+                for group in self.recovery.probe_groups:
+                    await self.layer.group_add(group, self.recovery.channel)
             except Exception:
                 logger.warning("Channel layer unreachable at start; retrying", exc_info=True)
                 self.recovery.failed()

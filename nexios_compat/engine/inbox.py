@@ -85,7 +85,7 @@ async def handle(hub: InboxHandler, message: wire.LayerMessage) -> None:
         if parsed.origin != hub.process_id:
             await hub.flush_local()
     elif isinstance(parsed, wire.Probe):
-        hub.recovery.probe_seen(parsed.number)
+        hub.recovery.probe_seen(parsed.number, parsed.shard)
     elif isinstance(parsed, wire.Resync):
         if parsed.origin != hub.process_id:
             hub.spawn(hub.ordering.fill_all(), "catch-up")

@@ -37,6 +37,8 @@ class LayerRecovery:
         self.layer = layer
         self.process_id = process_id
         self.probe_group = probe_group
+        # One per Redis server of a sharded layer (``layer.probe_groups``); the hub sets them.
+        self.probe_groups = [probe_group]
         self.rooms = rooms
         self.catch_up = catch_up
         self.channel = ""  # set by the hub once the layer gave it one
@@ -47,7 +49,7 @@ class LayerRecovery:
         self._task: asyncio.Task[None] | None = None
         self._again = False
         self._probes_sent = 0
-        self._probes_seen = 0
+        self._probes_seen: dict[int, int] = {}  # by index in probe_groups
         self._probe_send: asyncio.Task[None] | None = None
         self._stalled = 0
 
@@ -104,7 +106,7 @@ class LayerRecovery:
 
     def groups(self) -> list[str]:
         """Every layer group this process's channel belongs in."""
-        return [control_group(), self.probe_group, *(layer_group(room) for room in self.rooms())]
+        return [control_group(), *self.probe_groups, *(layer_group(room) for room in self.rooms())]
 
     async def resubscribe(self) -> None:
         """Re-add layer subscriptions (after a layer outage or before they expire)."""
@@ -131,9 +133,17 @@ class LayerRecovery:
         # The previous probe was sent and had a whole interval to come back: if it did
         # not, the layer lost our subscriptions (a restarted Redis has none), or the
         # reader is that far behind.
-        if self._probes_seen < self._probes_sent:
-            logger.warning("Layer probes are not coming back; re-adding subscriptions")
-            self._probes_seen = self._probes_sent
+        missing = [
+            shard
+            for shard in range(len(self.probe_groups))
+            if self._probes_seen.get(shard, 0) < self._probes_sent
+        ]
+        if missing:
+            logger.warning(
+                "Layer probes are not coming back (through %s); re-adding subscriptions",
+                ", ".join(self.probe_groups[shard] for shard in missing),
+            )
+            self._probes_seen = dict.fromkeys(range(len(self.probe_groups)), self._probes_sent)
             self.failed()
         self._probes_sent += 1
         self._probe_send = asyncio.create_task(self._send_probe(self._probes_sent))
@@ -141,13 +151,15 @@ class LayerRecovery:
 
     async def _send_probe(self, number: int) -> None:
         try:
-            await self.layer.group_send(self.probe_group, wire.probe(number))
+            # One after another: a server that hangs holds the rest, and the stall is noticed.
+            for shard, group in enumerate(self.probe_groups):
+                await self.layer.group_send(group, wire.probe(number, shard))
         except Exception:
             self.failed()
 
-    def probe_seen(self, number: int) -> None:
-        """A probe came back."""
-        self._probes_seen = max(self._probes_seen, number)
+    def probe_seen(self, number: int, shard: int = 0) -> None:
+        """A probe came back through ``probe_groups[shard]``."""
+        self._probes_seen[shard] = max(self._probes_seen.get(shard, 0), number)
 
     async def stop(self) -> None:
         """Stop recovering and drop every subscription (bounded: the layer may hang)."""

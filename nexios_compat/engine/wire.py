@@ -64,9 +64,9 @@ def flush_groups(origin: str) -> LayerMessage:
     return {"type": FLUSH_GROUPS, "origin": origin}
 
 
-def probe(number: int) -> LayerMessage:
-    """Build a hub's probe of its own subscriptions."""
-    return {"type": PROBE, "n": number}
+def probe(number: int, shard: int = 0) -> LayerMessage:
+    """Build a hub's probe of its own subscriptions on one Redis server of the layer."""
+    return {"type": PROBE, "n": number, "s": shard}
 
 
 def resync(origin: str) -> LayerMessage:
@@ -146,6 +146,7 @@ class Probe:
     """A hub's own probe came back."""
 
     number: int
+    shard: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +210,7 @@ def parse(message: LayerMessage) -> Parsed | None:
     if kind == FLUSH_GROUPS:
         return FlushGroups(message.get("origin", ""))
     if kind == PROBE:
-        return Probe(int(message.get("n", 0)))
+        return Probe(int(message.get("n", 0)), int(message.get("s", 0)))
     if kind == RESYNC:
         return Resync(message.get("origin", ""))
     if kind == PRESENCE:

@@ -4,6 +4,9 @@
   ``.restart()`` to simulate an outage on the same port.
 - ``redis_url`` (function): the session server's URL, restarted if a test
   left it stopped and FLUSHALLed, so every test starts with an empty Redis.
+- ``redis_shards`` (session): ``get(kind="redis") -> [RedisServer] * 3``, the three
+  servers of a sharded layer (``kind="valkey"``: ``valkey-server``), started on first
+  use, each restarted if a test left it stopped and FLUSHALLed.
 - ``postgres_server`` (session): a :class:`~devservers.PostgresServer`;
   ``.url(dbname)``, ``.create_database(name)``.
 - ``postgres_url`` (function): URL of a fresh, empty database, dropped after.
@@ -23,9 +26,18 @@ from typing import Any
 
 import pytest
 
-from devservers import DaphneServer, PostgresServer, RedisServer, postgres_available, redis_available
+from devservers import (
+    DaphneServer,
+    PostgresServer,
+    RedisServer,
+    postgres_available,
+    redis_available,
+    valkey_executable,
+)
 
 DaphneFactory = Callable[..., DaphneServer]
+ShardServers = Callable[[str], list[RedisServer]]
+SHARDS = 3
 
 
 def require_service(name: str, available: bool) -> None:
@@ -60,6 +72,41 @@ def redis_url(redis_server: RedisServer) -> str:
     finally:
         client.close()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_shards() -> Iterator[ShardServers]:
+    started: dict[str, list[RedisServer]] = {}
+
+    def get(kind: str = "redis") -> list[RedisServer]:
+        if kind not in started:
+            executable = valkey_executable() if kind == "valkey" else None
+            require_service(
+                f"{kind}-server", executable is not None if kind == "valkey" else redis_available()
+            )
+            started[kind] = [RedisServer(executable=executable) for _ in range(SHARDS)]
+        for server in started[kind]:
+            if not server.running:
+                server.start()
+            _flush(server.url)
+        return started[kind]
+
+    try:
+        yield get
+    finally:
+        for servers in started.values():
+            for server in servers:
+                server.close()
+
+
+def _flush(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

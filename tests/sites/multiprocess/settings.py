@@ -5,6 +5,8 @@ Tests that need the defaults (the 15 s SIGKILL bound) leave the variable unset.
 ``RedisChannelLayer``, the default), ``pubsub`` (``RedisPubSubChannelLayer``
 on the same hosts) or ``memory`` (one process). ``$MP_SENTINEL``
 (``"host:port,..."``) reaches Redis through those Sentinels, master ``mymaster``.
+``$MP_REDIS_URLS`` (``"redis://...,redis://..."``) shards the layer over those
+servers (``hosts``: one entry each, with the project's options), either layer.
 ``$MP_LAYER_LAG`` (seconds) makes this process publish its broadcasts that late.
 """
 
@@ -25,6 +27,10 @@ if os.environ.get("MP_SENTINEL"):
         (name, int(port)) for name, port in (item.split(":") for item in os.environ["MP_SENTINEL"].split(","))
     ]
     _host["sentinel_kwargs"] = {"socket_timeout": 5}
+
+if os.environ.get("MP_REDIS_URLS"):
+    (_host,) = _layer["CONFIG"]["hosts"]
+    _layer["CONFIG"]["hosts"] = [{**_host, "address": url} for url in os.environ["MP_REDIS_URLS"].split(",")]
 
 if os.environ.get("MP_LAYER") == "pubsub":
     _layer["BACKEND"] = "channels_redis.pubsub.RedisPubSubChannelLayer"

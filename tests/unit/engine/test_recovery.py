@@ -100,3 +100,26 @@ async def test_a_probe_whose_send_hangs_is_noticed_after_two_intervals_and_a_slo
     await until(lambda: recovery.recoveries == 1, "a recovery")
     hang.set()
     await recovery.stop()
+
+
+async def test_a_probe_lost_on_one_server_of_a_sharded_layer_triggers_recovery() -> None:
+    """A restarted shard loses only its own groups: the probes through the others still come back."""
+    layer, recovery, caught_up = await make(["a"])
+    recovery.probe_groups = ["nexios.probe.test.0", "nexios.probe.test.1", "nexios.probe.test.2"]
+    await recovery.resubscribe()
+    await recovery.probe()
+    for _ in range(3):
+        parsed = wire.parse(await layer.receive(recovery.channel))
+        assert isinstance(parsed, wire.Probe)
+        recovery.probe_seen(parsed.number, parsed.shard)
+    await layer.group_discard("nexios.probe.test.1", recovery.channel)  # that server restarted
+    await recovery.probe()
+    assert recovery.recoveries == 0
+    for _ in range(2):
+        parsed = wire.parse(await layer.receive(recovery.channel))
+        assert isinstance(parsed, wire.Probe) and parsed.shard != 1
+        recovery.probe_seen(parsed.number, parsed.shard)
+    await recovery.probe()
+    await until(lambda: recovery.recoveries == 1, "the recovery")
+    assert recovery.channel in layer.groups["nexios.probe.test.1"]
+    assert caught_up == [1]

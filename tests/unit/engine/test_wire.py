@@ -34,6 +34,7 @@ def test_commands_round_trip() -> None:
     assert wire.parse(wire.close(None, 1000, "", "")) == wire.Close(None, 1000, "", "")
     assert wire.parse(wire.flush_groups("p")) == wire.FlushGroups("p")
     assert wire.parse(wire.probe(3)) == wire.Probe(3)
+    assert wire.parse(wire.probe(3, 2)) == wire.Probe(3, 2)
     assert wire.parse(wire.resync("p")) == wire.Resync("p")
 
 
