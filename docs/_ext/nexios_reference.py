@@ -6,7 +6,7 @@ Directives (each takes no arguments):
     Every key of ``conf.CONFIG_DEFAULTS``: its default as written, and the comment
     above it (a comment covers the keys below it up to the next comment).
 ``nexios-checks``
-    Every ``Error``/``Warning`` with an ``id=`` in ``checks.py``: level, message,
+    Every ``Error``/``Warning`` with an ``id=`` in the ``checks`` package: level, message,
     hint, and the summary line the module docstring gives for the id.
 ``nexios-close-codes``
     Every ``WS_*`` close code in ``types.py``, the exceptions that close with it, the
@@ -114,10 +114,16 @@ def _template(node: ast.expr | None) -> str:
 
 
 def checks() -> list[Check]:
-    """Every check message ``checks.py`` can return, sorted by id."""
-    text = _source("checks.py")
-    tree = ast.parse(text)
-    doc = ast.get_docstring(tree) or ""
+    """Every check message the ``checks`` package can return, sorted by id."""
+    doc = ast.get_docstring(ast.parse(_source("checks/__init__.py"))) or ""
+    tree = ast.Module(
+        body=[
+            node
+            for path in sorted((PACKAGE / "checks").glob("*.py"))
+            for node in ast.parse(path.read_text()).body
+        ],
+        type_ignores=[],
+    )
     summaries = {
         f"nexios_compat.{m.group(1)}": m.group(2).strip()
         for m in re.finditer(r"^- ([EW]\d{3})[^:]*:\s*(.*)$", doc, re.M)

@@ -1,4 +1,4 @@
-"""System checks (``nexios_compat/checks.py``), run the way ``manage.py check`` runs them."""
+"""System checks (``nexios_compat/checks/``), run the way ``manage.py check`` runs them."""
 
 from __future__ import annotations
 
