@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
-import subprocess
 import typing
 from pathlib import Path
 
@@ -11,9 +9,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Origin
 
-from devservers import free_port, wait_for_port
 from tests.support.cluster import Control, Member, cluster_env, migrate, start_cluster
-from tests.support.nginx import main_config, nginx_binary, self_signed, site_config
+from tests.support.nginx import Nginx
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,26 +18,12 @@ pytestmark = pytest.mark.timeout(120)
 async def test_the_sample_nginx_config_spreads_sockets_over_processes(
     redis_url: str, postgres_url: str, daphne_factory: typing.Any, tmp_path: Path
 ) -> None:
-    nginx = nginx_binary()
     env = {**cluster_env(redis_url, postgres_url), "BEHIND_TLS_PROXY": "1"}
     migrate(env)
     daphnes = start_cluster(daphne_factory, env, 2)
-    port = free_port()
-    cert, key = self_signed(tmp_path)
-    site = tmp_path / "site.conf"
-    site.write_text(site_config(daphnes, port, cert, key))
-    (tmp_path / "nginx.conf").write_text(main_config(tmp_path, site))
-    proxy = subprocess.Popen(
-        [nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(tmp_path / "nginx.conf"),
-         "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    proxy = Nginx(tmp_path, daphnes).start()
     try:
-        wait_for_port("127.0.0.1", port, 15, proxy, log_path=tmp_path / "error.log")
-        tls = ssl.create_default_context(cafile=str(cert))
-        tls.check_hostname = False
-        origin = f"https://127.0.0.1:{port}"
+        port, tls, origin = proxy.port, proxy.tls, proxy.url
 
         async def member(name: str) -> Member:
             ws = await connect(
@@ -66,5 +49,4 @@ async def test_the_sample_nginx_config_spreads_sockets_over_processes(
             late = await member(f"late{i}")
             assert killed not in late.frames[0]["process"]
     finally:
-        proxy.terminate()
-        proxy.wait(10)
+        proxy.stop()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
-import shutil
 import ssl
-import subprocess
 import threading
 import typing
 import urllib.error
@@ -16,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from devservers import free_port, wait_for_port
-from tests.cluster.test_multiprocess_proxy import main_config, self_signed, site_config
-from tests.support.fixtures import require_service
+from tests.support.nginx import Nginx
 
 
 class _Echo(http.server.BaseHTTPRequestHandler):
@@ -44,32 +40,15 @@ class _Upstream:
 @pytest.fixture
 def proxied(tmp_path: Path) -> Iterator[tuple[int, ssl.SSLContext]]:
     """The sample config in a real nginx, in front of an upstream that echoes the request."""
-    nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
-    require_service("nginx", nginx is not None)
-    assert nginx is not None
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    port = free_port()
-    cert, key = self_signed(tmp_path)
-    site = tmp_path / "site.conf"
-    site.write_text(site_config([_Upstream(upstream.server_address[1])], port, cert, key))  # type: ignore[list-item]
-    (tmp_path / "nginx.conf").write_text(main_config(tmp_path, site))
-    proxy = subprocess.Popen(
-        [nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(tmp_path / "nginx.conf"),
-         "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    proxy = Nginx(tmp_path, [_Upstream(upstream.server_address[1])]).start()  # type: ignore[list-item]
     try:
-        wait_for_port("127.0.0.1", port, 15, proxy, log_path=tmp_path / "error.log")
-        tls = ssl.create_default_context(cafile=str(cert))
-        tls.check_hostname = False
+        port, tls = proxy.port, proxy.tls
         yield port, tls
     finally:
-        proxy.terminate()
-        proxy.wait(10)
+        proxy.stop()
         upstream.shutdown()
-        upstream.server_close()
 
 
 def get(proxied: tuple[int, ssl.SSLContext], path: str, **headers: str) -> tuple[int, typing.Any]:
