@@ -10,7 +10,7 @@ import uuid
 from channels.layers import InMemoryChannelLayer
 
 from nexios_compat.stores.history import Appended, PendingMessage, SavedMessage
-from nexios_compat.stores.membership import BasePresenceStore, Heartbeat, MemberInfo
+from nexios_compat.stores.membership import BaseMembershipStore, Heartbeat, MemberInfo
 from nexios_compat.types import PayloadTypeEnum
 
 
@@ -110,8 +110,8 @@ class SlowHistory:
         return saved
 
 
-class MemoryPresenceStore(BasePresenceStore):
-    """Processes and members in dictionaries; ``now`` is set by the test."""
+class MemoryMembershipStore(BaseMembershipStore):
+    """``BaseMembershipStore`` (described there) over dictionaries; ``now`` is set by the test."""
 
     def __init__(self, timeout: float = 10.0) -> None:
         self.timeout = timeout

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from nexios_compat import WebSocket, get_application
 from nexios_compat.engine import current_hub, get_hub
 from nexios_compat.exceptions import HistoryUnavailable
-from nexios_compat.stores.services import PresenceService
+from nexios_compat.stores.services import MembershipService
 from nexios_compat.websockets._routes import WebsocketRoute
 from nexios_compat.websockets.channels import Channel, ChannelBox, PayloadTypeEnum
 from nexios_compat.websockets.consumers import WebSocketEndpoint
@@ -81,7 +81,7 @@ async def test_a_handshake_the_client_gave_up_on_runs_no_on_connect_side_effects
     await communicator.wait(timeout=5)
     assert metric("nexios_compat_handshakes_abandoned_total") == abandoned + 1
     assert await ChannelBox.show_history("g") == []
-    assert await PresenceService().count("g") == 0
+    assert await MembershipService().count("g") == 0
 
 
 class Chat(WebSocketEndpoint):
@@ -101,12 +101,12 @@ class DatabaseDown:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from nexios_compat.stores.history import DatabaseHistoryStore
-        from nexios_compat.stores.membership import DatabasePresenceStore
+        from nexios_compat.stores.membership import DatabaseMembershipStore
 
         self.down = False
         for cls, names in (
             (DatabaseHistoryStore, ("append", "last_seq", "head", "fetch", "read")),
-            (DatabasePresenceStore, ("add", "remove", "members", "count", "reconcile")),
+            (DatabaseMembershipStore, ("add", "remove", "members", "count", "reconcile")),
         ):
             for name in names:
                 monkeypatch.setattr(cls, name, self._guard(getattr(cls, name)))
@@ -152,7 +152,7 @@ async def test_a_database_outage_keeps_sockets_open_and_membership_rows_follow_t
     assert {len(await ChannelBox.group("c"))} == {2}  # presence from memory
 
     database.down = False
-    members = PresenceService()
+    members = MembershipService()
     await until(lambda: metric("nexios_compat_membership_dirty") == 0, "reconciliation")
     assert {m.channel_id for m in await members.members("c")} == set(hub.registry.members)
     assert gone not in {m.channel_id for m in await members.members("c")}

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.test import AsyncClient
 
 from nexios_compat import WebSocket, get_application
-from nexios_compat.stores.membership import DatabasePresenceStore
+from nexios_compat.stores.membership import DatabaseMembershipStore
 from nexios_compat.websockets.consumers import WebSocketEndpoint
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("hub_cleanup")]
@@ -66,7 +66,7 @@ async def test_metrics_show_connections_and_messages_and_health_reports_ok(setti
 
 
 def test_rooms_command_lists_rooms_members_and_processes() -> None:
-    store = DatabasePresenceStore()
+    store = DatabaseMembershipStore()
     store.register_process("proc-1", "layer.chan", 42)
     store.add("lobby", uuid.uuid4(), "proc-1", {"username": "ada"})
     out = io.StringIO()

@@ -7,15 +7,15 @@ import uuid
 
 from nexios_compat.engine.cluster import ClusterMembership
 from nexios_compat.rooms import control_group, layer_group
-from tests.support.fakes import FlakyLayer, MemoryPresenceStore
+from tests.support.fakes import FlakyLayer, MemoryMembershipStore
 
 
-def member_rows(store: MemoryPresenceStore, process_id: str) -> set[tuple[str, uuid.UUID]]:
+def member_rows(store: MemoryMembershipStore, process_id: str) -> set[tuple[str, uuid.UUID]]:
     return {key for key, (pid, _, _) in store.rows.items() if pid == process_id}
 
 
 async def test_healthy_processes_stay_and_silent_ones_are_removed_with_their_members() -> None:
-    store = MemoryPresenceStore(timeout=10)
+    store = MemoryMembershipStore(timeout=10)
     layer = FlakyLayer()
     rejoined: list[int] = []
     mine: list[tuple[str, uuid.UUID, dict[str, typing.Any], dict[str, typing.Any] | None]] = [
@@ -48,7 +48,7 @@ async def test_healthy_processes_stay_and_silent_ones_are_removed_with_their_mem
 
 
 async def test_a_process_its_peers_dropped_registers_again_with_its_members() -> None:
-    store = MemoryPresenceStore(timeout=10)
+    store = MemoryMembershipStore(timeout=10)
     layer = FlakyLayer()
     rejoined: list[int] = []
     channel_id = uuid.uuid4()

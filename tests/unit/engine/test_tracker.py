@@ -9,8 +9,8 @@ import uuid
 
 from nexios_compat.engine import wire
 from nexios_compat.engine.presence.tracker import PresenceTracker
-from nexios_compat.stores.services import PresenceService
-from tests.support.fakes import FakeMember, FlakyLayer, MemoryPresenceStore, until
+from nexios_compat.stores.services import MembershipService
+from tests.support.fakes import FakeMember, FlakyLayer, MemoryMembershipStore, until
 
 
 def events(member: FakeMember) -> list[dict[str, typing.Any]]:
@@ -24,9 +24,14 @@ def peer_message(room: str, origin: str, version: tuple[int, int], key: str, ful
     )
 
 
-def tracker(store: MemoryPresenceStore | None = None) -> PresenceTracker:
+def tracker(store: MemoryMembershipStore | None = None) -> PresenceTracker:
     return PresenceTracker(
-        FlakyLayer(), "me", lambda: "me-channel", PresenceService(store or MemoryPresenceStore()), 0.0, 100
+        FlakyLayer(),
+        "me",
+        lambda: "me-channel",
+        MembershipService(store or MemoryMembershipStore()),
+        0.0,
+        100,
     )
 
 
@@ -48,7 +53,7 @@ async def test_a_peer_is_forgotten_only_if_the_heartbeat_that_missed_it_began_af
 
 
 async def test_a_room_is_seeded_from_the_rows_and_still_works_without_them() -> None:
-    store = MemoryPresenceStore()
+    store = MemoryMembershipStore()
     store.register_process("other", "other-channel", 1)
     meta = {"channel_id": "x", "username": "row"}
     store.add("r", uuid.uuid4(), "other", {}, {"key": "row-key", "meta": meta})
@@ -57,7 +62,7 @@ async def test_a_room_is_seeded_from_the_rows_and_still_works_without_them() -> 
     await presence.join(member, "r", ("me-key", {"channel_id": str(member.id)}))
     assert set(events(member)[0]["state"]) == {"me-key", "row-key"}
 
-    class Down(MemoryPresenceStore):
+    class Down(MemoryMembershipStore):
         def members(self, room: str | None = None) -> typing.Any:
             raise ConnectionError("database down")
 
