@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from .types import (
     WS_4403_FORBIDDEN,
     WS_4409_ROOM_FULL,
@@ -64,12 +66,23 @@ class HistoryUnavailable(RuntimeError):
     Nothing was sent. Endpoints answer the client with ``frame`` and keep the
     socket open; a send accepted before the writer knew the database was down
     (its sender had moved on) gets the same frame on the sending channel, and
-    the socket's next own send raises this (``reported`` set), once.
+    the socket's next own send raises this (``reported`` set), once. A send
+    that had a client id is named in the frame (``client_frame``):
+    ``{"type":"error","error":"history_unavailable","ids":[...]}``.
     """
 
     frame = '{"type":"error","error":"history_unavailable"}'
 
-    def __init__(self, *args: object, reported: bool = False) -> None:
+    def __init__(self, *args: object, reported: bool = False, ids: tuple[str, ...] = ()) -> None:
         super().__init__(*args)
         # The client was already sent ``frame`` for it: handlers need not send it again.
         self.reported = reported
+        # Client ids of the sends that were not stored (to be sent again, in this order).
+        self.ids = ids
+
+    @property
+    def client_frame(self) -> str:
+        """The error frame for the client: ``frame``, with the ids of the sends that failed."""
+        if not self.ids:
+            return self.frame
+        return json.dumps({"type": "error", "error": "history_unavailable", "ids": list(self.ids)})

@@ -103,6 +103,8 @@ class BatchStore:
     async def _one_by_one(self, entries: list[Entry]) -> list[Outcome]:
         """Store one room's entries each in its own transaction (the room refused them together)."""
         outcomes: list[Outcome] = []
+        # Sockets whose send with an id failed: their later ones must not be stored ahead of its resend.
+        unavailable: dict[tuple[object, str], Exception] = {}
         for entry in entries:
             if entry.message.room in self.held:
                 self.held.follow(entry)  # set aside below: behind, in order
@@ -110,10 +112,16 @@ class BatchStore:
             if not entry.save:
                 outcomes.append((entry, None, None))
                 continue
+            key = (entry.message.sender, entry.message.room) if entry.message.client_id else None
+            if key in unavailable:
+                outcomes.append((entry, None, unavailable[key]))
+                continue
             try:
                 appended = await self._store([entry])
             except Exception as exc:
                 self.refused += not isinstance(exc, RETRIED)
+                if key is not None and isinstance(exc, HistoryUnavailable):
+                    unavailable[key] = exc
                 outcomes.append((entry, None, exc))
                 continue
             outcomes.extend(self._sort_out([entry], appended))

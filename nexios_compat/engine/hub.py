@@ -5,7 +5,8 @@ Local-first fan-out: a broadcast is written to this process's members at once
 accumulated per room as one layer message; every other hub subscribed to the
 room receives it once and writes it to its own members. Saved broadcasts are
 stored by the writer before anyone receives them, and reach local members in
-sequence order. The parts: ``LocalRegistry`` (who is here), ``RoomMembership``
+sequence order. The parts: ``LocalRegistry`` (who is here), ``SenderReplies`` (acks
+and failures, to the sender), ``RoomMembership``
 (joining and leaving), ``HistoryWriter`` (saves), ``RoomOrdering`` (seq order,
 gap fills), ``Outbox`` (fan-out to the other processes), ``LayerRecovery``
 (subscriptions), ``PresenceTracker`` (live presence), ``MembershipReconciler``
@@ -26,8 +27,7 @@ import typing
 import uuid
 
 from ..conf import get_config
-from ..encoding import FrameCache, ack_frame
-from ..exceptions import HistoryUnavailable
+from ..encoding import FrameCache
 from ..rooms import control_group, layer_group
 from ..stores.history import PendingMessage, SavedMessage
 from ..stores.membership import Heartbeat, get_membership_store
@@ -44,6 +44,7 @@ from .protocols import LocalMember
 from .reconcile import MembershipReconciler
 from .recovery import LayerRecovery
 from .registry import LocalRegistry
+from .replies import SenderReplies
 from .scheduler import Scheduler
 from .shutdown import GracefulShutdown, retry_after_of
 from .writer import HistoryWriter
@@ -74,8 +75,9 @@ class Hub:
             max_pending_bytes=int(config["HISTORY_MAX_PENDING_BYTES"]),
             write_timeout=_seconds(config["HISTORY_WRITE_TIMEOUT"]),
             lock_timeout=float(config["HISTORY_LOCK_TIMEOUT"]),
-            reject=self._history_unavailable,
+            reject=lambda message: self.replies.unavailable(message),
             check=self.history.store.refuse,
+            alive=lambda sender: self.registry.get(sender) is not None,
         )
         self.ordering = RoomOrdering(
             lambda cache: delivery.deliver(self.registry, cache),
@@ -83,6 +85,7 @@ class Hub:
             float(config["REORDER_TIMEOUT"]),
             read_head=self.history.head,
         )
+        self.replies = SenderReplies(self.registry, self.ordering, self.spawn)
         probe_group = f"{config['GROUP_PREFIX']}.probe.{uuid.uuid4().hex}"
         self.recovery = LayerRecovery(
             self.layer, self.process_id, probe_group, self.registry.rooms.keys, self._catch_up
@@ -246,11 +249,13 @@ class Hub:
 
     async def discard(self, member: LocalMember) -> None:
         """Take a member out of all its rooms and stop tracking it."""
+        self.writer.forget(member.id)
         await self.membership.discard(member)
 
     def drop(self, member: LocalMember) -> None:
         """Take a member out of all its rooms at once (its handler is being cancelled)."""
         rooms = list(member.groups)
+        self.writer.forget(member.id)
         for room in self.membership.drop(member):
             # In the background: the cancelled handler cannot wait for the layer.
             self.spawn(self._unsubscribe(room), "unsubscribe")
@@ -305,14 +310,7 @@ class Hub:
             self.outbox.put(message.room, wire.item(cache))
             await self.ordering.offer(cache)
         if saved is not None and message.client_id is not None and message.sender is not None:
-            await self._ack(message, saved)
-
-    async def _ack(self, message: PendingMessage, saved: SavedMessage) -> None:
-        # Only to the socket that sent it (a sender without an id never gets one).
-        member = self.registry.get(message.sender) if message.sender is not None else None
-        if member is not None and message.client_id is not None:
-            text = ack_frame(message.client_id, message.room, saved.seq, saved.epoch)
-            await member.send_frame({"type": "websocket.send", "text": text})
+            await self.replies.ack(message, saved)
 
     async def flush_rooms(self, rooms: typing.Iterable[str]) -> None:
         """Wait until what this process accepted for ``rooms`` so far reached their local members.
@@ -324,13 +322,6 @@ class Hub:
         if self.writer.pending:
             await self.writer.flush_rooms(rooms)
         await self.ordering.settled(rooms)
-
-    async def _history_unavailable(self, message: PendingMessage) -> None:
-        # The sender returned before the database was known to be down: tell its socket.
-        member = self.registry.get(message.sender) if message.sender is not None else None
-        if member is not None:
-            member.failed_saves += 1
-            await member.send_frame({"type": "websocket.send", "text": HistoryUnavailable.frame})
 
     async def _publish_batch(self, room: str, items: list[wire.Item]) -> None:
         await self.layer.group_send(layer_group(room), wire.fanout(room, items, self.process_id))

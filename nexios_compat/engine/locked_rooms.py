@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..stores.history import PendingMessage, SavedMessage
 
@@ -93,6 +93,22 @@ class HeldRooms:
     def follow(self, entry: Entry) -> None:
         """Queue a later message of a held room behind the ones held."""
         self._rooms[entry.message.room].entries.append(entry)
+
+    def remove(self, predicate: Callable[[Entry], bool]) -> list[Entry]:
+        """Take the held entries ``predicate`` picks out of their rooms; return them."""
+        taken: list[Entry] = []
+        for room, held in list(self._rooms.items()):
+            kept = collections.deque(entry for entry in held.entries if not predicate(entry))
+            if len(kept) == len(held.entries):
+                continue
+            taken.extend(entry for entry in held.entries if predicate(entry))
+            held.entries = kept
+            if not kept:
+                del self._rooms[room]
+                self.settled(room)
+            elif not any(entry.save for entry in kept):
+                held.retry_at = 0.0  # nothing saved left to wait for: the unsaved ones go next
+        return taken
 
     def due(self, now: float) -> list[str]:
         """Rooms whose retry time has come."""

@@ -125,6 +125,10 @@ class RoomOrdering(RoomEpochs):
         for future in waits:
             await future
 
+    def holding(self, room: str) -> bool:
+        """Whether saved broadcasts of ``room`` are held behind a gap (what comes now waits for them)."""
+        return self._barrier(room) is not None
+
     def _barrier(self, room: str) -> int | None:
         """The seq what arrives for ``room`` now must wait for (``None``: nothing to wait for)."""
         sequencer = self.sequencers.get(room)

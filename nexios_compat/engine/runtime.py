@@ -119,7 +119,13 @@ async def flush_writes() -> None:
 
 
 async def publish_remote(message: PendingMessage, saved: SavedMessage | None) -> None:
-    """Publish a broadcast to every hub through the layer, as a process without a hub does."""
+    """Publish a broadcast to every hub through the layer, as a process without a hub does.
+
+    A retry of a message already stored (``saved.duplicate``) was published when
+    it was first stored: it is not sent again.
+    """
+    if saved is not None and saved.duplicate:
+        return
     seq, epoch = (saved.seq, saved.epoch) if saved is not None else (None, None)
     cache = FrameCache(message.room, message.kind, message.text, message.data, seq, epoch)
     await get_layer().group_send(layer_group(message.room), wire.fanout(message.room, [wire.item(cache)], ""))

@@ -21,6 +21,11 @@ A failed message's sender learns it: at once if it waited, else by an error
 frame and at its next own send (``reject``), as with ``HistoryUnavailable``.
 What a store is known not to hold (``check``) is refused before it is queued.
 
+A client's sends with ids keep the order they were sent in (``failed_sends``):
+once one fails with ``HistoryUnavailable``, its socket's other sends with ids
+to that room fail with it, queued or to come, until the failed ones are sent
+again, oldest first.
+
 Each batch is stored by ``batches``. A room whose row another transaction
 holds is set aside (``locked_rooms``) while the batch's other rooms commit:
 each room keeps its order, rooms do not wait for each other. So delivery is in
@@ -37,9 +42,11 @@ import typing
 from collections.abc import Awaitable, Callable
 
 from .. import metrics
+from ..exceptions import HistoryUnavailable
 from ..stores.history import PendingMessage, SavedMessage, payload_size
 from ..stores.services import HistoryService
 from .batches import TRANSIENT, BatchStore, Outcome
+from .failed_sends import FailedSends, key_of, unavailable
 from .locked_rooms import Entry, HeldRooms
 
 __all__ = ["TRANSIENT", "HistoryWriter"]
@@ -68,6 +75,7 @@ class HistoryWriter:
         lock_timeout: float = 0.1,
         reject: Reject | None = None,
         check: Check | None = None,
+        alive: Callable[[typing.Any], bool] | None = None,
     ) -> None:
         self.history = history
         self.publish = publish
@@ -94,6 +102,7 @@ class HistoryWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._batches = BatchStore(history, self._held, write_timeout, lock_timeout)
+        self._failed = FailedSends(alive=alive)
         # Senders held back because the queue was full (the batches count the rest).
         self.waits = 0
 
@@ -169,6 +178,8 @@ class HistoryWriter:
         """
         if save and self.check is not None:
             self.check(message)
+        if save:
+            self._failed.admit(message)  # behind its socket's failed sends: fails too
         size = payload_size(message)
         while self._full(size):
             self.waits += 1
@@ -244,7 +255,7 @@ class HistoryWriter:
         batch = self._take()
         if not batch:
             return
-        outcomes = await self._batches.save(batch)
+        outcomes = self._keep_order(await self._batches.save(batch))
         while True:
             following = self._take()
             saving = asyncio.ensure_future(self._batches.save(following)) if following else None
@@ -252,9 +263,42 @@ class HistoryWriter:
                 await self._deliver(outcomes)
             finally:
                 if saving is not None:
-                    outcomes = await saving
+                    outcomes = self._keep_order(await saving)
             if saving is None:
                 return
+
+    def _keep_order(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Fail the queued sends with ids of each socket whose send with an id just failed.
+
+        Called as a batch's outcome is known, before the next batch is taken: every
+        later send of that socket to that room is still queued or held, so none can
+        be stored ahead of the failed one's resend.
+        """
+        keys = set()
+        for index, (entry, record, error) in enumerate(outcomes):
+            key = key_of(entry.message)
+            if key is not None and isinstance(error, HistoryUnavailable):
+                keys.add(key)
+                self._failed.failed(key, typing.cast(str, entry.message.client_id))
+                outcomes[index] = (entry, record, unavailable(entry.message, error))
+        if not keys:
+            return outcomes
+
+        def behind(entry: Entry) -> bool:
+            return entry.save and key_of(entry.message) in keys
+
+        swept = [entry for entry in self._queue if behind(entry)] + self._held.remove(behind)
+        if swept:
+            self._queue = collections.deque(entry for entry in self._queue if not behind(entry))
+        for entry in sorted(swept, key=lambda entry: entry.ticket):
+            key = typing.cast(tuple[typing.Any, str], key_of(entry.message))
+            self._failed.failed(key, typing.cast(str, entry.message.client_id))
+            outcomes.append((entry, None, unavailable(entry.message)))
+        return outcomes
+
+    def forget(self, sender: typing.Any) -> None:
+        """Drop what is kept of a socket's failed sends (it ended)."""
+        self._failed.forget(sender)
 
     def _take(self) -> list[Entry]:
         """The next batch: held rooms due for a retry (whole), then queued entries of rooms not held."""
@@ -275,11 +319,14 @@ class HistoryWriter:
         for entry, record, error in outcomes:
             try:
                 if error is not None:
+                    if not isinstance(error, HistoryUnavailable):
+                        self._failed.done(entry.message)  # refused: it will not be stored
                     if entry.done is None and entry.save and self.reject is not None:
                         # Its sender moved on: it learns at its next own send.
                         await self.reject(entry.message)
                     _settle(entry.done, error=error)
                     continue
+                self._failed.done(entry.message)
                 await self.publish(entry.message, record)
                 metrics.FANOUT_LATENCY.observe(loop.time() - entry.accepted)
             except Exception as exc:

@@ -118,7 +118,7 @@ async def close_code_of(websocket: WebSocket, handling: Awaitable[int], name: st
         # The database's fault, not the handler's: the client may reconnect and retry.
         logger.warning("%s: history unavailable; closing the socket with 1013", name)
         if websocket.application_state == WebSocketState.CONNECTED and not exc.reported:
-            await websocket.send_text(HistoryUnavailable.frame)
+            await websocket.send_text(exc.client_frame)
         await websocket.close(WS_1013_TRY_AGAIN_LATER, "History unavailable")
         return WS_1013_TRY_AGAIN_LATER
     except Exception:

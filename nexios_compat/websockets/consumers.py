@@ -135,7 +135,7 @@ class WebSocketConsumer(AsyncConsumer):
                 raise
             logger.warning("%s: history unavailable; sent an error frame", type(self).__name__)
             if not exc.reported:
-                await websocket.send_text(HistoryUnavailable.frame)
+                await websocket.send_text(exc.client_frame)
 
     def _decode(self, message: Message) -> typing.Any:
         text, data = message.get("text"), message.get("bytes")

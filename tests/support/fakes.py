@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import typing
 import uuid
 
 from channels.layers import InMemoryChannelLayer
+from django.db import OperationalError
 
 from nexios_compat.stores.history import Appended, PendingMessage, SavedMessage
 from nexios_compat.stores.membership import BaseMembershipStore, Heartbeat, MemberInfo
@@ -107,6 +109,39 @@ class SlowHistory:
             saved.append(
                 SavedMessage(self.seq[message.room], uuid.uuid4(), datetime.datetime.now(datetime.UTC))
             )
+        return saved
+
+
+class IdempotentHistory(SlowHistory):
+    """``SlowHistory`` that stores a client id once per room and sender key, and can be ``down``.
+
+    ``down`` raises what a stopped PostgreSQL raises; ``rows`` is every stored
+    message in store order; a retry answers with its first copy's record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.rows: list[PendingMessage] = []
+        self._first: dict[tuple[str, str, str], SavedMessage] = {}
+
+    async def append(self, messages: list[PendingMessage]) -> list[SavedMessage]:
+        self.calls += 1
+        await self.gate.wait()
+        if self.down:
+            raise OperationalError("connection refused")
+        saved = []
+        for message in messages:
+            key = message.idempotency_key
+            if key is not None and key in self._first:
+                saved.append(dataclasses.replace(self._first[key], duplicate=True))
+                continue
+            self.seq[message.room] = self.seq.get(message.room, 0) + 1
+            record = SavedMessage(self.seq[message.room], uuid.uuid4(), datetime.datetime.now(datetime.UTC))
+            if key is not None:
+                self._first[key] = record
+            self.rows.append(message)
+            saved.append(record)
         return saved
 
 

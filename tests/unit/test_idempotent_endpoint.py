@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import typing
 
 import pytest
@@ -139,3 +140,25 @@ async def test_server_code_can_send_idempotently_too() -> None:
 async def test_a_client_id_that_is_not_a_short_string_is_refused() -> None:
     with pytest.raises(ValueError, match="client_id"):
         await ChannelBox.group_send("s", {}, save_history=True, client_id="x" * 65)
+
+
+async def test_a_retry_from_a_process_without_a_hub_is_not_published_again() -> None:
+    # A management command or a worker: no hub in its event loop, so the message goes to
+    # the layer directly. Its retry (same id, same sender) is stored once and not re-sent.
+    from nexios_compat.engine import current_hub
+    from nexios_compat.engine.layer import get_layer
+    from nexios_compat.rooms import layer_group
+
+    assert current_hub() is None
+    layer = get_layer()
+    listener = await layer.new_channel()
+    await layer.group_add(layer_group("jobs"), listener)
+    for _ in range(3):
+        await ChannelBox.group_send("jobs", {"done": 1}, save_history=True, client_id="job-1")
+    await ChannelBox.group_send("jobs", {"done": 2}, save_history=True, client_id="job-2")
+    received = [await layer.receive(listener), await layer.receive(listener)]
+    payloads = [json.loads(item[1]) for message in received for item in message["items"]]
+    assert payloads == [{"done": 1}, {"done": 2}]
+    saved = [(seq, json.loads(text or "")) for seq, text in await rows()]
+    assert saved == [(1, {"done": 1}), (2, {"done": 2})]
+    await layer.group_discard(layer_group("jobs"), listener)

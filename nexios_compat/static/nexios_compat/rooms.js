@@ -26,7 +26,10 @@
 // server's {"type": "ack", "id", ...}; after a reconnect the unacknowledged ones
 // are sent again, in order, and the server stores each id at most once. Resending
 // starts once this client has seen an ack (or with options.acks), so an endpoint
-// that does not ack is never sent a message twice.
+// that does not ack is never sent a message twice. A {"type": "error", "error":
+// "history_unavailable", "ids": [...]} frame (not stored: the database is down)
+// sends them again too, after a growing, jittered pause; the server fails this
+// socket's later sends until then, so the order typed holds (docs: "Exactly once").
 //
 // Fallback (options.eventsUrl, docs: "When WebSockets are blocked"): after
 // options.fallbackAfter socket opens in a row that never reached "open", the
@@ -92,6 +95,8 @@ export class RoomClient extends EventTarget {
     this.presence = null;  // {key: {metas: [...]}} once a presence_state came; null above the list limit
     this.presenceCount = null;  // keys (people) in the room, or the server's count above the limit
     this._unacked = [];  // [{id, text}] sent or to be sent, oldest first, until acked
+    this._resendTimer = null;  // a resend after a history_unavailable error
+    this._resendAttempt = 0;
     this._acks = Boolean(options.acks);
     this.transport = "websocket";  // or "sse" while on the fallback
     this._failedOpens = 0;  // socket opens in a row that never reached "open"
@@ -137,6 +142,8 @@ export class RoomClient extends EventTarget {
     this._setState("connecting", {transport: this.transport});
     socket.onopen = () => {
       this._attempt = 0;
+      clearTimeout(this._resendTimer);  // everything unacknowledged goes now
+      this._resendTimer = null;
       if (this.transport === "websocket") this._failedOpens = 0;
       socket.opened = true;
       this._setState("open", {transport: this.transport});
@@ -152,6 +159,7 @@ export class RoomClient extends EventTarget {
     clearTimeout(this._timer);
     removeEventListener("online", this._online);
     clearTimeout(this._retrySocket);
+    clearTimeout(this._resendTimer);
     if (this.socket) this.socket.close(1000);
     this._setState("closed");
   }
@@ -178,8 +186,22 @@ export class RoomClient extends EventTarget {
     for (const {text} of this._unacked) this.sendText(text);
   }
 
+  // A send was not stored (the database is down): what is unacknowledged goes again, oldest
+  // first, after a pause that grows while sends keep failing. Meanwhile the server fails this
+  // socket's later sends too, so none is stored ahead of one that failed.
+  _unavailable(frame) {
+    if (Array.isArray(frame.ids) && frame.ids.length) this._acks = true;  // the endpoint takes ids
+    if (!this._acks || this._resendTimer) return;
+    const delay = reconnectDelay(this.options, this._resendAttempt++);
+    this._resendTimer = setTimeout(() => {
+      this._resendTimer = null;
+      this._resend();
+    }, delay);
+  }
+
   _acked(frame) {
     this._acks = true;
+    this._resendAttempt = 0;
     this._unacked = this._unacked.filter((entry) => entry.id !== frame.id);
     this._emit("ack", {id: frame.id, room: frame.room, seq: frame.seq, epoch: frame.epoch});
   }
@@ -235,6 +257,7 @@ export class RoomClient extends EventTarget {
     try { frame = JSON.parse(text); } catch { return this._emit("frame", {data: text}); }
     if (frame && frame.type === "resume") return this._resumed(frame);
     if (frame && frame.type === "ack" && typeof frame.id === "string") return this._acked(frame);
+    if (frame && frame.type === "error" && frame.error === "history_unavailable") this._unavailable(frame);
     if (this._presence(frame)) return;
     if (frame && typeof frame === "object" && "payload" in frame && "seq" in frame) {
       if (this._held) this._held.push(frame); else this._deliver(frame);
@@ -384,6 +407,7 @@ class EventStreamSocket {
     this.query = query;
     this.readyState = 0;
     this.onopen = this.onmessage = this.onclose = null;
+    this._outgoing = [];  // texts to POST, the first one on its way
     this._source = new EventSource(`${url}?${query}`, {withCredentials: true});
     this._source.onopen = () => { this.readyState = SOCKET_OPEN; this.onopen?.(); };
     this._source.onmessage = (event) => this.onmessage?.({data: event.data});
@@ -391,29 +415,47 @@ class EventStreamSocket {
     this._source.onerror = () => this.close(1006, true);
   }
 
+  // One POST at a time, in the order sent: concurrent requests may arrive in any order.
   send(text) {
     if (this.readyState !== SOCKET_OPEN) return false;
+    this._outgoing.push(text);
+    if (this._outgoing.length === 1) this._post();
+    return true;
+  }
+
+  _post() {
     const query = new URLSearchParams(this.query);
     for (const name of ["since", "epoch", "envelope"]) query.delete(name);
+    const failed = () => {
+      // Not stored (or not known to be): the rest would overtake it. Drop them; rooms.js sends
+      // everything unacknowledged again, oldest first, as after a history_unavailable frame.
+      this._outgoing = [];
+      if (this.readyState === SOCKET_OPEN) this.onmessage?.({data: UNAVAILABLE});
+    };
     fetch(`${this.url}?${query}`, {
       method: "POST",
-      body: text,
+      body: this._outgoing[0],
       credentials: "same-origin",
       headers: {"Content-Type": "application/json", "X-CSRFToken": cookie("csrftoken")},
-    }).then((response) => response.json()).then((answer) => {
-      // The ack comes as the answer; anything else (an error) leaves the message unacked, to be resent.
+    }).then((response) => response.json().then((answer) => [response.status, answer])).then(([status, answer]) => {
+      if (status === 503 || status === 504) return failed();
+      // The ack comes as the answer; another refusal leaves the message unacked (resent on reconnect).
       if (answer && answer.type === "ack") this.onmessage?.({data: JSON.stringify(answer)});
-    }, () => {});
-    return true;
+      this._outgoing.shift();
+      if (this._outgoing.length) this._post();
+    }, failed);
   }
 
   close(code = 1000, notify = false) {
     if (this.readyState === 3) return;
     this.readyState = 3;
+    this._outgoing = [];
     this._source.close();
     if (notify) this.onclose?.({code});
   }
 }
+
+const UNAVAILABLE = JSON.stringify({type: "error", error: "history_unavailable"});
 
 function cookie(name) {
   const found = document.cookie.split("; ").find((entry) => entry.startsWith(`${name}=`));

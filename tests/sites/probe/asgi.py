@@ -4,7 +4,9 @@ A member of ``room`` (resuming from ``?since=``) that first sends ``{"hello":
 <channel id>, "process": <hub process id>}``, then saves every frame it
 receives and answers ``{"ack": n}`` once the save reached this socket (a
 reply waits for the handler's own saved broadcasts), or ``{"nack": n}`` when
-it failed with ``HistoryUnavailable``.
+it failed with ``HistoryUnavailable``. ``/ids/{room}/`` is a room as ``rooms.js``
+expects one: it saves what arrives with the client's ``id`` (acks, retries
+stored once, the error frame naming the ids when the database is down).
 """
 
 # ruff: noqa: I001  (tests.sites.multiprocess.asgi sets Django up: it must be imported first)
@@ -40,4 +42,20 @@ class Probe(WebSocketEndpoint):
             await ws.send_json({"nack": data["n"]})
 
 
+class IdRoom(WebSocketEndpoint):
+    """Save what arrives, passing the client's ``id`` along."""
+
+    encoding = "json"
+
+    async def on_connect(self, ws: WebSocket) -> None:
+        await ws.accept()
+        self.room = ws.path_params["room"]
+        await self.join_group(self.room)
+
+    async def on_receive(self, ws: WebSocket, data: typing.Any) -> None:
+        client_id = data.pop("id", None)
+        await self.broadcast(data, self.room, save_history=True, client_id=client_id)
+
+
 app.add_ws_route(Probe.as_route("/probe/{room}/"))
+app.add_ws_route(IdRoom.as_route("/ids/{room}/"))
