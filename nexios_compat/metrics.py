@@ -63,6 +63,15 @@ BATCH_SIZE = Histogram(
     "Messages stored per history transaction",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
+SET_ASIDE = Counter(
+    f"{PREFIX}_history_set_aside",
+    "Rooms the history writer set aside because another transaction held their row past HISTORY_LOCK_TIMEOUT",
+)
+HELD_BACK = Counter(
+    f"{PREFIX}_ordering_held_back",
+    "Saved broadcasts held back because an earlier one of their room (another process's) had not arrived",
+)
+GAP_FILLS = Counter(f"{PREFIX}_ordering_gap_fills", "Gaps in a room's saved broadcasts filled from history")
 DB_FAILURES = Counter(f"{PREFIX}_database_failures", "Database calls that failed, by operation", ["op"])
 LAYER_FAILURES = Counter(f"{PREFIX}_layer_failures", "Channel layer calls that failed, by operation", ["op"])
 RECOVERIES = Counter(f"{PREFIX}_recoveries", "Recoveries after a failure, by part", ["part"])

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness.procs import Server, ServerGroup
 from bench.load.loadgen import DEFAULT_WINDOW, Origins, Urls, close_all, open_idle, run_load
@@ -134,6 +136,46 @@ def cpu_probes(
         "irq": _machine_irq_seconds,
         **(extra or {}),
     }
+
+
+# What the chat site's steps count on our servers (Prometheus samples, summed over processes).
+ENGINE_COUNTERS = {
+    "held_back": "nexios_compat_ordering_held_back_total",
+    "gap_fills": "nexios_compat_ordering_gap_fills_total",
+    "set_aside": "nexios_compat_history_set_aside_total",
+    "transactions": "nexios_compat_history_batch_size_count",
+    "saved": "nexios_compat_history_batch_size_sum",
+}
+
+
+def metric_counters(ports: list[int], samples: dict[str, str]) -> dict[str, Callable[[], float]]:
+    """Probes summing Prometheus samples over the servers' ``/metrics`` (0 from a server without them)."""
+
+    def scrape() -> dict[str, float]:
+        totals = dict.fromkeys(samples.values(), 0.0)
+        for port in ports:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    text = response.read().decode()
+            except OSError:
+                continue  # not one of ours (plain Channels), or gone
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name in totals:
+                        totals[sample.name] += sample.value
+        return totals
+
+    cache: dict[str, float] = {}
+
+    def probe(name: str) -> Callable[[], float]:
+        def read() -> float:
+            if name == next(iter(samples)):  # the first probe of a reading scrapes for all
+                cache.update(scrape())
+            return cache.get(samples[name], 0.0)
+
+        return read
+
+    return {name: probe(name) for name in samples}
 
 
 async def measure_room(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness.launch import Launch, Unavailable
-from bench.harness.measurement import cpu_probes, settle
+from bench.harness.measurement import ENGINE_COUNTERS, cpu_probes, metric_counters, settle
 from bench.harness.services import Services
 from bench.load.chatload import ChatLoad
 from bench.systems import System
@@ -62,8 +62,16 @@ def step_passes(step: dict[str, Any]) -> tuple[bool, str]:
 class RateSearch:
     """Doubling, then bisection, of the offered rate over one ``ChatLoad``."""
 
-    def __init__(self, load: ChatLoad, plan: ChatPlan, server: Any, probes: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        load: ChatLoad,
+        plan: ChatPlan,
+        server: Any,
+        probes: dict[str, Any],
+        counters: dict[str, Any] | None = None,
+    ) -> None:
         self.load, self.plan, self.server, self.probes = load, plan, server, probes
+        self.counters = counters or {}
         self.steps: list[dict[str, Any]] = []
         self.best: float | None = None
         self.worst: float | None = None  # lowest failing rate
@@ -71,10 +79,14 @@ class RateSearch:
 
     async def _try(self, rate: float) -> bool:
         await settle(self.server, max_wait=5.0)  # a failed step's backlog must not count against the next
-        step = await self.load.step(rate, self.plan.step_seconds, self.plan.drain_timeout, self.probes)
+        step = await self.load.step(
+            rate, self.plan.step_seconds, self.plan.drain_timeout, self.probes, self.counters
+        )
         step["passed"], step["why"] = step_passes(step)
         self.steps.append(step)
-        print(f"      {rate:>9,.0f}/s offered: {step['why']} (p99 {step['p99_ms']} ms)", flush=True)
+        counts = step.get("counts") or {}
+        noted = ", ".join(f"{k} {v:,}" for k, v in counts.items() if v)
+        print(f"      {rate:>9,.0f}/s offered: {step['why']} (p99 {step['p99_ms']} ms) {noted}", flush=True)
         if step["passed"]:
             self.best = max(self.best or 0.0, rate)
         else:
@@ -121,7 +133,8 @@ async def chat_system(system: System, plan: ChatPlan, services: Services, work: 
             try:
                 await load.open()
                 probes = cpu_probes(server, launch.probes())
-                out.update(await RateSearch(load, plan, server, probes).run())
+                counters = metric_counters(launch.ports, ENGINE_COUNTERS)
+                out.update(await RateSearch(load, plan, server, probes, counters).run())
             finally:
                 await load.close()
                 server.stop()

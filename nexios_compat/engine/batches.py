@@ -141,6 +141,7 @@ class BatchStore:
         now = asyncio.get_running_loop().time()
         for room, entries in busy.items():
             self.set_aside += 1
+            metrics.SET_ASIDE.inc()
             settle = self.held.set_aside(room, entries, now)
             lost = sum(entry.save for entry in settle)
             error = HistoryUnavailable("History could not be saved in time; nothing was sent")

@@ -23,6 +23,7 @@ import collections
 import logging
 from collections.abc import Iterable
 
+from .. import metrics
 from ..encoding import FrameCache
 from .epochs import Deliver, ReadHead, ReadSince, RoomEpochs
 from .sequencer import RoomSequencer
@@ -195,6 +196,7 @@ class RoomOrdering(RoomEpochs):
             ready = sequencer.offer(cache)
             if cache.seq in sequencer.held:
                 self.held_back += 1
+                metrics.HELD_BACK.inc()
             for frame in ready:
                 await self.deliver(frame)
             await self._release(cache.room)
@@ -240,6 +242,7 @@ class RoomOrdering(RoomEpochs):
             ready = sequencer.fill(saved, upto)
             if ready:
                 self.gap_fills += 1
+                metrics.GAP_FILLS.inc()
             for frame in ready:
                 await self.deliver(frame)
             await self._release(room)

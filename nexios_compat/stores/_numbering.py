@@ -148,6 +148,43 @@ def take_free_numbers(
         return {str(row[0]): (int(row[1]), int(row[2]), str(row[3])) for row in cursor.fetchall()}
 
 
+def take_numbers_in_order(
+    counts: typing.Mapping[str, int], now: datetime.datetime, lock_timeout: float
+) -> dict[str, tuple[int, int, str]] | None:
+    """Advance every room's counter, waiting up to ``lock_timeout`` for rows another writer holds.
+
+    The rows are locked in name order, as every writer locks them, so two
+    writers of the same rooms (two processes) queue behind each other for the
+    few milliseconds of a batch and never deadlock. Return ``None`` when a row
+    stayed busy past ``lock_timeout`` (an admin's ``SELECT … FOR UPDATE``, a
+    long ``atomic()``): nothing was taken, and the caller numbers the free rooms
+    alone. Rooms without a row are missing from the result.
+    """
+    from ..models import Room
+
+    table = connection.ops.quote_name(Room._meta.db_table)
+    names = sorted(counts)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{max(int(lock_timeout * 1000), 1)}"])
+        try:
+            with transaction.atomic():
+                cursor.execute(
+                    f"UPDATE {table} AS r SET last_seq = r.last_seq + c.n, last_activity = %s "
+                    "FROM (SELECT unnest(%s::text[]) AS name, unnest(%s::bigint[]) AS n) AS c "
+                    f"WHERE r.name = c.name AND r.id IN (SELECT id FROM {table} WHERE name = ANY(%s) "
+                    "ORDER BY name FOR UPDATE) RETURNING r.name, r.id, r.last_seq, r.epoch",
+                    [connection.ops.adapt_datetimefield_value(now), names, [counts[n] for n in names], names],
+                )
+                rows = cursor.fetchall()
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            return None
+        finally:
+            cursor.execute("SELECT set_config('lock_timeout', '0', true)")
+    return {str(row[0]): (int(row[1]), int(row[2]), str(row[3])) for row in rows}
+
+
 def lock_rooms(rest: list[str], lock_timeout: float) -> set[str]:
     """Lock the rows ``take_free_numbers`` skipped; return those another transaction keeps busy.
 

@@ -22,6 +22,7 @@ from ._numbering import (
     lock_rooms,
     take_free_numbers,
     take_numbers,
+    take_numbers_in_order,
 )
 from .records import Appended, PendingMessage, Position, SavedMessage, payload_size
 
@@ -146,9 +147,14 @@ class DatabaseHistoryStore(BaseHistoryStore):
         with transaction.atomic():
             plan = Plan(messages, look_up)
             counts = collections.Counter(message.room for message in plan.fresh)
-            # One statement numbers every room whose row is free (a round trip
-            # matters: on a distant database each one holds the rows longer).
-            numbered = take_free_numbers(counts, now) if counts else {}
+            # One statement numbers every room, waiting briefly (in name order) for
+            # rows another writer holds. If one stays busy, one statement numbers
+            # every room whose row is free (a round trip matters: on a distant
+            # database each one holds the rows longer) and the rest are waited
+            # for one by one, then set aside.
+            numbered = take_numbers_in_order(counts, now, lock_timeout) if counts else {}
+            if numbered is None:
+                numbered = take_free_numbers(counts, now)
             rest = [name for name in sorted(counts) if name not in numbered]
             busy = lock_rooms(rest, lock_timeout) if rest else set()
             for name in rest:
