@@ -15,6 +15,8 @@ logger = logging.getLogger("nexios_compat.engine")
 PublishBatch = Callable[[str, list[Item]], Awaitable[None]]
 # Called after a batch could not be published, with whether it held saved messages.
 OnFailure = Callable[[bool], None]
+# Rooms a drain publishes at the same time (each a layer message of its own).
+DEFAULT_CONCURRENCY = 16
 
 
 class Outbox:
@@ -33,8 +35,10 @@ class Outbox:
         on_failure: OnFailure,
         max_items: int | None = None,
         max_bytes: int | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self.publish_batch = publish_batch
+        self.concurrency = max(1, concurrency)
         self.on_failure = on_failure
         self.max_items = max_items
         self.max_bytes = max_bytes
@@ -82,31 +86,43 @@ class Outbox:
             await self.drain()
 
     async def drain(self) -> None:
-        """Publish everything queued, in order."""
+        """Publish everything queued, in order per room.
+
+        A drain sends one layer message per room, up to ``concurrency`` rooms at a
+        time: each ``group_send`` is a few round trips to Redis, and a room must not
+        wait behind every other room's (the other processes hold its saved
+        broadcasts back until it arrives). A room's next message goes in the next
+        drain, after this one's, so each room keeps its order.
+        """
         while self._queue:
             batch, self._queue = self._queue, collections.deque()
             self._bytes = 0
             by_room: dict[str, list[Item]] = {}
             for room, entry in batch:
                 by_room.setdefault(room, []).append(entry)
-            for room, items in by_room.items():
-                try:
-                    await self.publish_batch(room, items)
-                except Exception as exc:
-                    saved = sum(1 for entry in items if entry[3] is not None)
-                    # Saved ones are in history: every hub catches up once the layer is back.
-                    logger.warning(
-                        "Publishing %d broadcast(s) to %r failed (%r); %d saved one(s) will be read "
-                        "from history by the other processes, the rest reached only this process",
-                        len(items),
-                        room,
-                        exc,
-                        saved,
-                    )
-                    self.on_failure(saved > 0)
-                    continue
-                self.batches += 1
-                self.published += len(items)
+            rooms = list(by_room.items())
+            for start in range(0, len(rooms), self.concurrency):
+                chunk = rooms[start : start + self.concurrency]
+                await asyncio.gather(*(self._publish(room, items) for room, items in chunk))
+
+    async def _publish(self, room: str, items: list[Item]) -> None:
+        try:
+            await self.publish_batch(room, items)
+        except Exception as exc:
+            saved = sum(1 for entry in items if entry[3] is not None)
+            # Saved ones are in history: every hub catches up once the layer is back.
+            logger.warning(
+                "Publishing %d broadcast(s) to %r failed (%r); %d saved one(s) will be read "
+                "from history by the other processes, the rest reached only this process",
+                len(items),
+                room,
+                exc,
+                saved,
+            )
+            self.on_failure(saved > 0)
+            return
+        self.batches += 1
+        self.published += len(items)
 
 
 def _size(item: Item) -> int:

@@ -63,3 +63,28 @@ async def test_a_failed_batch_is_reported_with_whether_it_held_saved_messages() 
     await outbox.drain()
     assert failures == [False, True]
     assert (outbox.batches, outbox.published) == (1, 1)  # the failures do not stop the others
+
+
+async def test_rooms_are_published_side_by_side_each_in_order() -> None:
+    # A room's message must not wait behind every other room's round trips to the layer.
+    started: list[str] = []
+    gate = asyncio.Event()
+    published: list[tuple[str, list[Item]]] = []
+
+    async def publish(room: str, items: list[Item]) -> None:
+        started.append(room)
+        await gate.wait()
+        published.append((room, items))
+
+    outbox = Outbox(publish, lambda saved: None, concurrency=3)
+    for n in range(5):
+        outbox.put(f"r{n}", entry(n))
+    outbox.put("r0", entry(10))
+    draining = asyncio.create_task(outbox.drain())
+    while len(started) < 3:
+        await asyncio.sleep(0)
+    assert started == ["r0", "r1", "r2"]  # three at once, the rest after them
+    gate.set()
+    await draining
+    assert published[0] == ("r0", [entry(0), entry(10)])
+    assert sorted(room for room, _ in published) == ["r0", "r1", "r2", "r3", "r4"]
