@@ -77,6 +77,44 @@ def daphne_protocol(send: Send) -> typing.Any | None:
     return None
 
 
+def daphne_connection(send: Send, protocol: typing.Any) -> dict[str, typing.Any] | None:
+    """daphne's record of the connection behind ``send`` (``"disconnected"`` appears when it ends)."""
+    func = getattr(unwrap_session_send(send), "func", None)
+    details = getattr(getattr(func, "__self__", None), "connections", {}).get(protocol)
+    return details if isinstance(details, dict) else None
+
+
+def prepared_transport(protocol: typing.Any) -> tuple[typing.Any, int] | None:
+    """The transport an accepted socket's prepared broadcast frames can be written to, and their size limit.
+
+    autobahn's ``sendPreparedMessage`` writes bytes framed once to every protocol;
+    without its per-frame debug logging, and by the same rule (``sendData``), this
+    writes them to ``protocol.transport``. Not when the connection negotiated
+    permessage-deflate (each frame is compressed in the connection's own context),
+    logs frames or octets, or tracks timings: those sockets keep the ASGI path.
+    Frames over the limit (``maxMessagePayloadSize``, ``autoFragmentSize``) take it too.
+    """
+    if protocol is None or getattr(protocol, "state", None) != getattr(protocol, "STATE_OPEN", object()):
+        return None
+    if (
+        getattr(protocol, "_perMessageCompress", True) is not None
+        or getattr(protocol, "logFrames", True)
+        or getattr(protocol, "logOctets", True)
+        or getattr(protocol, "trackedTimings", True)
+        or not hasattr(protocol, "send_queue")
+    ):
+        return None
+    transport = getattr(protocol, "transport", None)
+    if transport is None or not hasattr(transport, "write"):
+        return None
+    limits = [
+        int(value)
+        for value in (getattr(protocol, "maxMessagePayloadSize", 0), getattr(protocol, "autoFragmentSize", 0))
+        if value and value > 0
+    ]
+    return transport, (min(limits) if limits else 1 << 62)
+
+
 def send_buffer(protocol: typing.Any) -> typing.Any | None:
     """The Twisted TCP transport whose user-space buffer holds what the client has not taken yet.
 
