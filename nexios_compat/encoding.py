@@ -79,7 +79,7 @@ def server_frame(payload: bytes, binary: bool) -> bytes:
 class FrameCache:
     """Builds each frame variant of one message at most once."""
 
-    __slots__ = ("_frames", "_wires", "data", "epoch", "kind", "room", "seq", "text")
+    __slots__ = ("_frames", "_last", "_wires", "data", "epoch", "kind", "room", "seq", "text")
 
     def __init__(
         self,
@@ -98,6 +98,8 @@ class FrameCache:
         self.epoch = epoch
         self._frames: dict[tuple[PayloadTypeEnum, int], dict[str, typing.Any]] = {}
         self._wires: dict[tuple[PayloadTypeEnum, int], bytes | None] | None = None
+        # The variant ``wire`` returned last: a room's members mostly share one.
+        self._last: tuple[PayloadTypeEnum, int, bytes | None] | None = None
 
     def frame(self, payload_type: PayloadTypeEnum, envelope: int) -> dict[str, typing.Any]:
         """Return the ASGI send message for a channel of this payload type and envelope level."""
@@ -113,20 +115,23 @@ class FrameCache:
         ``None`` for an empty payload, which daphne does not send at all: such a
         frame takes the ASGI path, as before.
         """
+        last = self._last
+        if last is not None and last[0] is payload_type and last[1] == envelope:
+            return last[2]
         wires = self._wires
         if wires is None:
             wires = self._wires = {}
         key = (payload_type, envelope)
-        try:
-            return wires[key]
-        except KeyError:
-            pass
-        frame = self.frame(payload_type, envelope)
-        text = frame.get("text")
-        payload = text.encode("utf-8") if text is not None else frame["bytes"]
-        data = wires[key] = server_frame(payload, text is None) if payload else None
-        if data is not None:
-            metrics.FRAMES_PREPARED.inc()
+        if key in wires:
+            data = wires[key]
+        else:
+            frame = self.frame(payload_type, envelope)
+            text = frame.get("text")
+            payload = text.encode("utf-8") if text is not None else frame["bytes"]
+            data = wires[key] = server_frame(payload, text is None) if payload else None
+            if data is not None:
+                metrics.FRAMES_PREPARED.inc()
+        self._last = (payload_type, envelope, data)
         return data
 
     def _build(self, payload_type: PayloadTypeEnum, envelope: int) -> dict[str, typing.Any]:
