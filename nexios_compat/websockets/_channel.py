@@ -75,7 +75,8 @@ class Channel:
             epochs = resume_epoch(websocket) is not None
             self.envelope = ENVELOPE_EPOCH if epochs else ENVELOPE_SEQ
         # Groups joined since the socket opened: ``?since=N`` applies to the first join only.
-        self._resumed: set[str] = set()
+        # A tuple (most channels join one room): an idle member holds no set for it.
+        self._resumed: tuple[str, ...] = ()
         websocket.channels.append(self)
         hub = engine.current_hub()
         if hub is not None:

@@ -142,6 +142,29 @@ def receive_queue(receive: Receive) -> asyncio.Queue[Message] | None:
     return queue if isinstance(queue, asyncio.Queue) else None
 
 
+class _StampedPut:
+    """``Queue.put_nowait`` that stamps ``websocket.receive`` frames (slotted: no closure, no dict)."""
+
+    __slots__ = ("admit", "put", "queue")
+
+    def __init__(self, queue: asyncio.Queue[Message], admit: typing.Any) -> None:
+        self.queue = queue
+        self.put = queue.put_nowait
+        self.admit = admit
+
+    def __call__(self, message: Message) -> None:
+        """Stamp, judge and queue one message from the server."""
+        if message.get("type") == "websocket.receive":
+            message[ARRIVED] = time.monotonic()
+            admit = self.admit
+            if admit is not None:
+                admitted = admit(message, self.queue.qsize())
+                if admitted is None:
+                    return
+                message = admitted
+        self.put(message)
+
+
 def stamp_arrivals(
     queue: asyncio.Queue[Message], admit: typing.Callable[[Message, int], Message | None] | None = None
 ) -> None:
@@ -152,22 +175,9 @@ def stamp_arrivals(
     ``admit`` judges each frame then (given how many wait already) and returns
     what to queue instead, or ``None`` to hold nothing.
     """
-    put = queue.put_nowait
-    if getattr(put, "_nexios_stamps", False):
+    if isinstance(queue.put_nowait, _StampedPut):
         return
-
-    def put_stamped(message: Message) -> None:
-        if message.get("type") == "websocket.receive":
-            message[ARRIVED] = time.monotonic()
-            if admit is not None:
-                admitted = admit(message, queue.qsize())
-                if admitted is None:
-                    return
-                message = admitted
-        put(message)
-
-    put_stamped._nexios_stamps = True  # type: ignore[attr-defined]
-    queue.put_nowait = put_stamped  # type: ignore[method-assign,assignment]
+    queue.put_nowait = _StampedPut(queue, admit)  # type: ignore[method-assign]
 
 
 def client_gone(send: Send, queue: asyncio.Queue[Message] | None) -> bool:
