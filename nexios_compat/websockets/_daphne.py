@@ -177,7 +177,7 @@ def stamp_arrivals(
     """
     if isinstance(queue.put_nowait, _StampedPut):
         return
-    queue.put_nowait = _StampedPut(queue, admit)  # type: ignore[method-assign]
+    queue.put_nowait = _StampedPut(queue, admit)  # type: ignore[method-assign,assignment]
 
 
 def client_gone(send: Send, queue: asyncio.Queue[Message] | None) -> bool:
