@@ -8,6 +8,7 @@ them, and do nothing under any other server.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import typing
 
@@ -178,6 +179,32 @@ def stamp_arrivals(
     if isinstance(queue.put_nowait, _StampedPut):
         return
     queue.put_nowait = _StampedPut(queue, admit)  # type: ignore[method-assign,assignment]
+
+
+# What an unbounded receive queue never uses, shared by all of them (see ``trim_queue``).
+_NO_PUTTERS: collections.deque[typing.Any] = collections.deque()
+_NOT_JOINED = asyncio.Event()
+
+
+def trim_queue(queue: asyncio.Queue[typing.Any]) -> None:
+    """Share the parts of an unbounded ``asyncio.Queue`` nobody uses, instead of two deques per socket.
+
+    daphne gives every connection a queue of its own; half of what it holds
+    (about 1.6 KiB: the deque of putters waiting for room, and the event
+    ``join()`` waits on, with its deque) only matters to a bounded queue or to
+    ``join()``, which nothing calls on a receive queue. Both stay empty when shared:
+    ``put`` never waits on an unbounded queue, and ``task_done`` is never called.
+    """
+    if (
+        queue.maxsize > 0
+        or getattr(queue, "_putters", None) is None
+        or queue._putters  # type: ignore[attr-defined]
+        or not isinstance(getattr(queue, "_finished", None), asyncio.Event)
+        or queue._finished._waiters  # type: ignore[attr-defined]
+    ):
+        return
+    queue._putters = _NO_PUTTERS  # type: ignore[attr-defined]
+    queue._finished = _NOT_JOINED  # type: ignore[attr-defined]
 
 
 def client_gone(send: Send, queue: asyncio.Queue[Message] | None) -> bool:

@@ -27,6 +27,7 @@ from ._daphne import (
     receive_queue,
     send_buffer,
     stamp_arrivals,
+    trim_queue,
 )
 from ._limits import CHECKED, VERDICT, ArrivalGate, FrameLimiter
 
@@ -74,6 +75,7 @@ class WebSocket(SendFlow):
         if self._queue is not None:
             # Frames are judged as they arrive, so a busy handler cannot make us hold them.
             stamp_arrivals(self._queue, ArrivalGate(self._close_on_arrival).admit)
+            trim_queue(self._queue)
         self.client_state = WebSocketState.CONNECTING
         self.application_state = WebSocketState.CONNECTING
         self.last_receive = time.monotonic()
