@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import struct
 import typing
 
+from . import metrics
 from .types import PayloadTypeEnum
 
 # A payload as it travels on the channel layer: its kind plus text or bytes.
@@ -63,10 +65,21 @@ ENVELOPE_SEQ = 1
 ENVELOPE_EPOCH = 2
 
 
+def server_frame(payload: bytes, binary: bool) -> bytes:
+    """Return one unmasked, unfragmented WebSocket frame (RFC 6455 5.2) as a server sends it."""
+    size = len(payload)
+    head = 0x82 if binary else 0x81
+    if size <= 125:
+        return struct.pack("!BB", head, size) + payload
+    if size <= 0xFFFF:
+        return struct.pack("!BBH", head, 126, size) + payload
+    return struct.pack("!BBQ", head, 127, size) + payload
+
+
 class FrameCache:
     """Builds each frame variant of one message at most once."""
 
-    __slots__ = ("_frames", "data", "epoch", "kind", "room", "seq", "text")
+    __slots__ = ("_frames", "_last", "_wires", "data", "epoch", "kind", "room", "seq", "text")
 
     def __init__(
         self,
@@ -84,6 +97,9 @@ class FrameCache:
         self.seq = seq
         self.epoch = epoch
         self._frames: dict[tuple[PayloadTypeEnum, int], dict[str, typing.Any]] = {}
+        self._wires: dict[tuple[PayloadTypeEnum, int], bytes | None] | None = None
+        # The variant ``wire`` returned last: a room's members mostly share one.
+        self._last: tuple[PayloadTypeEnum, int, bytes | None] | None = None
 
     def frame(self, payload_type: PayloadTypeEnum, envelope: int) -> dict[str, typing.Any]:
         """Return the ASGI send message for a channel of this payload type and envelope level."""
@@ -92,6 +108,31 @@ class FrameCache:
         if frame is None:
             frame = self._frames[key] = self._build(payload_type, envelope)
         return frame
+
+    def wire(self, payload_type: PayloadTypeEnum, envelope: int) -> bytes | None:
+        """Return the variant as the bytes of one server frame, framed once for every member.
+
+        ``None`` for an empty payload, which daphne does not send at all: such a
+        frame takes the ASGI path, as before.
+        """
+        last = self._last
+        if last is not None and last[0] is payload_type and last[1] == envelope:
+            return last[2]
+        wires = self._wires
+        if wires is None:
+            wires = self._wires = {}
+        key = (payload_type, envelope)
+        if key in wires:
+            data = wires[key]
+        else:
+            frame = self.frame(payload_type, envelope)
+            text = frame.get("text")
+            payload = text.encode("utf-8") if text is not None else frame["bytes"]
+            data = wires[key] = server_frame(payload, text is None) if payload else None
+            if data is not None:
+                metrics.FRAMES_PREPARED.inc()
+        self._last = (payload_type, envelope, data)
+        return data
 
     def _build(self, payload_type: PayloadTypeEnum, envelope: int) -> dict[str, typing.Any]:
         kind, text, data = self.kind, self.text, self.data

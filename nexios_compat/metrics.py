@@ -35,10 +35,12 @@ class FrameCount:
 
 
 IN_TEXT, IN_BYTES, OUT_TEXT, OUT_BYTES = FrameCount(), FrameCount(), FrameCount(), FrameCount()
+# Broadcast frames framed once, as bytes, for every member a server lets us write them to (daphne).
+FRAMES_PREPARED = FrameCount()
 
 
 class FramesCollector(Collector):
-    """Exposes the frame counts as the counters ``messages_in`` and ``messages_out`` by kind."""
+    """Exposes the frame counts: ``messages_in`` and ``messages_out`` by kind, and ``frames_prepared``."""
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         """Yield both counters with their current values."""
@@ -51,6 +53,11 @@ class FramesCollector(Collector):
             family.add_metric(["text"], text.count)
             family.add_metric(["bytes"], binary.count)
             yield family
+        yield CounterMetricFamily(
+            f"{PREFIX}_frames_prepared",
+            "Broadcast frames framed once for all of a room's members in this process (under daphne)",
+            value=FRAMES_PREPARED.count,
+        )
 
 
 REGISTRY.register(FramesCollector())

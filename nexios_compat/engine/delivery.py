@@ -82,7 +82,7 @@ def overflowed(buffer: list[FrameCache] | None) -> bool:
 
 
 async def deliver(registry: LocalRegistry, cache: FrameCache) -> None:
-    """Write one broadcast to every local member of its room."""
+    """Write one broadcast to every local member of its room (framed once where the server allows)."""
     slots = registry.rooms.get(cache.room)
     if not slots:
         return
@@ -95,7 +95,9 @@ async def deliver(registry: LocalRegistry, cache: FrameCache) -> None:
                 continue
             slot.replayed = None  # saved ones come in order: no more repeats
         try:
-            await member.send_frame(cache.frame(member.payload_type, member.envelope))
+            # Under daphne the frame is framed once and its bytes written to each socket.
+            if not member.write_prepared(cache):
+                await member.send_frame(cache.frame(member.payload_type, member.envelope))
         except Exception:  # one broken socket must not stop the others
             logger.debug("Delivery to channel %s failed", member.id, exc_info=True)
 

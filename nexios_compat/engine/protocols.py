@@ -5,6 +5,7 @@ from __future__ import annotations
 import typing
 import uuid
 
+from ..encoding import FrameCache
 from ..types import PayloadTypeEnum
 
 Frame = typing.MutableMapping[str, typing.Any]
@@ -29,6 +30,10 @@ class LocalMember(typing.Protocol):
 
     async def send_frame(self, frame: Frame) -> bool:
         """Write a prepared ``websocket.send`` message; return whether the socket was open."""
+        ...
+
+    def write_prepared(self, cache: FrameCache) -> bool:
+        """Write a broadcast framed once for all members to the server; ``False``: use ``send_frame``."""
         ...
 
     async def drain(self) -> None:

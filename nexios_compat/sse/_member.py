@@ -10,6 +10,7 @@ import typing
 import uuid
 
 from .. import engine
+from ..encoding import FrameCache
 from ..engine.protocols import Frame
 from ..types import PayloadTypeEnum
 
@@ -60,6 +61,10 @@ class StreamMember:
         if self._queue.qsize() * 2 >= self.max_queued:
             self._readable.clear()
         return True
+
+    def write_prepared(self, cache: FrameCache) -> bool:
+        """Never: a stream's frames are events, not WebSocket frames (``send_frame`` queues them)."""
+        return False
 
     async def drain(self) -> None:
         """Wait while half the bound or more is queued (a long replay waits for the reader)."""

@@ -7,6 +7,8 @@ import logging
 import typing
 
 from .. import metrics
+from ..encoding import FrameCache
+from ..types import PayloadTypeEnum
 from ._asgi import Message, Receive, Send, WebSocketState
 from ._daphne import daphne_close, unwrap_session_send
 
@@ -29,6 +31,11 @@ class SendFlow:
     _protocol: typing.Any
     _buffer: typing.Any
     _max_backlog: int
+    # Under daphne, once accepted: the transport prepared frames go to, their size limit, and
+    # daphne's record of the connection (``None``: every frame takes the ASGI path).
+    _direct: typing.Any
+    _direct_limit: int
+    _connection: dict[str, typing.Any] | None
 
     @property
     def client(self) -> typing.Any:
@@ -44,6 +51,37 @@ class SendFlow:
         await self._frame_send(message)
         (metrics.OUT_TEXT if message.get("text") is not None else metrics.OUT_BYTES).inc()
         buffer = self._buffer  # a client that stops reading must not make this grow forever
+        if buffer is not None and self._max_backlog < (
+            len(buffer.dataBuffer) - buffer.offset + buffer._tempDataLen
+        ):
+            self._backlog_exceeded()
+        return True
+
+    def write_prepared(self, cache: FrameCache, payload_type: PayloadTypeEnum, envelope: int) -> bool:
+        """Write a broadcast's frame, framed once for every member, to daphne's transport.
+
+        Returns ``False`` when the frame must take the ASGI path instead (another
+        server, a socket not open, a frame daphne would not send as is); that path
+        then does what it always did. Written in place, synchronously, as daphne
+        writes an ASGI ``websocket.send``, so this socket's frames keep their order
+        across the two paths. The backlog bound applies as to every frame.
+        """
+        transport = self._direct
+        if transport is None or self.application_state is not WebSocketState.CONNECTED:
+            return False
+        protocol = self._protocol
+        connection = self._connection
+        if protocol.state != protocol.STATE_OPEN or connection is None or "disconnected" in connection:
+            return False
+        data = cache.wire(payload_type, envelope)
+        if data is None or len(data) > self._direct_limit:
+            return False
+        if protocol.send_queue:  # behind autobahn's queued writes, as its sendData does
+            protocol.sendData(data)
+        else:
+            transport.write(data)
+        (metrics.OUT_BYTES if data[0] == 0x82 else metrics.OUT_TEXT).count += 1  # FrameCount.inc, inlined
+        buffer = self._buffer
         if buffer is not None and self._max_backlog < (
             len(buffer.dataBuffer) - buffer.offset + buffer._tempDataLen
         ):

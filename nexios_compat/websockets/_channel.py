@@ -9,7 +9,7 @@ import typing
 import uuid
 
 from .. import engine
-from ..encoding import ENVELOPE_EPOCH, ENVELOPE_NONE, ENVELOPE_SEQ, dumps
+from ..encoding import ENVELOPE_EPOCH, ENVELOPE_NONE, ENVELOPE_SEQ, FrameCache, dumps
 from .base import Message, WebSocket
 from .utils import (
     PayloadTypeEnum,
@@ -75,7 +75,8 @@ class Channel:
             epochs = resume_epoch(websocket) is not None
             self.envelope = ENVELOPE_EPOCH if epochs else ENVELOPE_SEQ
         # Groups joined since the socket opened: ``?since=N`` applies to the first join only.
-        self._resumed: set[str] = set()
+        # A tuple (most channels join one room): an idle member holds no set for it.
+        self._resumed: tuple[str, ...] = ()
         websocket.channels.append(self)
         hub = engine.current_hub()
         if hub is not None:
@@ -167,6 +168,10 @@ class Channel:
     async def send_frame(self, frame: Message) -> bool:
         """Write a prepared ``websocket.send`` message (broadcasts; not counted as activity)."""
         return await self.websocket.send_frame(frame)
+
+    def write_prepared(self, cache: FrameCache) -> bool:
+        """Under daphne, write a broadcast's frame framed once for the room; ``False``: use ``send_frame``."""
+        return self.websocket.write_prepared(cache, self.payload_type, self.envelope)
 
     async def drain(self) -> None:
         """Wait while the client is far behind in reading."""

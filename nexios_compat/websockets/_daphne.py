@@ -8,6 +8,7 @@ them, and do nothing under any other server.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import typing
 
@@ -77,6 +78,44 @@ def daphne_protocol(send: Send) -> typing.Any | None:
     return None
 
 
+def daphne_connection(send: Send, protocol: typing.Any) -> dict[str, typing.Any] | None:
+    """daphne's record of the connection behind ``send`` (``"disconnected"`` appears when it ends)."""
+    func = getattr(unwrap_session_send(send), "func", None)
+    details = getattr(getattr(func, "__self__", None), "connections", {}).get(protocol)
+    return details if isinstance(details, dict) else None
+
+
+def prepared_transport(protocol: typing.Any) -> tuple[typing.Any, int] | None:
+    """The transport an accepted socket's prepared broadcast frames can be written to, and their size limit.
+
+    autobahn's ``sendPreparedMessage`` writes bytes framed once to every protocol;
+    without its per-frame debug logging, and by the same rule (``sendData``), this
+    writes them to ``protocol.transport``. Not when the connection negotiated
+    permessage-deflate (each frame is compressed in the connection's own context),
+    logs frames or octets, or tracks timings: those sockets keep the ASGI path.
+    Frames over the limit (``maxMessagePayloadSize``, ``autoFragmentSize``) take it too.
+    """
+    if protocol is None or getattr(protocol, "state", None) != getattr(protocol, "STATE_OPEN", object()):
+        return None
+    if (
+        getattr(protocol, "_perMessageCompress", True) is not None
+        or getattr(protocol, "logFrames", True)
+        or getattr(protocol, "logOctets", True)
+        or getattr(protocol, "trackedTimings", True)
+        or not hasattr(protocol, "send_queue")
+    ):
+        return None
+    transport = getattr(protocol, "transport", None)
+    if transport is None or not hasattr(transport, "write"):
+        return None
+    limits = [
+        int(value)
+        for value in (getattr(protocol, "maxMessagePayloadSize", 0), getattr(protocol, "autoFragmentSize", 0))
+        if value and value > 0
+    ]
+    return transport, (min(limits) if limits else 1 << 62)
+
+
 def send_buffer(protocol: typing.Any) -> typing.Any | None:
     """The Twisted TCP transport whose user-space buffer holds what the client has not taken yet.
 
@@ -104,6 +143,29 @@ def receive_queue(receive: Receive) -> asyncio.Queue[Message] | None:
     return queue if isinstance(queue, asyncio.Queue) else None
 
 
+class _StampedPut:
+    """``Queue.put_nowait`` that stamps ``websocket.receive`` frames (slotted: no closure, no dict)."""
+
+    __slots__ = ("admit", "put", "queue")
+
+    def __init__(self, queue: asyncio.Queue[Message], admit: typing.Any) -> None:
+        self.queue = queue
+        self.put = queue.put_nowait
+        self.admit = admit
+
+    def __call__(self, message: Message) -> None:
+        """Stamp, judge and queue one message from the server."""
+        if message.get("type") == "websocket.receive":
+            message[ARRIVED] = time.monotonic()
+            admit = self.admit
+            if admit is not None:
+                admitted = admit(message, self.queue.qsize())
+                if admitted is None:
+                    return
+                message = admitted
+        self.put(message)
+
+
 def stamp_arrivals(
     queue: asyncio.Queue[Message], admit: typing.Callable[[Message, int], Message | None] | None = None
 ) -> None:
@@ -114,22 +176,35 @@ def stamp_arrivals(
     ``admit`` judges each frame then (given how many wait already) and returns
     what to queue instead, or ``None`` to hold nothing.
     """
-    put = queue.put_nowait
-    if getattr(put, "_nexios_stamps", False):
+    if isinstance(queue.put_nowait, _StampedPut):
         return
+    queue.put_nowait = _StampedPut(queue, admit)  # type: ignore[method-assign,assignment]
 
-    def put_stamped(message: Message) -> None:
-        if message.get("type") == "websocket.receive":
-            message[ARRIVED] = time.monotonic()
-            if admit is not None:
-                admitted = admit(message, queue.qsize())
-                if admitted is None:
-                    return
-                message = admitted
-        put(message)
 
-    put_stamped._nexios_stamps = True  # type: ignore[attr-defined]
-    queue.put_nowait = put_stamped  # type: ignore[method-assign,assignment]
+# What an unbounded receive queue never uses, shared by all of them (see ``trim_queue``).
+_NO_PUTTERS: collections.deque[typing.Any] = collections.deque()
+_NOT_JOINED = asyncio.Event()
+
+
+def trim_queue(queue: asyncio.Queue[typing.Any]) -> None:
+    """Share the parts of an unbounded ``asyncio.Queue`` nobody uses, instead of two deques per socket.
+
+    daphne gives every connection a queue of its own; half of what it holds
+    (about 1.6 KiB: the deque of putters waiting for room, and the event
+    ``join()`` waits on, with its deque) only matters to a bounded queue or to
+    ``join()``, which nothing calls on a receive queue. Both stay empty when shared:
+    ``put`` never waits on an unbounded queue, and ``task_done`` is never called.
+    """
+    if (
+        queue.maxsize > 0
+        or getattr(queue, "_putters", None) is None
+        or queue._putters  # type: ignore[attr-defined]
+        or not isinstance(getattr(queue, "_finished", None), asyncio.Event)
+        or queue._finished._waiters  # type: ignore[attr-defined]
+    ):
+        return
+    queue._putters = _NO_PUTTERS  # type: ignore[attr-defined]
+    queue._finished = _NOT_JOINED  # type: ignore[attr-defined]
 
 
 def client_gone(send: Send, queue: asyncio.Queue[Message] | None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Awaitable, Callable
@@ -16,14 +17,25 @@ from .utils import WS_1000_NORMAL_CLOSURE
 Handler = Callable[..., Awaitable[None]]
 
 
+@functools.lru_cache(maxsize=1024)
+def _parameters(handler: Handler) -> tuple[bool, frozenset[str]]:
+    """Whether ``handler`` takes ``**kwargs``, and the names of the path parameters it accepts."""
+    parameters = inspect.signature(handler).parameters.values()
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return takes_all, frozenset(p.name for p in parameters if p.kind in named)
+
+
 class FunctionConsumer(AsyncConsumer):
     """Runs a function handler ``async def handler(ws, **path_params)`` as a consumer."""
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
-        parameters = inspect.signature(handler).parameters.values()
-        self._takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-        self._accepted = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        # One consumer per connection: the signature is read once per handler, not per socket.
+        try:
+            self._takes_all, self._accepted = _parameters(handler)
+        except TypeError:  # an unhashable callable
+            self._takes_all, self._accepted = _parameters.__wrapped__(handler)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the handler; a failure closes only this socket, with 1011."""

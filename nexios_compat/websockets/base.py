@@ -21,10 +21,13 @@ from ._daphne import (
     ARRIVED,
     client_gone,
     daphne_close,
+    daphne_connection,
     daphne_protocol,
+    prepared_transport,
     receive_queue,
     send_buffer,
     stamp_arrivals,
+    trim_queue,
 )
 from ._limits import CHECKED, VERDICT, ArrivalGate, FrameLimiter
 
@@ -72,6 +75,7 @@ class WebSocket(SendFlow):
         if self._queue is not None:
             # Frames are judged as they arrive, so a busy handler cannot make us hold them.
             stamp_arrivals(self._queue, ArrivalGate(self._close_on_arrival).admit)
+            trim_queue(self._queue)
         self.client_state = WebSocketState.CONNECTING
         self.application_state = WebSocketState.CONNECTING
         self.last_receive = time.monotonic()
@@ -83,6 +87,9 @@ class WebSocket(SendFlow):
         # Under daphne: the protocol, and the transport buffer checked after each frame sent.
         self._protocol = daphne_protocol(send)
         self._buffer = send_buffer(self._protocol) if self._protocol is not None else None
+        self._direct: typing.Any = None  # set once accepted (see SendFlow.write_prepared)
+        self._direct_limit = 0
+        self._connection: dict[str, typing.Any] | None = None
         limit = get_config()["MAX_SEND_BACKLOG"]
         self._max_backlog: int = int(limit) if limit is not None else NO_LIMIT
 
@@ -208,6 +215,8 @@ class WebSocket(SendFlow):
                 WebSocketState.DISCONNECTED if message_type == "websocket.close" else WebSocketState.CONNECTED
             )
             await self._send(message)
+            if message_type == "websocket.accept" and self._protocol is not None:
+                self._open_direct()
         elif self.application_state == WebSocketState.CONNECTED:
             await self._after_own_broadcasts(raise_failed=message_type == "websocket.send")
             if message_type not in {"websocket.send", "websocket.close"}:
@@ -233,6 +242,13 @@ class WebSocket(SendFlow):
             raise WebSocketDisconnect(1000, "The client has disconnected")
         else:
             raise RuntimeError('Cannot call "send" once a close message has been sent.')
+
+    def _open_direct(self) -> None:
+        """Under daphne, after the handshake: let broadcasts write prepared frames (``write_prepared``)."""
+        direct = prepared_transport(self._protocol)
+        if direct is not None:
+            self._connection = daphne_connection(self._send, self._protocol)
+            self._direct, self._direct_limit = direct
 
     async def accept(
         self, subprotocol: str | None = None, headers: Iterable[tuple[bytes, bytes]] | None = None

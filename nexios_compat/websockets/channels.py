@@ -77,7 +77,8 @@ class ChannelBox:
             since, epoch = None, None
         status = await hub.join(channel, group_name, since=since, epoch=epoch)
         # Only once it worked: a join whose replay failed resumes when tried again.
-        channel._resumed.add(group_name)
+        if group_name not in channel._resumed:
+            channel._resumed += (group_name,)
         return status
 
     @classmethod

@@ -11,6 +11,7 @@ import uuid
 from channels.layers import InMemoryChannelLayer
 from django.db import OperationalError
 
+from nexios_compat.encoding import FrameCache
 from nexios_compat.stores.history import Appended, PendingMessage, SavedMessage
 from nexios_compat.stores.membership import BaseMembershipStore, Heartbeat, MemberInfo
 from nexios_compat.types import PayloadTypeEnum
@@ -63,6 +64,9 @@ class FakeMember:
     async def send_frame(self, frame: typing.MutableMapping[str, typing.Any]) -> bool:
         self.frames.append(frame)
         return True
+
+    def write_prepared(self, cache: FrameCache) -> bool:
+        return False  # not a daphne socket: every frame is recorded by send_frame
 
     async def drain(self) -> None:
         return None

@@ -44,6 +44,7 @@ class Frame:
     fin: bool
     opcode: int
     payload: bytes
+    raw: bytes = b""  # the frame's bytes as they came, header included (read_frame)
 
     @property
     def close_code(self) -> int | None:
@@ -205,8 +206,8 @@ class RawSocket:
             raise AssertionError("the server sent a masked frame")
         self._fill(offset + length, deadline)
         payload = self.buffer[offset : offset + length]
-        self.buffer = self.buffer[offset + length :]
-        return Frame(bool(b0 & 0x80), b0 & 0x0F, payload)
+        raw, self.buffer = self.buffer[: offset + length], self.buffer[offset + length :]
+        return Frame(bool(b0 & 0x80), b0 & 0x0F, payload, raw)
 
     def read_message(self, timeout: float = 5.0) -> Frame:
         """Read the next data frame, answering pings and skipping pongs."""
