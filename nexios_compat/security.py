@@ -30,18 +30,14 @@ own CSRF check needs), or list the public origin in ``CSRF_TRUSTED_ORIGINS``.
 
 from __future__ import annotations
 
-import functools
 import logging
 import typing
 from collections.abc import Awaitable, Callable, Iterable
-from importlib import import_module
 from urllib.parse import parse_qsl, urlencode
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.http import parse_cookie
 from django.http.request import split_domain_port, validate_host
-from django.utils.functional import SimpleLazyObject, empty
 from django.utils.http import is_same_domain
 
 from .conf import get_config
@@ -49,14 +45,7 @@ from .tickets import TicketRefused, redeem_ticket
 from .types import WS_4401_UNAUTHORIZED
 from .websockets.base import Receive, Scope, Send
 
-__all__ = [
-    "Origin",
-    "SameOriginValidator",
-    "SecureWebSocketStack",
-    "SessionAuthMiddleware",
-    "TicketAuthMiddleware",
-    "parse_origin",
-]
+__all__ = ["Origin", "SameOriginValidator", "SecureWebSocketStack", "TicketAuthMiddleware", "parse_origin"]
 
 logger = logging.getLogger("nexios_compat.security")
 
@@ -287,47 +276,8 @@ class TicketAuthMiddleware:
         await self.application(scope, receive, send)
 
 
-class SessionAuthMiddleware:
-    """ASGI middleware: Channels' ``AuthMiddlewareStack`` for WebSocket scopes, in one layer.
-
-    The scope gets what the three layers add (``cookies``, a lazy ``session``, the
-    resolved ``user``) from one copy of it, and ``send`` is not wrapped (Channels'
-    session wrapper saves only on HTTP responses). Once the user is resolved, an
-    unmodified session is let go: ``scope["session"]`` reads it again from the
-    session store when a handler touches it, so an idle socket holds only its key.
-    """
-
-    def __init__(self, application: ASGIApp) -> None:
-        """Wrap ``application``."""
-        self.application = application
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Add cookies, session and user to the scope; then serve it."""
-        from channels.auth import UserLazyObject, get_user
-
-        if "headers" not in scope:
-            raise ValueError("SessionAuthMiddleware needs a scope with headers (HTTP or WebSocket)")
-        for name, value in scope["headers"]:
-            if name == b"cookie":
-                cookies = parse_cookie(value.decode("latin1"))
-                break
-        else:
-            cookies = {}
-        scope = dict(scope, cookies=cookies)
-        session = None
-        if "session" not in scope:  # a session middleware above us has the say
-            store = import_module(settings.SESSION_ENGINE).SessionStore
-            session = scope["session"] = SimpleLazyObject(
-                functools.partial(store, cookies.get(settings.SESSION_COOKIE_NAME))
-            )
-        if "user" not in scope:
-            scope["user"] = UserLazyObject()
-        scope["user"]._wrapped = await get_user(scope)
-        if session is not None and not typing.cast(typing.Any, session).modified:
-            session._wrapped = empty  # read again, from the store, if a handler asks for it
-        await self.application(scope, receive, send)
-
-
 def SecureWebSocketStack(application: ASGIApp) -> SameOriginValidator:
-    """Origin check, Django session auth (``SessionAuthMiddleware``), tickets, then ``application``."""
-    return SameOriginValidator(SessionAuthMiddleware(TicketAuthMiddleware(application)))
+    """Origin check, Django session auth (``AuthMiddlewareStack``), tickets, then ``application``."""
+    from channels.auth import AuthMiddlewareStack
+
+    return SameOriginValidator(AuthMiddlewareStack(TicketAuthMiddleware(application)))
