@@ -1,10 +1,12 @@
-"""The ASGI types and connection states the websockets modules share."""
+"""The ASGI types and connection states the websockets modules share, and the scope Nexios reads."""
 
 from __future__ import annotations
 
 import enum
 import typing
 from collections.abc import Awaitable, Callable, MutableMapping
+
+from ..objects import QueryParams
 
 Scope = MutableMapping[str, typing.Any]
 Message = MutableMapping[str, typing.Any]
@@ -29,3 +31,20 @@ class WebSocketDisconnect(Exception):
         super().__init__(code, reason or "")
         self.code = code
         self.reason = reason or ""
+
+
+def fill_scope(scope: Scope) -> Scope:
+    """Add the keys Nexios handlers read (path_params, query_params, ...) to a scope.
+
+    Nothing is parsed here: ``query_params`` parses on first read, so any scope
+    a server or a test builds (``query_string`` as ``str`` included) is accepted.
+    """
+    scope.setdefault("headers", [])
+    scope.setdefault("query_string", b"")
+    if "path_params" not in scope:
+        # Nexios's router stores them as "route_params"; Channels' as url_route kwargs.
+        params = scope.get("route_params") or scope.get("url_route", {}).get("kwargs", {})
+        scope["path_params"] = dict(params)
+    if "query_params" not in scope:
+        scope["query_params"] = QueryParams(scope["query_string"])
+    return scope

@@ -119,3 +119,10 @@ class ArrivalGate:
         self.verdict = verdict
         self.close_now(*verdict)
         return {"type": "websocket.receive", VERDICT: verdict}
+
+
+def limit_action(code: int, reason: str) -> str:
+    """The ``rate_limited`` metric's action for a close verdict."""
+    if code != 1008:
+        return "too_big"
+    return "queued" if reason == "Too many queued frames" else "close"

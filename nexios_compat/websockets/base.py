@@ -15,7 +15,7 @@ from ..encoding import dumps, loads
 from ..engine import LocalMember, current_hub
 from ..exceptions import HistoryUnavailable
 from ..objects import URL, Address, Headers, QueryParams, State
-from ._asgi import Message, Receive, Scope, Send, WebSocketDisconnect, WebSocketState
+from ._asgi import Message, Receive, Scope, Send, WebSocketDisconnect, WebSocketState, fill_scope
 from ._backlog import NO_LIMIT, SendFlow
 from ._daphne import (
     ARRIVED,
@@ -29,7 +29,7 @@ from ._daphne import (
     stamp_arrivals,
     trim_queue,
 )
-from ._limits import CHECKED, VERDICT, ArrivalGate, FrameLimiter
+from ._limits import CHECKED, VERDICT, ArrivalGate, FrameLimiter, limit_action
 
 logger = logging.getLogger("nexios_compat.websockets")
 
@@ -44,23 +44,6 @@ current_websocket: contextvars.ContextVar[WebSocket | None] = contextvars.Contex
 )
 
 __all__ = ["Message", "Receive", "Scope", "Send", "WebSocket", "WebSocketDisconnect", "WebSocketState"]
-
-
-def fill_scope(scope: Scope) -> Scope:
-    """Add the keys Nexios handlers read (path_params, query_params, ...) to a scope.
-
-    Nothing is parsed here: ``query_params`` parses on first read, so any scope
-    a server or a test builds (``query_string`` as ``str`` included) is accepted.
-    """
-    scope.setdefault("headers", [])
-    scope.setdefault("query_string", b"")
-    if "path_params" not in scope:
-        # Nexios's router stores them as "route_params"; Channels' as url_route kwargs.
-        params = scope.get("route_params") or scope.get("url_route", {}).get("kwargs", {})
-        scope["path_params"] = dict(params)
-    if "query_params" not in scope:
-        scope["query_params"] = QueryParams(scope["query_string"])
-    return scope
 
 
 class WebSocket(SendFlow):
@@ -195,7 +178,7 @@ class WebSocket(SendFlow):
                     await self.send_text('{"type":"error","error":"rate_limited"}')
                     continue
                 code, reason = verdict
-                metrics.RATE_LIMITED.labels(_limit_action(code, reason)).inc()
+                metrics.RATE_LIMITED.labels(limit_action(code, reason)).inc()
                 await self.close(code, reason)
                 raise WebSocketDisconnect(code, reason)
         raise RuntimeError('Cannot call "receive" once a disconnect message has been received.')
@@ -399,10 +382,3 @@ class WebSocket(SendFlow):
             self.client_state == WebSocketState.CONNECTED
             and self.application_state == WebSocketState.CONNECTED
         )
-
-
-def _limit_action(code: int, reason: str) -> str:
-    """The ``rate_limited`` metric's action for a close verdict."""
-    if code != 1008:
-        return "too_big"
-    return "queued" if reason == "Too many queued frames" else "close"
