@@ -48,9 +48,10 @@ def app_for(endpoint: type[WebSocketEndpoint]) -> typing.Any:
 
 async def ready(app: typing.Any, query: str = "") -> WebsocketCommunicator:
     communicator = WebsocketCommunicator(app, f"/r{query}")
-    connected, _ = await communicator.connect()
+    # Bounds, not expectations: joining 150 rooms on SQLite takes seconds on a loaded machine.
+    connected, _ = await communicator.connect(timeout=30)
     assert connected
-    assert await communicator.receive_json_from() == {"ready": True}
+    assert await communicator.receive_json_from(timeout=30) == {"ready": True}
     return communicator
 
 
