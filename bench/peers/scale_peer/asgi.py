@@ -13,10 +13,12 @@ import os
 import typing
 
 from chat.sockets import app
+from bench.peers.scale_peer import sampler
 from devservers import raise_nofile_limit
 from nexios_compat.websockets import ChannelBox, WebSocket, WebSocketEndpoint
 
 raise_nofile_limit(1 << 18)
+sampler.start()
 
 SAVE_HISTORY = os.environ.get("SCALE_SAVE_HISTORY", "1") != "0"
 
