@@ -146,7 +146,6 @@ async def _step(
     stats = await clients.call("stats")
     held = _sum(stats, "held")
     rss = server.rss()
-    conns = await asyncio.to_thread(describe, server.pids, ctx["ports"], ctx["redis_url"], ctx["pg_dsn"])
     cpu0, wall0 = [s.cpu_seconds() for s in server.servers], time.monotonic()
     side0 = {k: f() for k, f in ctx["probes"].items()}
     held_kw = {
@@ -160,6 +159,9 @@ async def _step(
     wall = time.monotonic() - wall0
     cpu = [s.cpu_seconds() - c for s, c in zip(server.servers, cpu0, strict=True)]
     after = await clients.call("stats")
+    # again after the window: a thread opens its connection on its first use (the writer's on
+    # the first saved send, the health check's on the first /health)
+    conns = await asyncio.to_thread(describe, server.pids, ctx["ports"], ctx["redis_url"], ctx["pg_dsn"])
     errors = [r["error"] for r in grown + window if "error" in r]
     fail_reasons: dict[str, int] = {}
     for s in stats:
