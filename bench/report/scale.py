@@ -52,7 +52,7 @@ def render_scale(doc: Doc) -> str:
         "",
         f"{plan['daphnes']} daphnes on one channels_redis and one PostgreSQL, {plan['clients']} client"
         f" processes; every socket a presence member of its personal room and of one of"
-        f" {plan['groups']:,} group rooms. Ramp at up to {plan['ramp_rate']:,.0f} handshakes/s; each"
+        f" {plan['groups']:,} group rooms. Ramp at up to {plan['ramp_rate']:,.0f} joins/s; each"
         f" step held {plan['hold_seconds']:.0f} s with {plan['sender_fraction']:.0%} of the sockets"
         f" sending {plan['send_rate']:g} message/s each to their group room"
         f" ({'saved in history' if plan['save_history'] else 'not saved'}), {plan['churn']:,.0f}"
@@ -71,7 +71,7 @@ def render_scale(doc: Doc) -> str:
         "KiB/conn server",
         "KiB/conn client",
         "server CPU %",
-        "handshakes/s",
+        "joins/s",
         "broadcast p50 / p99 ms",
         "presence p50 / p99 ms",
         "churn/s",
@@ -86,7 +86,8 @@ def render_scale(doc: Doc) -> str:
         "",
         "Server CPU is the 4 daphnes together, in % of one core (the machine has "
         f"{meta.get('cpus')}); Redis and PostgreSQL connections are per daphne. *churn/s*"
-        " is what was achieved, *late* probes never converged within 30 s.",
+        " is what was achieved, *late* probes never converged within 30 s; *joins/s* is the ramp's rate"
+        " of sockets joined (handshake done and the group room's presence_state received).",
     ]
     lines += _connections(doc)
     return "\n".join(lines) + "\n"
@@ -117,7 +118,8 @@ def plot_scale(doc: Doc, path: Path) -> None:
     ax2.set_ylim(bottom=0)
     title = "Connection sweep" + (f" (stopped: {doc['stop_reason'][:60]})" if doc["stop_reason"] else "")
     ax1.set_title(title, fontsize=9)
-    fig.legend(loc="upper left", fontsize=8)
+    ax1.set_xlim(left=0, right=max(held, default=1) * 1.1)
+    fig.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

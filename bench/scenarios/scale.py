@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -67,7 +68,8 @@ class ScalePlan:
 # Churn is 10/s, not the 1,000/s of the issue: each join and leave is several round trips on
 # its process's one ORM thread, which the 4 daphnes saturate at about 60 joins/s in all on this
 # machine (the ramp's rate); 40 joins + 40 leaves/s at 5k already put broadcast p99 at 9 s.
-FULL = ScalePlan(steps=(10_000, 30_000, 50_000, 100_000), churn=10.0)
+# 2k and 5k come before the issue's steps, so the curve has points below where it stops.
+FULL = ScalePlan(steps=(2_000, 5_000, 10_000, 30_000, 50_000, 100_000), churn=10.0)
 QUICK = ScalePlan(steps=(1000, 3000), groups=100, hold_seconds=10.0, churn=100.0, probes_per_client=3)
 
 
@@ -103,6 +105,15 @@ def _pct(values: list[float]) -> dict[str, float | None]:
 
 def _sum(rows: list[dict[str, Any]], key: str) -> Any:
     return sum(r.get(key, 0) for r in rows)
+
+
+def _snapshot_profiles(label: str) -> None:
+    """Copy each daphne's stack counts so far (``$SCALE_PROFILE``), to tell a ramp from a window."""
+    prefix = os.environ.get("SCALE_PROFILE")
+    if prefix:
+        for path in Path(prefix).parent.glob(f"{Path(prefix).name}.*.json"):
+            if path.stem.count(".") == 1:  # <prefix>.<pid>.json, not an earlier copy
+                shutil.copy(path, path.with_name(f"{path.stem}.{label}.json"))
 
 
 def _stop_reason(step: dict[str, Any], plan: ScalePlan, server: ServerGroup) -> str | None:
@@ -146,6 +157,7 @@ async def _step(
     stats = await clients.call("stats")
     held = _sum(stats, "held")
     rss = server.rss()
+    _snapshot_profiles(f"ramp-{target}")
     cpu0, wall0 = [s.cpu_seconds() for s in server.servers], time.monotonic()
     side0 = {k: f() for k, f in ctx["probes"].items()}
     held_kw = {
@@ -159,6 +171,7 @@ async def _step(
     wall = time.monotonic() - wall0
     cpu = [s.cpu_seconds() - c for s, c in zip(server.servers, cpu0, strict=True)]
     after = await clients.call("stats")
+    _snapshot_profiles(f"hold-{target}")
     # again after the window: a thread opens its connection on its first use (the writer's on
     # the first saved send, the health check's on the first /health)
     conns = await asyncio.to_thread(describe, server.pids, ctx["ports"], ctx["redis_url"], ctx["pg_dsn"])
