@@ -11,7 +11,8 @@ with the ``websockets`` client, and drives them by commands over a pipe:
 
 Every socket binds a source address of its own client in 127.0.0.0/8 (8 per client), so
 the 28k ephemeral ports of one address do not run out. Receivers drain every frame; every
-tenth socket (and every sender) parses what it gets, for the latency and the echo check.
+tenth socket (and every sender) parses what it gets: the latency, and each sender's own
+messages coming back (also counted in the latency).
 """
 
 from __future__ import annotations
@@ -197,9 +198,10 @@ class ScaleClient:
             obj = obj["payload"]
         if not isinstance(obj, dict) or not isinstance(obj.get("ts"), float):
             return
-        if sock.sample:
+        own = obj.get("from") == sock.user
+        if sock.sample or own:  # a sender is a member of its room too: its echo is a delivery
             self.latencies.append((now - obj["ts"]) * 1000)
-        if obj.get("from") == sock.user:
+        if own:
             sock.own += 1
 
     def _presence(self, sock: _Sock, msg: str) -> None:

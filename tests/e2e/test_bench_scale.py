@@ -28,6 +28,7 @@ TINY = ScalePlan(
     hold_seconds=4.0,
     churn=10.0,
     probes_per_client=2,
+    sender_fraction=0.05,
 )
 
 
