@@ -119,7 +119,8 @@ def plot_scale(doc: Doc, path: Path) -> None:
     title = "Connection sweep" + (f" (stopped: {doc['stop_reason'][:60]})" if doc["stop_reason"] else "")
     ax1.set_title(title, fontsize=9)
     ax1.set_xlim(left=0, right=max(held, default=1) * 1.1)
-    fig.legend(loc="lower right", fontsize=8)
+    handles = ax1.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax1.legend(handles=handles, loc="center left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
