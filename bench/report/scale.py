@@ -41,6 +41,8 @@ def _connections(doc: Doc) -> list[str]:
         first = step["connections"][0]
         out.append(f"- {step['target']:,}: Redis {first['redis']} {first['redis_last']};")
         out.append(f"  PostgreSQL {first['postgres']} {first['postgres_last']}")
+        if "server_log" in step:  # runs before 2026-12-02 06:20 did not count them
+            out.append(f"  the 4 daphnes' logs during the step: {step['server_log']}")
     return out
 
 

@@ -107,6 +107,32 @@ def _sum(rows: list[dict[str, Any]], key: str) -> Any:
     return sum(r.get(key, 0) for r in rows)
 
 
+# What a daphne logs when the channel layer fails it, counted per step (the logs are appended to).
+LOG_SIGNS = {
+    "redis_pool_exhausted": "MaxConnectionsError",
+    "probe_recoveries": "Layer probes are not coming back",
+    "presence_publish_failed": "Publishing presence of",
+    "unsubscribe_failed": "Unsubscribing from",
+    "tracebacks": "Traceback (most recent call last)",
+}
+
+
+def _log_sizes(server: ServerGroup) -> list[int]:
+    return [s.log_path.stat().st_size if s.log_path.exists() else 0 for s in server.servers]
+
+
+def _log_signs(server: ServerGroup, since: list[int]) -> dict[str, int]:
+    """How often each of ``LOG_SIGNS`` appears in the daphnes' logs after ``since`` (byte offsets)."""
+    counts = dict.fromkeys(LOG_SIGNS, 0)
+    for s, offset in zip(server.servers, since, strict=True):
+        with open(s.log_path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        for key, sign in LOG_SIGNS.items():
+            counts[key] += text.count(sign)
+    return counts
+
+
 def _snapshot_profiles(label: str) -> None:
     """Copy each daphne's stack counts so far (``$SCALE_PROFILE``), to tell a ramp from a window."""
     prefix = os.environ.get("SCALE_PROFILE")
@@ -147,6 +173,7 @@ async def _step(
 ) -> dict[str, Any]:
     n = len(clients.pids)
     share = [target // n + (1 if i < target % n else 0) for i in range(n)]
+    logs0 = _log_sizes(server)
     max_ramp = max(30.0, ctx["deadline"] - time.monotonic() - plan.hold_seconds - 45)
     t0 = time.monotonic()
     grown = await clients.call(
@@ -225,6 +252,7 @@ async def _step(
         "redis_connections": [p["redis"] for p in per_proc],
         "postgres_connections": [p["postgres"] for p in per_proc],
         "connections": per_proc,
+        "server_log": _log_signs(server, logs0),
         "available_mib": psutil.virtual_memory().available // MIB,
         "loadavg": round(os.getloadavg()[0], 2),
     }

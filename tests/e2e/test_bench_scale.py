@@ -46,6 +46,7 @@ async def test_sweep_holds_every_socket_and_presence_converges(tmp_path: Path) -
         assert step["broadcast_ms"]["n"] > 0
         assert step["churn_opened"] > 0 and step["churn_opened"] == step["churn_closed"]
         assert len(step["redis_connections"]) == 2 and min(step["postgres_connections"]) >= 1
+        assert step["server_log"]["tracebacks"] == 0, step["server_log"]  # counted in the daphnes' logs
 
     write_scale(doc, tmp_path / "out")
     assert json.loads((tmp_path / "out" / "scale.json").read_text())["steps"]
