@@ -9,6 +9,8 @@ with the ``websockets`` client, and drives them by commands over a pipe:
   few presence probes time how long a new member takes to show up in a watcher's presence;
 - ``stats``: sockets held and lost, RSS and CPU seconds of this process.
 
+``bench.load.scaleclients`` starts the processes and carries the commands.
+
 Every socket binds a source address of its own client in 127.0.0.0/8 (8 per client), so
 the 28k ephemeral ports of one address do not run out. Receivers drain every frame; every
 tenth socket (and every sender) parses what it gets: the latency, and each sender's own
@@ -20,19 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import multiprocessing as mp
 import os
 import random
 import resource
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-
-from devservers import raise_nofile_limit
 
 CONNECT_KW: dict[str, Any] = {
     "compression": None,
@@ -91,14 +89,6 @@ class _Sock:
         self.watch: dict[str, float] = {}  # presence key -> monotonic time it was looked for
         # set by the group room's presence_state: the server has finished joining this socket
         self.joined: asyncio.Future[None] | None = None
-
-
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p99": None, "max": None, "n": 0}
-    s = sorted(values)
-    pick = lambda q: round(s[min(len(s) - 1, round(q * (len(s) - 1)))], 2)  # noqa: E731
-    return {"p50": pick(0.5), "p99": pick(0.99), "max": round(s[-1], 2), "n": len(s)}
 
 
 class ScaleClient:
@@ -376,71 +366,3 @@ class ScaleClient:
             if s.ws is not None:
                 s.ws.transport.abort()
         self.socks.clear()
-
-
-async def _serve(spec: ClientSpec, pipe: Connection) -> None:
-    client = ScaleClient(spec)
-    loop = asyncio.get_running_loop()
-    pipe.send({"ready": True})
-    while True:
-        cmd, kwargs = await loop.run_in_executor(None, pipe.recv)
-        if cmd == "quit":
-            await client.close()
-            pipe.send({"bye": True})
-            return
-        try:
-            if cmd == "grow":
-                out: dict[str, Any] = await client.grow(**kwargs)
-            elif cmd == "hold":
-                out = await client.hold(**kwargs)
-            else:
-                out = client.stats()
-        except Exception as exc:  # reported, not raised: the controller decides
-            out = {"error": f"{type(exc).__name__}: {exc}"}
-        pipe.send(out)
-
-
-def _main(spec: ClientSpec, pipe: Connection) -> None:
-    raise_nofile_limit(1 << 18)
-    asyncio.run(_serve(spec, pipe))
-
-
-class ScaleClients:
-    """Several client processes (``multiprocessing``, spawned), driven together."""
-
-    def __init__(self, servers: list[str], clients: int, groups: int) -> None:
-        ctx = mp.get_context("spawn")
-        self.pipes: list[Connection] = []
-        self.procs: list[Any] = []
-        for i in range(clients):
-            ours, theirs = ctx.Pipe()
-            spec = ClientSpec(index=i, servers=tuple(servers), groups=groups)
-            proc = ctx.Process(target=_main, args=(spec, theirs), daemon=True, name=f"scaleload-{i}")
-            proc.start()
-            self.pipes.append(ours)
-            self.procs.append(proc)
-        for pipe in self.pipes:
-            pipe.recv()
-
-    @property
-    def pids(self) -> list[int]:
-        """The client processes' pids."""
-        return [p.pid for p in self.procs]
-
-    async def call(
-        self, cmd: str, per_client: list[dict[str, Any]] | dict[str, Any] | None = None
-    ) -> list[Any]:
-        """Send ``cmd`` to every client (``per_client[i]`` or the same kwargs) and gather the answers."""
-        kwargs = per_client if isinstance(per_client, list) else [per_client or {}] * len(self.pipes)
-        for pipe, kw in zip(self.pipes, kwargs, strict=True):
-            pipe.send((cmd, kw))
-        return await asyncio.gather(*(asyncio.to_thread(p.recv) for p in self.pipes))
-
-    async def stop(self) -> None:
-        """Close every socket and end the processes."""
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.call("quit"), 30)
-        for proc in self.procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()

@@ -33,7 +33,7 @@ from bench.harness.conncount import describe
 from bench.harness.launch import Launch
 from bench.harness.procs import ROOT, ServerGroup
 from bench.harness.services import Postgres, Redis
-from bench.load.scaleload import ScaleClients
+from bench.load.scaleclients import ScaleClients
 from bench.report.analysis import machine_info
 from bench.report.scale import plot_scale, render_scale
 from bench.systems import System
