@@ -2,6 +2,7 @@
 # `make test`: install missing system packages when it can (`make deps`), then run lint,
 # types, import contracts, the documentation build (`make docs`) and the whole test suite.
 # `make docs`: build the documentation site into docs/_build/html (warnings fail it).
+# `make bench-scale`: the connection sweep, written to bench/results/scale.{json,md,png}.
 # `make screenshots`: rewrite docs/*.png from the browser tests (other runs leave them alone).
 PYTHON ?= python3.11
 VENV := .venv
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run superuser deps test lint docs screenshots bench bench-quick clean
+.PHONY: run superuser deps test lint docs screenshots bench bench-quick bench-scale clean
 
 $(BIN)/activate: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +20,7 @@ $(BIN)/activate: requirements.txt pyproject.toml
 	touch $(BIN)/activate
 
 # Development: DEBUG on and a development SECRET_KEY (project/settings.py).
-run superuser bench bench-quick: export DJANGO_DEVELOPMENT ?= 1
+run superuser bench bench-quick bench-scale: export DJANGO_DEVELOPMENT ?= 1
 run: $(BIN)/activate
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/daphne -b $(HOST) -p $(PORT) project.asgi:application
@@ -54,6 +55,10 @@ bench: $(BIN)/activate
 
 bench-quick: $(BIN)/activate
 	$(BIN)/python -m bench.run --quick
+
+# The connection sweep (10k..100k sockets on 4 daphnes; at most ~25 min): bench/results/scale.*
+bench-scale: $(BIN)/activate
+	$(BIN)/python -m bench.scenarios.scale
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache

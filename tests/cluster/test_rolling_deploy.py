@@ -48,6 +48,7 @@ async def rolling_deploy(
     *,
     graceful: bool = True,
     resume: bool = True,
+    count: int | None = None,
 ) -> dict[str, typing.Any]:
     """The topology, the load, one restart of each daphne, every invariant; return the report."""
     env = {**cluster_env(redis_url, postgres_url, SETTINGS), "BEHIND_TLS_PROXY": "1"}
@@ -89,7 +90,12 @@ async def rolling_deploy(
     try:
         await settled()
         steps = await roll(
-            daphnes, start, lambda server: routed_to(proxy, server, proxy.connect), settled, graceful=graceful
+            daphnes,
+            start,
+            lambda server: routed_to(proxy, server, proxy.connect),
+            settled,
+            graceful=graceful,
+            count=count,
         )
         last = await settle(clients, db, room)
         counts = check_invariants(clients, await asyncio.to_thread(db.history, room))
@@ -109,6 +115,21 @@ async def rolling_deploy(
         print(f"----- nginx error log -----\n{proxy.log()}")
 
 
+# What SHUTDOWN_RETRY_AFTER = 1 makes the 1001 close say (engine/shutdown.py, docs/rolling.md).
+RETRY_REASON = "Server shutting down; retry-after=1"
+
+
+def graceful_closes(measured: dict[str, typing.Any]) -> list[str]:
+    """What graceful shutdown promised and a restart broke: each close that was not 1001 with the
+    retry hint, and the sends left unanswered when their connection closed (empty: all kept)."""
+    broken = [
+        f"{n} x close {close!r}" for close, n in measured["closes"].items() if close != f"1001 {RETRY_REASON}"
+    ]
+    if measured["unanswered_at_close"]:
+        broken.append(f"{measured['unanswered_at_close']} sends unanswered at close")
+    return broken
+
+
 async def test_a_rolling_deploy_behind_nginx_loses_nothing(
     redis_url: str, postgres_url: str, daphne_factory: typing.Any, tmp_path: Path
 ) -> None:
@@ -116,3 +137,21 @@ async def test_a_rolling_deploy_behind_nginx_loses_nothing(
     assert measured["saved"] > 0 and measured["acked"] > 0
     # Every client was on a restarted process at least once, and came back.
     assert all(count >= 1 for count in measured["reconnects"].values()), measured["reconnects"]
+    # ...and every connection a restart ended was closed by the server, with 1001 and the retry
+    # window, after its sends were answered: what SIGTERM's graceful shutdown buys.
+    assert sum(measured["closes"].values()) >= sum(measured["reconnects"].values()), measured["closes"]
+    assert graceful_closes(measured) == [], measured
+
+
+async def test_a_killed_daphne_breaks_what_graceful_shutdown_promises(
+    redis_url: str, postgres_url: str, daphne_factory: typing.Any, tmp_path: Path
+) -> None:
+    """The assertions above can fail: one daphne SIGKILLed instead of stopped, and its clients see
+    the TCP connection end through nginx with no close frame (1006), so no retry hint either."""
+    measured = await rolling_deploy(
+        redis_url, postgres_url, daphne_factory, tmp_path, graceful=False, count=1
+    )
+    assert measured["closes"], "the killed daphne's clients saw their connections end"
+    assert graceful_closes(measured) != []
+    assert "1006 " in measured["closes"], measured["closes"]
+    assert f"1001 {RETRY_REASON}" not in measured["closes"], measured["closes"]

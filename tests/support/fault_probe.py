@@ -36,6 +36,25 @@ class Servers(typing.Protocol):
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+class Ended(typing.NamedTuple):
+    """How a connection the client did not close ended: the close frame it got, or 1006 for none."""
+
+    code: int
+    reason: str
+
+
+def ended(ws: ClientConnection) -> list[Ended]:
+    """How the other end ended ``ws``: its close frame, or 1006 when none came (the TCP connection just
+    ended); nothing when the client closed first."""
+    protocol = ws.protocol
+    if protocol.close_sent is not None and not protocol.close_rcvd_then_sent:
+        return []
+    frame = protocol.close_rcvd
+    return [Ended(1006, "") if frame is None else Ended(frame.code, frame.reason)]
+
+
 # A client's pause before it reconnects: the pacing of a real client's retries.
 RECONNECT_PAUSE = 0.2
 
@@ -77,6 +96,7 @@ class ProbeClient:
         self.connections = 0
         self.channel_id: str | None = None  # of the open connection, once it said hello
         self.closed_ids: list[str] = []
+        self.ended: list[Ended] = []  # how each connection it did not close itself ended
         self.sending = rate > 0
         self._stop = asyncio.Event()
         self._ws: ClientConnection | None = None
@@ -103,6 +123,8 @@ class ProbeClient:
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
                 self.errors.append(repr(exc))
             finally:
+                if self._ws is not None and not self._stop.is_set():
+                    self.ended += ended(self._ws)
                 self._ws = None
                 self.lost |= self.unsettled()
                 if self.channel_id is not None:

@@ -16,13 +16,14 @@ import time
 import typing
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from devservers import DaphneServer
 from tests.support.cluster import PresenceView
-from tests.support.fault_probe import RECONNECT_PAUSE, ProbeClient
+from tests.support.fault_probe import RECONNECT_PAUSE, Ended, ProbeClient, ended
 from tests.support.helpers import until
 from tests.support.site import Served, open_ws
 
@@ -41,6 +42,7 @@ class PresenceWatcher:
         self.failures: list[str] = []
         self.most_metas = 0
         self.offline: list[float] = []
+        self.ended: list[Ended] = []  # how each connection it did not close itself ended
         self._down_since: float | None = None
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"presence-{name}")
@@ -61,6 +63,8 @@ class PresenceWatcher:
                             self.most_metas = max(self.most_metas, *view.keys().values(), 0)
                     finally:
                         self._down_since = time.monotonic()
+                        if not self._stop.is_set():
+                            self.ended += ended(ws)
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
                 self.failures.append(repr(exc))
             with contextlib.suppress(TimeoutError):
@@ -115,15 +119,17 @@ async def roll(
     *,
     graceful: bool = True,
     route_within: float = 25.0,
+    count: int | None = None,
 ) -> list[Step]:
-    """Replace each daphne in turn on its port: SIGTERM (or SIGKILL), start, ready, routed, settled.
+    """Replace each daphne (the first ``count``) in turn on its port: SIGTERM (or SIGKILL), start, ready,
+    routed, settled.
 
     The next process is stopped only once the proxy sends sockets to the new one:
     nginx marks a port that refused a connection failed for ``fail_timeout``, and
     stopping the next before that passes leaves it no live upstream at all (502s).
     """
     steps = []
-    for index, old in enumerate(daphnes):
+    for index, old in enumerate(daphnes[:count]):
         began = time.monotonic()
         await asyncio.to_thread(old.stop if graceful else old.kill)
         exited = time.monotonic()
@@ -161,6 +167,12 @@ def report(
         "offline_max_s": round(max(offline, default=0.0), 3),
         "replayed_on_resume": sum(c.replayed for c in clients),
         "unanswered_at_close": sum(len(c.lost - c.acked - c.nacked) for c in clients),
+        "closes": dict(
+            Counter(
+                f"{e.code} {e.reason}"
+                for e in [*(e for c in clients for e in c.ended), *(e for w in watchers for e in w.ended)]
+            )
+        ),
         "most_tabs_shown": max((w.most_metas for w in watchers), default=0),
         "steps": [
             s._asdict() | {k: round(v, 2) for k, v in s._asdict().items() if k != "port"} for s in steps
