@@ -21,6 +21,11 @@ MAX_RETRY_DELAY = 1.0
 PROBE_SEND_WAIT = 1.0
 # Probe intervals a send may stay in flight before the link counts as lost.
 PROBE_STALL_RUNS = 2
+# A probe not back is lost only once more probes were sent after it than this many times
+# the most a recent one needed to come back: a reader that is behind is not a lost layer.
+PROBE_PATIENCE = 3
+# The most lag that counts (probes): a lost layer is noticed within PROBE_PATIENCE times it.
+PROBE_MAX_LAG = 10
 
 
 class LayerRecovery:
@@ -52,6 +57,9 @@ class LayerRecovery:
         self._probes_seen: dict[int, int] = {}  # by index in probe_groups
         self._probe_send: asyncio.Task[None] | None = None
         self._stalled = 0
+        # Probes sent after a probe before it came back, at most, recently (halved
+        # by each probe back sooner): how far behind the reader runs.
+        self.lag = 0
 
     @property
     def recovering(self) -> bool:
@@ -132,11 +140,15 @@ class LayerRecovery:
         self._stalled = 0
         # The previous probe was sent and had a whole interval to come back: if it did
         # not, the layer lost our subscriptions (a restarted Redis has none), or the
-        # reader is that far behind.
+        # reader is that far behind. Recent probes that came back late tell the second:
+        # a probe then gets PROBE_PATIENCE times their lag (in probes sent since) before
+        # it counts as lost (recovering, which re-adds every subscription and reads every
+        # room's history, would only put the reader further behind).
         missing = [
             shard
             for shard in range(len(self.probe_groups))
-            if self._probes_seen.get(shard, 0) < self._probes_sent
+            if self._probes_sent - self._probes_seen.get(shard, 0)
+            > PROBE_PATIENCE * min(self.lag, PROBE_MAX_LAG)
         ]
         if missing:
             logger.warning(
@@ -159,6 +171,8 @@ class LayerRecovery:
 
     def probe_seen(self, number: int, shard: int = 0) -> None:
         """A probe came back through ``probe_groups[shard]``."""
+        # Also for a probe a recovery stopped waiting for: it tells how far behind the reader was.
+        self.lag = max(self._probes_sent - number, self.lag // 2)
         self._probes_seen[shard] = max(self._probes_seen.get(shard, 0), number)
 
     async def stop(self) -> None:

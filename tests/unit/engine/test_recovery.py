@@ -123,3 +123,33 @@ async def test_a_probe_lost_on_one_server_of_a_sharded_layer_triggers_recovery()
     await until(lambda: recovery.recoveries == 1, "the recovery")
     assert recovery.channel in layer.groups["nexios.probe.test.1"]
     assert caught_up == [1]
+
+
+async def test_a_reader_that_runs_behind_is_not_taken_for_a_lost_layer() -> None:
+    # Under load the hub reads its layer messages late: probes come back, but two intervals
+    # after they were sent. Until the first late one is back they look lost; after that the
+    # reader's lag is known, and recovering again (every subscription re-added, every
+    # room's history read) would only put it further behind: before, it recovered at
+    # every interval.
+    layer, recovery, caught_up = await make(["a"])
+    queued: list[int] = []
+    learnt = 0
+    for interval in range(14):
+        await recovery.probe()
+        queued.append(wire.parse(await layer.receive(recovery.channel)).number)  # type: ignore[union-attr]
+        if len(queued) > 2:
+            recovery.probe_seen(queued.pop(0))  # read two intervals late
+        if interval == 3:
+            await until(lambda: not recovery.recovering, "the early recoveries to end")
+            learnt = recovery.recoveries
+    await until(lambda: not recovery.recovering, "any recovery to end")
+    assert recovery.lag == 2 and learnt <= 2
+    assert recovery.recoveries == learnt  # none in the ten intervals once the lag was known
+    # Then the layer does lose the subscriptions: noticed within PROBE_PATIENCE x lag intervals.
+    layer.forget_subscriptions()
+    for _ in range(3 * recovery.lag + 2):
+        await recovery.probe()
+        if recovery.recovering:
+            break
+    await until(lambda: recovery.recoveries == learnt + 1, "the recovery")
+    assert recovery.channel in layer.groups[layer_group("a")] and len(caught_up) == learnt + 1
