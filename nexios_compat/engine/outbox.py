@@ -102,8 +102,12 @@ class Outbox:
                 by_room.setdefault(room, []).append(entry)
             rooms = list(by_room.items())
             for start in range(0, len(rooms), self.concurrency):
-                chunk = rooms[start : start + self.concurrency]
-                await asyncio.gather(*(self._publish(room, items) for room, items in chunk))
+                (first, items), *others = rooms[start : start + self.concurrency]
+                # The others as tasks; the first right away, as a lone room always was.
+                side = [asyncio.ensure_future(self._publish(room, more)) for room, more in others]
+                await self._publish(first, items)
+                if side:
+                    await asyncio.gather(*side)
 
     async def _publish(self, room: str, items: list[Item]) -> None:
         try:

@@ -55,8 +55,9 @@ def test_messages_typed_while_the_network_keeps_dropping_are_stored_once_in_orde
         def cut_at_random() -> None:
             nonlocal cuts
             rng = random.Random(room)
-            # The stimulus, not a synchronisation: cuts land before, during and after sends and acks.
-            while not stop.wait(rng.uniform(0.02, 0.4)):
+            # The stimulus, not a synchronisation: cuts land before, during and after sends and acks;
+            # at least four, cutting on while the resends go out if typing was quicker.
+            while not (stop.wait(rng.uniform(0.02, 0.4)) and cuts >= 4):
                 proxy.drop()
                 proxy.restore()
                 cuts += 1
@@ -69,7 +70,7 @@ def test_messages_typed_while_the_network_keeps_dropping_are_stored_once_in_orde
                 expect(page.locator("#text")).to_have_value("")  # taken by rooms.js (sent or kept)
         finally:
             stop.set()
-            cutter.join(10)
+            cutter.join(30)
         page.wait_for_function("window.unacked === 0", timeout=60_000)
         expect(page.locator("#status")).to_have_text("connected", timeout=20_000)
         watcher.send(json.dumps({"type": "message", "content": "sentinel"}))
