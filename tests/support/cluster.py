@@ -1,9 +1,12 @@
-"""Clients and database reads shared by the multi-process tests (``tests/cluster/test_multiprocess*.py``)."""
+"""Clients, database reads and worker runs shared by the multi-process and PostgreSQL tests."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import typing
 from collections.abc import Callable
@@ -12,7 +15,7 @@ import psycopg
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from devservers import DaphneServer, run_manage
+from devservers import REPO_ROOT, DaphneServer, run_manage
 from tests.support.helpers import TIMEOUT
 from tests.support.site import open_ws
 
@@ -33,6 +36,23 @@ def cluster_env(
 
 def migrate(env: dict[str, str]) -> None:
     run_manage("migrate", "--noinput", env=env)
+
+
+def run_worker(module: str, postgres_url: str, timeout: float = 180) -> dict[str, typing.Any]:
+    """Run ``python -m module`` on a migrated PostgreSQL database; return the JSON of its last line."""
+    env = {**os.environ, "DATABASE_URL": postgres_url, "REDIS_URL": "", "DEBUG": "0"}
+    run_manage("migrate", "--noinput", env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", module],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out: dict[str, typing.Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
 
 
 def start_cluster(
