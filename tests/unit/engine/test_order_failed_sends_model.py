@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import uuid
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -31,9 +29,9 @@ from nexios_compat.engine.writer import HistoryWriter
 from nexios_compat.exceptions import HistoryUnavailable
 from nexios_compat.stores.history import PendingMessage, SavedMessage
 from tests.support.fakes import IdempotentHistory
+from tests.support.models import model_settings
 
 ROOM = "r"
-EXAMPLES = int(os.environ.get("NEXIOS_MODEL_EXAMPLES", "60"))
 
 
 class Socket:
@@ -172,10 +170,5 @@ class FailedSendsModel(RuleBasedStateMachine):
         await self.writer.stop()
 
 
-FailedSendsModel.TestCase.settings = settings(
-    max_examples=EXAMPLES,
-    stateful_step_count=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+FailedSendsModel.TestCase.settings = model_settings()
 test_failed_sends_model = FailedSendsModel.TestCase

@@ -23,18 +23,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import os
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from nexios_compat.encoding import FrameCache
 from nexios_compat.engine.ordering import RoomOrdering
+from tests.support.models import model_settings
 
 ROOM = "r"
 PROCESSES = 3
-EXAMPLES = int(os.environ.get("NEXIOS_MODEL_EXAMPLES", "60"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,10 +223,5 @@ class OrderingModel(RuleBasedStateMachine):
         self.loop.close()
 
 
-OrderingModel.TestCase.settings = settings(
-    max_examples=EXAMPLES,
-    stateful_step_count=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+OrderingModel.TestCase.settings = model_settings()
 TestOrderingModel = OrderingModel.TestCase
