@@ -46,6 +46,12 @@ class SendFlow:
         """Send a prepared ``websocket.send`` message if open; return whether it was sent."""
         if self.application_state != WebSocketState.CONNECTED:
             return False
+        protocol = self._protocol
+        if protocol is not None and protocol.state != protocol.STATE_OPEN:
+            # Closing under daphne (the client's close frame came in, or ours went out):
+            # autobahn would raise ``Disconnected``, failing a broadcast or presence flush
+            # to every other member. daphne checks its own flag only after ``onClose``.
+            return False
         if self._frame_send is None:
             self._frame_send = unwrap_session_send(self._send)
         await self._frame_send(message)

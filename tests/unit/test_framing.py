@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import typing
 
 import pytest
@@ -11,6 +12,7 @@ from nexios_compat import metrics
 from nexios_compat.encoding import ENVELOPE_SEQ, FrameCache, pack, server_frame
 from nexios_compat.types import PayloadTypeEnum
 from nexios_compat.websockets._daphne import prepared_transport
+from nexios_compat.websockets.base import WebSocket, WebSocketState
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536])
@@ -67,3 +69,40 @@ def test_prepared_frames_go_only_to_plain_open_sockets() -> None:
     assert prepared_transport(Protocol(logFrames=True)) is None
     assert prepared_transport(Protocol(trackedTimings=object())) is None
     assert prepared_transport(None) is None  # another server
+
+
+class Server:
+    """daphne's ``Server`` as ``daphne_protocol`` sees it: ``send`` is ``partial(handle_reply, protocol)``."""
+
+    def __init__(self, protocol: Protocol) -> None:
+        self.connections: dict[Protocol, dict[str, typing.Any]] = {protocol: {}}  # not marked disconnected
+
+    async def handle_reply(self, protocol: typing.Any, message: dict[str, typing.Any]) -> None:
+        protocol.handle_reply(message)
+
+
+Server.handle_reply.__module__ = "daphne.server"
+
+
+class Closing(Protocol):
+    """A protocol whose close handshake began: autobahn's ``sendMessage`` raises ``Disconnected``."""
+
+    def handle_reply(self, message: dict[str, typing.Any]) -> None:
+        raise RuntimeError("Attempt to send on a closed protocol")
+
+
+async def test_a_frame_to_a_closing_socket_under_daphne_is_skipped_not_raised() -> None:
+    # A presence flush met a socket whose close handshake had begun: autobahn raised
+    # Disconnected, the flush task died, and the room's other members missed the diff.
+    protocol = Closing(state=2)
+    send = functools.partial(Server(protocol).handle_reply, protocol)
+
+    async def receive() -> dict[str, typing.Any]:
+        raise AssertionError("not read")
+
+    ws = WebSocket({"type": "websocket", "path": "/", "headers": []}, receive, send)
+    ws.application_state = ws.client_state = WebSocketState.CONNECTED
+    assert await ws.send_frame({"type": "websocket.send", "text": "diff"}) is False
+    protocol.state = Protocol.STATE_OPEN
+    with pytest.raises(RuntimeError):  # open: the frame goes to the protocol
+        await ws.send_frame({"type": "websocket.send", "text": "diff"})
