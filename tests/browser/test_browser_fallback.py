@@ -37,18 +37,10 @@ class UpgradeRefusingProxy(CuttableProxy):
         self.refused = 0
         super().__init__(port)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.cut.is_set():
-                client.close()
-                continue
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
     def _serve(self, client: socket.socket) -> None:
+        threading.Thread(target=self._answer, args=(client,), daemon=True).start()  # reads first
+
+    def _answer(self, client: socket.socket) -> None:
         head = b""
         with contextlib.suppress(OSError):
             while b"\r\n\r\n" not in head and (data := client.recv(65536)):
@@ -64,10 +56,7 @@ class UpgradeRefusingProxy(CuttableProxy):
         kept = [line for line in lines if not line.lower().startswith((b"connection:", b"keep-alive:"))]
         upstream = socket.create_connection(("127.0.0.1", self.target))
         upstream.sendall(b"\r\n".join([*kept, b"Connection: close"]) + b"\r\n\r\n" + rest)
-        with self.lock:
-            self.open |= {client, upstream}
-        for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+        self._join(client, upstream)
 
 
 @contextlib.contextmanager

@@ -54,11 +54,18 @@ class CuttableProxy:
             if self.cut.is_set():
                 client.close()
                 continue
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            with self.lock:
-                self.open |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            self._serve(client)
+
+    def _serve(self, client: socket.socket) -> None:
+        """Connect an accepted client to the server (subclasses may look at the request first)."""
+        self._join(client, socket.create_connection(("127.0.0.1", self.target)))
+
+    def _join(self, client: socket.socket, upstream: socket.socket) -> None:
+        """Pump bytes both ways between ``client`` and ``upstream`` until either end closes."""
+        with self.lock:
+            self.open |= {client, upstream}
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         with contextlib.suppress(OSError):
