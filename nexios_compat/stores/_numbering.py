@@ -10,6 +10,9 @@ from django.db.models import Field
 
 from .records import PendingMessage, SavedMessage, payload_size
 
+# Per room: its row's id, its counter after the advance, its epoch.
+Numbered = dict[str, tuple[int, int, str]]
+
 
 class RoomsMissing(Exception):
     """Rooms a batch names that have no row yet: create them and try again."""
@@ -124,33 +127,38 @@ def take_numbers(room: str, count: int, now: datetime.datetime) -> tuple[int, in
     return (int(row[0]), int(row[1]), str(row[2])) if row is not None else None
 
 
-def take_free_numbers(
-    counts: typing.Mapping[str, int], now: datetime.datetime
-) -> dict[str, tuple[int, int, str]]:
+def _advance(
+    cursor: typing.Any, counts: typing.Mapping[str, int], now: datetime.datetime, lock: str
+) -> Numbered:
+    """Advance the counters of ``counts``' rooms whose rows ``lock`` (a ``FOR UPDATE`` clause) takes."""
+    from ..models import Room
+
+    table = connection.ops.quote_name(Room._meta.db_table)
+    names = sorted(counts)
+    cursor.execute(
+        f"UPDATE {table} AS r SET last_seq = r.last_seq + c.n, last_activity = %s "
+        "FROM (SELECT unnest(%s::text[]) AS name, unnest(%s::bigint[]) AS n) AS c "
+        f"WHERE r.name = c.name AND r.id IN (SELECT id FROM {table} WHERE name = ANY(%s) "
+        f"ORDER BY name {lock}) RETURNING r.name, r.id, r.last_seq, r.epoch",
+        [connection.ops.adapt_datetimefield_value(now), names, [counts[n] for n in names], names],
+    )
+    return {str(row[0]): (int(row[1]), int(row[2]), str(row[3])) for row in cursor.fetchall()}
+
+
+def take_free_numbers(counts: typing.Mapping[str, int], now: datetime.datetime) -> Numbered:
     """Advance the counters of the rooms whose rows no one holds, in one statement.
 
     Return ``{room: (id, new last_seq, epoch)}`` for those; a room missing from
     it is busy (another transaction holds its row) or does not exist yet.
     ``SKIP LOCKED`` never waits, so this cannot deadlock with another batch.
     """
-    from ..models import Room
-
-    table = connection.ops.quote_name(Room._meta.db_table)
-    names = sorted(counts)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS r SET last_seq = r.last_seq + c.n, last_activity = %s "
-            "FROM (SELECT unnest(%s::text[]) AS name, unnest(%s::bigint[]) AS n) AS c "
-            f"WHERE r.name = c.name AND r.id IN (SELECT id FROM {table} WHERE name = ANY(%s) "
-            "ORDER BY name FOR UPDATE SKIP LOCKED) RETURNING r.name, r.id, r.last_seq, r.epoch",
-            [connection.ops.adapt_datetimefield_value(now), names, [counts[n] for n in names], names],
-        )
-        return {str(row[0]): (int(row[1]), int(row[2]), str(row[3])) for row in cursor.fetchall()}
+        return _advance(cursor, counts, now, "FOR UPDATE SKIP LOCKED")
 
 
 def take_numbers_in_order(
     counts: typing.Mapping[str, int], now: datetime.datetime, lock_timeout: float
-) -> dict[str, tuple[int, int, str]] | None:
+) -> Numbered | None:
     """Advance every room's counter, waiting up to ``lock_timeout`` for rows another writer holds.
 
     The rows are locked in name order, as every writer locks them, so two
@@ -160,29 +168,17 @@ def take_numbers_in_order(
     long ``atomic()``): nothing was taken, and the caller numbers the free rooms
     alone. Rooms without a row are missing from the result.
     """
-    from ..models import Room
-
-    table = connection.ops.quote_name(Room._meta.db_table)
-    names = sorted(counts)
     with connection.cursor() as cursor:
         cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{max(int(lock_timeout * 1000), 1)}"])
         try:
             with transaction.atomic():
-                cursor.execute(
-                    f"UPDATE {table} AS r SET last_seq = r.last_seq + c.n, last_activity = %s "
-                    "FROM (SELECT unnest(%s::text[]) AS name, unnest(%s::bigint[]) AS n) AS c "
-                    f"WHERE r.name = c.name AND r.id IN (SELECT id FROM {table} WHERE name = ANY(%s) "
-                    "ORDER BY name FOR UPDATE) RETURNING r.name, r.id, r.last_seq, r.epoch",
-                    [connection.ops.adapt_datetimefield_value(now), names, [counts[n] for n in names], names],
-                )
-                rows = cursor.fetchall()
+                return _advance(cursor, counts, now, "FOR UPDATE")
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
                 raise
             return None
         finally:
             cursor.execute("SELECT set_config('lock_timeout', '0', true)")
-    return {str(row[0]): (int(row[1]), int(row[2]), str(row[3])) for row in rows}
 
 
 def lock_rooms(rest: list[str], lock_timeout: float) -> set[str]:
