@@ -15,7 +15,9 @@ client resends everything unacknowledged first.
 
 Bounded: at most ``limit`` ids are remembered per socket and room (a send
 refused past that is still refused, and accepted once the remembered ones are
-sent again); a socket's entries go when it ends (``forget``).
+sent again), at most ``total`` in all (past it a failure is not remembered: the
+order promise then lapses for that socket, nothing else); a socket's entries go
+when it ends (``forget``).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from collections.abc import Callable
 from ..exceptions import HistoryUnavailable
 from ..stores.records import PendingMessage
 
-# Ids remembered per socket and room.
+# Ids remembered per socket and room, and in all (however many rooms a socket sends to).
 DEFAULT_LIMIT = 1000
+DEFAULT_TOTAL = 100_000
 
 Key = tuple[uuid.UUID, str]
 
@@ -73,10 +76,17 @@ class FailedSends:
     may fail later (it was accepted), but nothing is kept for it then.
     """
 
-    def __init__(self, limit: int = DEFAULT_LIMIT, alive: Callable[[uuid.UUID], bool] | None = None) -> None:
+    def __init__(
+        self,
+        limit: int = DEFAULT_LIMIT,
+        alive: Callable[[uuid.UUID], bool] | None = None,
+        total: int = DEFAULT_TOTAL,
+    ) -> None:
         self.limit = max(1, limit)
+        self.total = max(1, total)
         self.alive = alive
         self._sockets: dict[Key, _Socket] = {}
+        self._count = 0  # ids remembered, over every socket and room
         self._ranks = itertools.count()
 
     def __len__(self) -> int:
@@ -90,14 +100,17 @@ class FailedSends:
     def failed(self, key: Key, client_id: str) -> None:
         """Remember a failed send; one sent again and failed again keeps its place."""
         socket = self._sockets.get(key)
+        if socket is not None and client_id in socket.ranks:
+            socket.sent_again.discard(client_id)
+            return
+        if self._count >= self.total or (socket is not None and len(socket.ranks) >= self.limit):
+            return
         if socket is None:
             if self.alive is not None and not self.alive(key[0]):
                 return  # the socket ended: its next connection resends everything anyway
             socket = self._sockets[key] = _Socket()
-        if client_id in socket.ranks:
-            socket.sent_again.discard(client_id)
-        elif len(socket.ranks) < self.limit:
-            socket.ranks[client_id] = next(self._ranks)
+        socket.ranks[client_id] = next(self._ranks)
+        self._count += 1
 
     def admit(self, message: PendingMessage) -> None:
         """Let a saved send in, or raise ``HistoryUnavailable`` naming it (and remember it).
@@ -126,7 +139,8 @@ class FailedSends:
         socket = self._sockets.get(key) if key is not None else None
         if socket is None:
             return
-        socket.ranks.pop(typing.cast(str, message.client_id), None)
+        if socket.ranks.pop(typing.cast(str, message.client_id), None) is not None:
+            self._count -= 1
         socket.sent_again.discard(typing.cast(str, message.client_id))
         if not socket.ranks:
             del self._sockets[typing.cast(Key, key)]
@@ -134,4 +148,4 @@ class FailedSends:
     def forget(self, sender: uuid.UUID) -> None:
         """Drop what is remembered of a socket (it ended)."""
         for key in [key for key in self._sockets if key[0] == sender]:
-            del self._sockets[key]
+            self._count -= len(self._sockets.pop(key).ranks)

@@ -319,14 +319,15 @@ class HistoryWriter:
         for entry, record, error in outcomes:
             try:
                 if error is not None:
-                    if not isinstance(error, HistoryUnavailable):
+                    if self._failed and not isinstance(error, HistoryUnavailable):
                         self._failed.done(entry.message)  # refused: it will not be stored
                     if entry.done is None and entry.save and self.reject is not None:
                         # Its sender moved on: it learns at its next own send.
                         await self.reject(entry.message)
                     _settle(entry.done, error=error)
                     continue
-                self._failed.done(entry.message)
+                if self._failed:  # most of the time nothing failed: no lookup per message
+                    self._failed.done(entry.message)
                 await self.publish(entry.message, record)
                 metrics.FANOUT_LATENCY.observe(loop.time() - entry.accepted)
             except Exception as exc:

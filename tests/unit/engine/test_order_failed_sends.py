@@ -158,3 +158,17 @@ async def test_what_is_remembered_of_a_socket_is_bounded() -> None:
     await writer.flush()
     assert stored(history) == [str(n) for n in range(50)]
     await writer.stop()
+
+
+def test_what_is_remembered_in_all_is_bounded_however_many_rooms_a_socket_sends_to() -> None:
+    from nexios_compat.engine.failed_sends import FailedSends
+
+    failed = FailedSends(limit=10, total=3)
+    socket = uuid.uuid4()
+    for n in range(20):  # one failure in each of 20 rooms: past 3 in all, none is kept
+        failed.failed((socket, f"r{n}"), str(n))
+    assert [failed.remembered((socket, f"r{n}")) for n in range(4)] == [["0"], ["1"], ["2"], []]
+    failed.forget(socket)
+    assert len(failed) == 0
+    failed.failed((socket, "r9"), "9")  # room again once forgotten
+    assert failed.remembered((socket, "r9")) == ["9"]
