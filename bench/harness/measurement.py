@@ -148,34 +148,28 @@ ENGINE_COUNTERS = {
 }
 
 
-def metric_counters(ports: list[int], samples: dict[str, str]) -> dict[str, Callable[[], float]]:
-    """Probes summing Prometheus samples over the servers' ``/metrics`` (0 from a server without them)."""
+def metric_counters(ports: list[int], samples: dict[str, str]) -> Callable[[], dict[str, float]]:
+    """A reader of ``samples`` (name: Prometheus sample) summed over the servers' ``/metrics``.
 
-    def scrape() -> dict[str, float]:
-        totals = dict.fromkeys(samples.values(), 0.0)
+    A server without them (plain Channels) adds 0.
+    """
+
+    def read() -> dict[str, float]:
+        totals = dict.fromkeys(samples, 0.0)
+        wanted = {sample: name for name, sample in samples.items()}
         for port in ports:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
                     text = response.read().decode()
             except OSError:
-                continue  # not one of ours (plain Channels), or gone
+                continue
             for family in text_string_to_metric_families(text):
                 for sample in family.samples:
-                    if sample.name in totals:
-                        totals[sample.name] += sample.value
+                    if sample.name in wanted:
+                        totals[wanted[sample.name]] += sample.value
         return totals
 
-    cache: dict[str, float] = {}
-
-    def probe(name: str) -> Callable[[], float]:
-        def read() -> float:
-            if name == next(iter(samples)):  # the first probe of a reading scrapes for all
-                cache.update(scrape())
-            return cache.get(samples[name], 0.0)
-
-        return read
-
-    return {name: probe(name) for name in samples}
+    return read
 
 
 async def measure_room(

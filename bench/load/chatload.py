@@ -134,17 +134,16 @@ class ChatLoad:
         seconds: float,
         drain_timeout: float = 2.0,
         probes: dict[str, Any] | None = None,
-        counters: dict[str, Callable[[], float]] | None = None,
+        counters: Callable[[], dict[str, float]] | None = None,
     ) -> dict[str, Any]:
         """One step at ``rate`` messages/s in total: send, drain, and summarise.
 
-        ``probes`` are CPU-seconds readers (reported as % of a core), ``counters``
-        cumulative counts (reported as the step's increase, under ``counts``).
+        ``probes`` are CPU-seconds readers (reported as % of a core); ``counters``
+        reads cumulative counts (reported as the step's increase, under ``counts``).
         """
         self.next_step()
         probes = probes or {}
-        counters = counters or {}
-        counted0 = {k: c() for k, c in counters.items()}
+        counted0 = counters() if counters is not None else {}
         cpu0 = {k: p() for k, p in probes.items()}
         t0 = time.perf_counter()
         sent = await self.send_for(rate, seconds)
@@ -165,8 +164,8 @@ class ChatLoad:
         }
         for name, probe in probes.items():
             out[f"{name}_cpu_pct"] = round(100 * (probe() - cpu0[name]) / wall, 1)
-        if counters:
-            out["counts"] = {k: round(c() - counted0[k]) for k, c in counters.items()}
+        if counters is not None:
+            out["counts"] = {k: round(v - counted0[k]) for k, v in counters().items()}
         return out
 
     async def close(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,10 +69,10 @@ class RateSearch:
         plan: ChatPlan,
         server: Any,
         probes: dict[str, Any],
-        counters: dict[str, Any] | None = None,
+        counters: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self.load, self.plan, self.server, self.probes = load, plan, server, probes
-        self.counters = counters or {}
+        self.counters = counters
         self.steps: list[dict[str, Any]] = []
         self.best: float | None = None
         self.worst: float | None = None  # lowest failing rate
