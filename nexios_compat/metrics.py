@@ -110,6 +110,16 @@ FANOUT_LATENCY = Histogram(
     "From a broadcast's acceptance to its delivery to this process's members",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+LAYER_ECHO = Histogram(
+    f"{PREFIX}_layer_echo_seconds",
+    "From publishing a fan-out to this process reading it back from the layer (how far its reader is behind)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+FANOUT_MESSAGES = Counter(
+    f"{PREFIX}_fanout_messages",
+    "Layer messages the outbox published: to one room's group, or to every hub for many rooms at once",
+    ["to"],
+)
 
 # What each live hub reports for the gauges (``Hub.gauges``).
 HubGauges = typing.Mapping[str, float]

@@ -64,6 +64,8 @@ class Hub:
         self.layer = get_layer()
         self.process_id = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.registry = LocalRegistry()
+        # Processes registered at the last heartbeat (the outbox's choice of message).
+        self._processes = 1
         self.history = HistoryService()
         store = get_membership_store()
         self.rows = MembershipService(store)
@@ -111,6 +113,9 @@ class Hub:
             self.recovery.publish_failed,
             config["OUTBOX_MAX_PENDING"],
             config["OUTBOX_MAX_PENDING_BYTES"],
+            publish_rooms=self._publish_rooms,
+            processes=lambda: self._processes,
+            hears=self.has_members,
         )
         self.cluster = ClusterMembership(
             self.process_id,
@@ -294,6 +299,7 @@ class Hub:
         if beat.removed_ids:
             await self.tracker.gone(beat.removed_ids)
         if beat.alive is not None:
+            self._processes = len(beat.alive)
             self.tracker.prune(beat.alive, started)
 
     # Sending -------------------------------------------------------------------
@@ -324,7 +330,14 @@ class Hub:
         await self.ordering.settled(rooms)
 
     async def _publish_batch(self, room: str, items: list[wire.Item]) -> None:
-        await self.layer.group_send(layer_group(room), wire.fanout(room, items, self.process_id))
+        await self.layer.group_send(
+            layer_group(room), wire.fanout(room, items, self.process_id, self.outbox.stamp)
+        )
+
+    async def _publish_rooms(self, rooms: list[tuple[str, list[wire.Item]]]) -> None:
+        await self.layer.group_send(
+            control_group(), wire.fanout_rooms(rooms, self.process_id, self.outbox.stamp)
+        )
 
     async def _read_since(self, room: str, since: int) -> tuple[list[FrameCache], int]:
         position = await self.history.read(room, since)

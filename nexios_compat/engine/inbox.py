@@ -11,6 +11,7 @@ from channels.layers import BaseChannelLayer
 
 from . import wire
 from .ordering import RoomOrdering
+from .outbox import Outbox
 from .presence.tracker import PresenceTracker
 from .recovery import LayerRecovery
 from .registry import LocalRegistry
@@ -25,6 +26,7 @@ class InboxHandler(typing.Protocol):
     layer: BaseChannelLayer
     registry: LocalRegistry
     ordering: RoomOrdering
+    outbox: Outbox
     recovery: LayerRecovery
     tracker: PresenceTracker
     received: collections.Counter[str]
@@ -74,6 +76,16 @@ async def handle(hub: InboxHandler, message: wire.LayerMessage) -> None:
         if parsed.origin != hub.process_id:  # our own were delivered when sent
             for cache in parsed.frames:
                 await hub.ordering.offer(cache)
+        elif parsed.stamp is not None:
+            hub.outbox.echoed(parsed.stamp)
+    elif isinstance(parsed, wire.FanoutRooms):
+        if parsed.origin != hub.process_id:
+            for room, items in parsed.rooms:
+                if room in hub.registry.rooms or room in hub.ordering.sequencers:
+                    for cache in parsed.frames(room, items):
+                        await hub.ordering.offer(cache)
+        elif parsed.stamp is not None:
+            hub.outbox.echoed(parsed.stamp)
     elif isinstance(parsed, wire.SendTo):
         member = hub.registry.get(parsed.channel_id)
         if member is not None:

@@ -14,6 +14,8 @@ import uuid
 from ..encoding import FrameCache, pack
 
 FANOUT = "nexios.fanout"
+# Many rooms' broadcasts in one message to every hub; each keeps the rooms it has members in.
+FANOUT_ROOMS = "nexios.fanout_rooms"
 SEND_TO = "nexios.send_to"
 CLOSE = "nexios.close"
 FLUSH_GROUPS = "nexios.flush_groups"
@@ -43,9 +45,31 @@ def item(cache: FrameCache) -> Item:
     return (cache.kind, cache.text, cache.data, cache.seq, cache.epoch)
 
 
-def fanout(room: str, items: list[Item], origin: str) -> LayerMessage:
-    """Build the one layer message that carries a room's broadcasts (one or a batch)."""
-    return {"type": FANOUT, "room": room, "origin": origin, "items": [list(entry) for entry in items]}
+def fanout(room: str, items: list[Item], origin: str, stamp: float | None = None) -> LayerMessage:
+    """Build the one layer message that carries a room's broadcasts (one or a batch).
+
+    ``stamp`` is the publishing hub's loop time, for it to recognise the message when it
+    reads it back (``Outbox.echoed``); other hubs ignore it.
+    """
+    message: LayerMessage = {
+        "type": FANOUT,
+        "room": room,
+        "origin": origin,
+        "items": [list(entry) for entry in items],
+    }
+    if stamp is not None:
+        message["at"] = stamp
+    return message
+
+
+def fanout_rooms(rooms: list[tuple[str, list[Item]]], origin: str, stamp: float) -> LayerMessage:
+    """Build one layer message, for every hub, carrying the broadcasts of many rooms."""
+    return {
+        "type": FANOUT_ROOMS,
+        "origin": origin,
+        "at": stamp,
+        "rooms": [[room, [list(entry) for entry in items]] for room, items in rooms],
+    }
 
 
 def send_to(channel_id: uuid.UUID, payload: typing.Any) -> LayerMessage:
@@ -114,6 +138,25 @@ class Fanout:
     room: str
     origin: str
     frames: list[FrameCache]
+    stamp: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FanoutRooms:
+    """Broadcasts to many rooms, published by the hub ``origin`` to every hub.
+
+    The items stay in their wire form until ``frames`` is asked for a room: a hub
+    builds frames only for the rooms it has members in.
+    """
+
+    origin: str
+    stamp: float | None
+    rooms: list[tuple[str, list[list[typing.Any]]]]
+
+    @staticmethod
+    def frames(room: str, items: list[list[typing.Any]]) -> list[FrameCache]:
+        """Return the frames of one room's items."""
+        return [FrameCache(room, *entry) for entry in items]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +230,18 @@ class PresenceGone:
     origins: list[str]
 
 
-Parsed = Fanout | SendTo | Close | FlushGroups | Probe | Resync | Presence | PresenceWant | PresenceGone
+Parsed = (
+    Fanout
+    | FanoutRooms
+    | SendTo
+    | Close
+    | FlushGroups
+    | Probe
+    | Resync
+    | Presence
+    | PresenceWant
+    | PresenceGone
+)
 
 
 def parse(message: LayerMessage) -> Parsed | None:
@@ -196,7 +250,10 @@ def parse(message: LayerMessage) -> Parsed | None:
     if kind == FANOUT:
         room = message["room"]
         frames = [FrameCache(room, *entry) for entry in message["items"]]
-        return Fanout(room, message.get("origin", ""), frames)
+        return Fanout(room, message.get("origin", ""), frames, message.get("at"))
+    if kind == FANOUT_ROOMS:
+        rooms = [(str(room), list(items)) for room, items in message["rooms"]]
+        return FanoutRooms(message.get("origin", ""), message.get("at"), rooms)
     if kind == SEND_TO:
         frame = FrameCache("", message["k"], message["t"], message["b"], None)
         return SendTo(uuid.UUID(message["channel"]), frame)

@@ -180,8 +180,8 @@ async def test_one_shard_restarting_during_traffic(
     """One of the three servers goes away while both processes take messages, and comes back empty.
 
     Recovers: every subscription the server held (re-added by the hubs once their probe
-    through it is lost), and every saved message (from history). Lost: unsaved broadcasts
-    to its rooms while it was away. The rooms of the other servers keep working throughout.
+    through it is lost), and every saved message (from history). Not promised: unsaved
+    broadcasts to its rooms while it was away. The rooms of the other servers keep working throughout.
     """
     a, b = await start(daphne_factory, env)
     control_a, control_b = await Control.open(a), await Control.open(b)
@@ -230,9 +230,12 @@ async def test_one_shard_restarting_during_traffic(
         assert seqs == list(range(seqs[0], last + 1)), f"{member.name} got {seqs}"
         assert not member.closed
     assert chat_texts(b0.frames) == ["before", "during", "after"]
-    # The unsaved broadcast reached only the sender's own process.
+    # The unsaved broadcast reached the sender's own process. The other may or may not have
+    # it: published to the room's group it is lost with the server; in a drain of several
+    # rooms it travels to every hub through the control group, on a server that stayed up.
     lost = {"room": rooms[down], "seq": None, "payload": {"lost": 1}}
-    assert lost in a0.frames and lost not in b0.frames
+    assert lost in a0.frames
+    assert b0.frames.count(lost) <= 1
     # The sender's process failed to publish and recovered; on the pub/sub layer redis-py
     # re-subscribes the other by itself (its probes may never miss), so only a is certain.
     assert (await control_a("stats"))["recoveries"] >= 1
