@@ -145,7 +145,14 @@ ENGINE_COUNTERS = {
     "set_aside": "nexios_compat_history_set_aside_total",
     "transactions": "nexios_compat_history_batch_size_count",
     "saved": "nexios_compat_history_batch_size_sum",
+    # Layer messages the outboxes published (per room, or many rooms to every hub), and how
+    # long each process's reader took to read its own back (milliseconds in all).
+    "layer_messages": "nexios_compat_fanout_messages_total",
+    "echoes": "nexios_compat_layer_echo_seconds_count",
+    "echo_ms": "nexios_compat_layer_echo_seconds_sum",
 }
+# Sums kept in seconds by the servers, reported in milliseconds.
+MILLISECOND_COUNTERS = {"echo_ms"}
 
 
 def metric_counters(ports: list[int], samples: dict[str, str]) -> Callable[[], dict[str, float]]:
@@ -166,7 +173,8 @@ def metric_counters(ports: list[int], samples: dict[str, str]) -> Callable[[], d
             for family in text_string_to_metric_families(text):
                 for sample in family.samples:
                     if sample.name in wanted:
-                        totals[wanted[sample.name]] += sample.value
+                        name = wanted[sample.name]
+                        totals[name] += sample.value * (1000 if name in MILLISECOND_COUNTERS else 1)
         return totals
 
     return read

@@ -85,7 +85,9 @@ class RateSearch:
         )
         step["passed"], step["why"] = step_passes(step)
         self.steps.append(step)
-        counts = step.get("counts") or {}
+        counts = dict(step.get("counts") or {})
+        if counts.get("echoes"):  # the mean, not the sum, says how far behind the readers were
+            counts["echo_ms"] = round(counts["echo_ms"] / counts.pop("echoes"), 1)
         noted = ", ".join(f"{k} {v:,}" for k, v in counts.items() if v)
         print(f"      {rate:>9,.0f}/s offered: {step['why']} (p99 {step['p99_ms']} ms) {noted}", flush=True)
         if step["passed"]:
