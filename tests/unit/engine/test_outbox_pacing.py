@@ -42,7 +42,9 @@ async def until(condition: typing.Callable[[], bool]) -> None:
 
 async def test_a_drain_waits_for_the_last_ones_echo_and_sends_what_accumulated_at_once() -> None:
     layer = Layer()
-    box = Outbox(layer.room, lambda saved: None, publish_rooms=layer.hubs, hears=lambda room: True, echo_wait=60)
+    box = Outbox(
+        layer.room, lambda saved: None, publish_rooms=layer.hubs, hears=lambda room: True, echo_wait=60
+    )
     task = asyncio.create_task(box.run())
     box.put("a", entry(1))
     await until(lambda: len(layer.sent) == 1)
