@@ -105,15 +105,17 @@ SSE_ENDED = Counter(f"{PREFIX}_sse_ended", "Server-Sent Events streams ended, by
 SSE_SENDS = Counter(
     f"{PREFIX}_sse_sends", "Sends over HTTP POST to a room's event stream URL, by outcome", ["outcome"]
 )
+# Latency buckets in seconds, from half a millisecond to ten seconds.
+SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 FANOUT_LATENCY = Histogram(
     f"{PREFIX}_fanout_latency_seconds",
     "From a broadcast's acceptance to its delivery to this process's members",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=SECONDS_BUCKETS,
 )
 LAYER_ECHO = Histogram(
     f"{PREFIX}_layer_echo_seconds",
     "From publishing a fan-out to this process reading it back from the layer (how far its reader is behind)",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=SECONDS_BUCKETS,
 )
 FANOUT_MESSAGES = Counter(
     f"{PREFIX}_fanout_messages",

@@ -72,20 +72,18 @@ async def read(hub: InboxHandler) -> None:
 async def handle(hub: InboxHandler, message: wire.LayerMessage) -> None:
     """Act on one layer message."""
     parsed = wire.parse(message)
-    if isinstance(parsed, wire.Fanout):
-        if parsed.origin != hub.process_id:  # our own were delivered when sent
-            for cache in parsed.frames:
-                await hub.ordering.offer(cache)
-        elif parsed.stamp is not None:
+    if isinstance(parsed, wire.Fanout | wire.FanoutRooms) and parsed.origin == hub.process_id:
+        # Our own were delivered when sent; reading one back paces the outbox.
+        if parsed.stamp is not None:
             hub.outbox.echoed(parsed.stamp)
+    elif isinstance(parsed, wire.Fanout):
+        for cache in parsed.frames:
+            await hub.ordering.offer(cache)
     elif isinstance(parsed, wire.FanoutRooms):
-        if parsed.origin != hub.process_id:
-            for room, items in parsed.rooms:
-                if room in hub.registry.rooms or room in hub.ordering.sequencers:
-                    for cache in parsed.frames(room, items):
-                        await hub.ordering.offer(cache)
-        elif parsed.stamp is not None:
-            hub.outbox.echoed(parsed.stamp)
+        for room, items in parsed.rooms:
+            if room in hub.registry.rooms or room in hub.ordering.sequencers:
+                for cache in wire.frames(room, items):
+                    await hub.ordering.offer(cache)
     elif isinstance(parsed, wire.SendTo):
         member = hub.registry.get(parsed.channel_id)
         if member is not None:

@@ -177,42 +177,34 @@ class Outbox:
 
     async def _publish_rooms(self, rooms: list[tuple[str, list[Item]]]) -> None:
         publish = typing.cast(PublishRooms, self.publish_rooms)
-        try:
-            await publish(rooms)
-        except Exception as exc:
-            saved = sum(1 for _, items in rooms for entry in items if entry[3] is not None)
-            logger.warning(
-                "Publishing the broadcasts of %d rooms failed (%r); %d saved one(s) will be read "
-                "from history by the other processes, the rest reached only this process",
-                len(rooms),
-                exc,
-                saved,
-            )
-            self.on_failure(saved > 0)
-            return
-        _TO_HUBS.inc()
-        self.batches += 1
-        self.published += sum(len(items) for _, items in rooms)
+        await self._publishing(publish(rooms), rooms, _TO_HUBS)
 
     async def _publish(self, room: str, items: list[Item]) -> None:
+        await self._publishing(self.publish_batch(room, items), [(room, items)], _TO_ROOM)
+
+    async def _publishing(
+        self, sending: Awaitable[None], rooms: list[tuple[str, list[Item]]], counter: typing.Any
+    ) -> None:
+        """Await one layer message of ``rooms``; count it, or report what its failure lost."""
+        count = sum(len(items) for _, items in rooms)
         try:
-            await self.publish_batch(room, items)
+            await sending
         except Exception as exc:
-            saved = sum(1 for entry in items if entry[3] is not None)
+            saved = sum(1 for _, items in rooms for entry in items if entry[3] is not None)
             # Saved ones are in history: every hub catches up once the layer is back.
             logger.warning(
-                "Publishing %d broadcast(s) to %r failed (%r); %d saved one(s) will be read "
+                "Publishing %d broadcast(s) to %s failed (%r); %d saved one(s) will be read "
                 "from history by the other processes, the rest reached only this process",
-                len(items),
-                room,
+                count,
+                ", ".join(repr(room) for room, _ in rooms),
                 exc,
                 saved,
             )
             self.on_failure(saved > 0)
             return
-        _TO_ROOM.inc()
+        counter.inc()
         self.batches += 1
-        self.published += len(items)
+        self.published += count
 
 
 def _chunks(rooms: list[tuple[str, list[Item]]]) -> list[list[tuple[str, list[Item]]]]:

@@ -145,18 +145,18 @@ class Fanout:
 class FanoutRooms:
     """Broadcasts to many rooms, published by the hub ``origin`` to every hub.
 
-    The items stay in their wire form until ``frames`` is asked for a room: a hub
-    builds frames only for the rooms it has members in.
+    The items stay in their wire form (``frames`` builds them): a hub builds frames
+    only for the rooms it has members in.
     """
 
     origin: str
     stamp: float | None
     rooms: list[tuple[str, list[list[typing.Any]]]]
 
-    @staticmethod
-    def frames(room: str, items: list[list[typing.Any]]) -> list[FrameCache]:
-        """Return the frames of one room's items."""
-        return [FrameCache(room, *entry) for entry in items]
+
+def frames(room: str, items: list[list[typing.Any]]) -> list[FrameCache]:
+    """Return the frames of one room's broadcasts in their wire form."""
+    return [FrameCache(room, *entry) for entry in items]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,8 +249,7 @@ def parse(message: LayerMessage) -> Parsed | None:
     kind = message.get("type")
     if kind == FANOUT:
         room = message["room"]
-        frames = [FrameCache(room, *entry) for entry in message["items"]]
-        return Fanout(room, message.get("origin", ""), frames, message.get("at"))
+        return Fanout(room, message.get("origin", ""), frames(room, message["items"]), message.get("at"))
     if kind == FANOUT_ROOMS:
         rooms = [(str(room), list(items)) for room, items in message["rooms"]]
         return FanoutRooms(message.get("origin", ""), message.get("at"), rooms)
