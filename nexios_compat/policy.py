@@ -131,11 +131,17 @@ class RoomRule:
 
     def predicate(self, action: Action) -> Predicate:
         """The predicate that decides ``action``."""
-        chosen = {"join": self.join, "publish": self.publish, "read": self.read}[action]
+        if action == "join":
+            return self.join
+        chosen = self.publish if action == "publish" else self.read if action == "read" else _unknown(action)
         return chosen if chosen is not None else self.join
 
 
 OPEN = RoomRule()
+
+
+def _unknown(action: str) -> typing.NoReturn:
+    raise KeyError(action)
 
 
 class RoomPolicy:
@@ -150,6 +156,8 @@ class RoomPolicy:
 
     def rule_for(self, room: str) -> RoomRule:
         """The rule that governs ``room``."""
+        if not self.rules:
+            return self.default
         return next((rule for rule in self.rules if rule.matches(room)), self.default)
 
     async def allows(
@@ -166,8 +174,11 @@ class RoomPolicy:
         ticket_rooms = scope.get("nexios_ticket_rooms") if scope is not None else None
         if ticket_rooms is not None and room not in ticket_rooms:
             return False
+        predicate = self.rule_for(room).predicate(action)
+        if predicate is allow:
+            return True  # an open room (every room without a policy): nothing to ask
         access = Access(room=room, action=action, user=user, scope=scope, request=request)
-        answer = self.rule_for(room).predicate(action)(access)
+        answer = predicate(access)
         if inspect.isawaitable(answer):
             answer = await answer
         return bool(answer)

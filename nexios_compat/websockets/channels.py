@@ -109,13 +109,14 @@ class ChannelBox:
         if payload is None:
             payload = {}
         client = _client_of(sender)
-        if client is not None and not await get_policy().allows(
+        policy = get_policy()
+        if client is not None and not await policy.allows(
             "publish", group_name, user=client.user, scope=client.scope
         ):
             # Refused before anything is saved or sent; the client is told, the handler goes on.
             await client.send_text(_REFUSED_FRAME.format(room=dumps(group_name)))
             return GroupSendStatusEnum.NO_SUCH_GROUP
-        if not get_policy().rule_for(group_name).history:
+        if save_history and not policy.rule_for(group_name).history:
             save_history = False
         if save_history and await managers.save_to_manager(group_name, payload, sender):
             save_history = False  # a plugged-in Nexios manager holds it instead of the database
