@@ -16,6 +16,7 @@ from channels.routing import URLRouter
 from django.urls.resolvers import URLPattern
 
 from .events import EventEmitter
+from .websockets._asgi import finished, passes_through
 from .websockets._functions import Handler
 from .websockets._routes import WebsocketRoute, WebsocketRoutes
 from .websockets.base import Receive, Scope, Send
@@ -113,15 +114,17 @@ class _RouteCollection:
                 routes.append(route)
         return routes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @passes_through
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> typing.Awaitable[None]:
         """Serve a WebSocket connection (through any middleware added with ``wrap_asgi``)."""
         if scope["type"] == "lifespan":
-            return
+            return finished()
         if scope["type"] != "websocket":
             raise ValueError(f"nexios_compat applications serve WebSocket scopes, not {scope['type']!r}")
-        await self._asgi(scope, receive, send)
+        return self._asgi(scope, receive, send)
 
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @passes_through
+    def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> typing.Awaitable[None]:
         path = scope.get("path_remaining", scope.get("path", "")).lstrip("/")
         for route in self.get_routes():
             match = route.pattern.match(path)
@@ -131,15 +134,18 @@ class _RouteCollection:
                 inner = dict(scope, url_route={"args": (), "kwargs": params}, route_params=params)
                 inner.pop("path_params", None)
                 inner.setdefault("app", self)
-                await route.handle(inner, receive, send)
-                return
-        # Unknown path: refuse the handshake (daphne answers 403), with Nexios's code.
-        message = await receive()
-        if message["type"] == "websocket.connect":
-            await send({"type": "websocket.close", "code": 4404})
+                return route.handle(inner, receive, send)
+        return _not_found(receive, send)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} prefix={self.prefix!r} routes={len(self.routes)}>"
+
+
+async def _not_found(receive: Receive, send: Send) -> None:
+    # Unknown path: refuse the handshake (daphne answers 403), with Nexios's code.
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 4404})
 
 
 class Router(_RouteCollection):
@@ -190,10 +196,15 @@ class NexiosApp(_RouteCollection):
         """
         self.mount_router(router, prefix=prefix)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @passes_through
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> typing.Awaitable[None]:
         """Serve a WebSocket connection, once this process receives the app's shared events."""
-        if scope["type"] == "websocket":
-            await self.events.subscribe()
+        if scope["type"] == "websocket" and getattr(self.events, "across_processes", True):
+            return self._subscribed(scope, receive, send)
+        return super().__call__(scope, receive, send)
+
+    async def _subscribed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.events.subscribe()
         await super().__call__(scope, receive, send)
 
     def websocket(self, path: str) -> Callable[[Handler], Handler]:

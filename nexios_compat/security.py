@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import typing
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from urllib.parse import parse_qsl, urlencode
 
 from channels.db import database_sync_to_async
@@ -43,13 +43,12 @@ from django.utils.http import is_same_domain
 from .conf import get_config
 from .tickets import TicketRefused, redeem_ticket
 from .types import WS_4401_UNAUTHORIZED
+from .websockets._asgi import ASGIApp, passes_through
 from .websockets.base import Receive, Scope, Send
 
 __all__ = ["Origin", "SameOriginValidator", "SecureWebSocketStack", "TicketAuthMiddleware", "parse_origin"]
 
 logger = logging.getLogger("nexios_compat.security")
-
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # What a browser puts in Origin is scheme://host[:port]; anything else is not an origin.
@@ -131,7 +130,8 @@ class SameOriginValidator:
         self.allowed_hosts = list(allowed_hosts) if allowed_hosts is not None else None
         self.trusted_origins = list(trusted_origins) if trusted_origins is not None else None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @passes_through
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """Pass an accepted handshake on; answer a refused one with HTTP 403."""
         if scope["type"] != "websocket":
             raise ValueError(f"SameOriginValidator serves WebSocket scopes, not {scope['type']!r}")
@@ -143,8 +143,10 @@ class SameOriginValidator:
                     **scope,
                     "headers": [(n, v) for n, v in scope.get("headers", []) if bytes(n).lower() != b"cookie"],
                 }
-            await self.application(scope, receive, send)
-            return
+            return self.application(scope, receive, send)
+        return self._refuse(scope, receive, send, reason)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, reason: str) -> None:
         logger.warning("Refused WebSocket handshake for %s: %s", scope.get("path", ""), reason)
         message = await receive()
         if message["type"] == "websocket.connect":
@@ -242,12 +244,15 @@ class TicketAuthMiddleware:
         """Wrap ``application``; sockets without a ticket pass through unchanged."""
         self.application = application
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @passes_through
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """Redeem the ticket, then serve the socket as its user (limited to its rooms, if any)."""
         ticket = ticket_param(scope) if scope["type"] == "websocket" else None
         if ticket is None:
-            await self.application(scope, receive, send)
-            return
+            return self.application(scope, receive, send)
+        return self._redeem(scope, receive, send, ticket)
+
+    async def _redeem(self, scope: Scope, receive: Receive, send: Send, ticket: str) -> None:
         try:
             redeemed = await database_sync_to_async(redeem_ticket)(ticket)
         except TicketRefused as refused:

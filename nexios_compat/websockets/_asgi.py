@@ -6,12 +6,34 @@ import enum
 import typing
 from collections.abc import Awaitable, Callable, MutableMapping
 
+from asgiref.sync import markcoroutinefunction
+
 from ..objects import QueryParams
 
 Scope = MutableMapping[str, typing.Any]
 Message = MutableMapping[str, typing.Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_App = typing.TypeVar("_App", bound=Callable[..., Awaitable[None]])
+
+
+def passes_through(func: _App) -> _App:
+    """Mark a plain function that returns the next application's awaitable as an ASGI 3 application.
+
+    A middleware that awaits the next application keeps its coroutine frame
+    (and what its locals hold) alive for the whole life of every socket; one
+    that returns the next application's coroutine leaves nothing behind.
+    asgiref and Channels tell ASGI 3 applications from ASGI 2 ones by whether
+    they are coroutine functions, hence the mark.
+    """
+    return markcoroutinefunction(func)
+
+
+async def finished() -> None:
+    """An awaitable that does nothing, for a pass-through that has nothing to pass on."""
 
 
 class WebSocketState(enum.Enum):

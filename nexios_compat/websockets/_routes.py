@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 
@@ -10,6 +11,7 @@ from django.urls import path as django_path
 from django.urls import register_converter
 from django.urls.resolvers import RoutePattern, URLPattern
 
+from ._asgi import ASGIApp, passes_through
 from ._functions import FunctionConsumer, Handler
 from .base import Receive, Scope, Send
 
@@ -59,6 +61,24 @@ def to_django_route(path: str) -> str:
     return _PARAM.sub(convert, path[1:])
 
 
+def consumer_app(consumer_class: type[AsyncConsumer], **initkwargs: typing.Any) -> ASGIApp:
+    """Channels' ``consumer_class.as_asgi(**initkwargs)``, without a frame of its own per socket.
+
+    Channels' ``as_asgi`` awaits the consumer inside a coroutine of its own, which
+    every open socket keeps; this returns the consumer's coroutine instead.
+    """
+
+    @passes_through
+    def app(scope: Scope, receive: Receive, send: Send) -> typing.Awaitable[None]:
+        return typing.cast(ASGIApp, consumer_class(**initkwargs))(scope, receive, send)
+
+    # What Channels' as_asgi sets, for code that looks the consumer up through the route.
+    app.consumer_class = consumer_class  # type: ignore[attr-defined]
+    app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
+    functools.update_wrapper(app, consumer_class, updated=())
+    return app
+
+
 class WebsocketRoute:
     """A path (Nexios ``{param}`` syntax) and the function or endpoint class serving it."""
 
@@ -70,9 +90,9 @@ class WebsocketRoute:
         self.pattern = RoutePattern(self.route, is_endpoint=True)
         # Endpoint classes (WebSocketConsumer and its subclasses) are Channels consumers.
         if isinstance(handler, type) and issubclass(handler, AsyncConsumer):
-            self.app = typing.cast(typing.Any, handler).as_asgi()
+            self.app = consumer_app(handler)
         elif callable(handler):
-            self.app = FunctionConsumer.as_asgi(handler=handler)
+            self.app = consumer_app(FunctionConsumer, handler=handler)
         else:
             raise TypeError(
                 f"A route needs an async function or a WebSocketEndpoint subclass, not {handler!r}"
@@ -82,9 +102,10 @@ class WebsocketRoute:
         """Return this route mounted under ``prefix``."""
         return WebsocketRoute(prefix.rstrip("/") + self.path, self.handler, self.name)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @passes_through
+    def handle(self, scope: Scope, receive: Receive, send: Send) -> typing.Awaitable[None]:
         """Serve one connection with this route's handler."""
-        await self.app(scope, receive, send)
+        return self.app(scope, receive, send)
 
     def url_path_for(self, name: str, **path_params: typing.Any) -> str:
         """Return this route's path with ``path_params`` filled in (``name`` must be the route's)."""
@@ -94,7 +115,8 @@ class WebsocketRoute:
 
     def as_urlpattern(self) -> URLPattern:
         """Return a Channels-compatible URL pattern for a site's own ``URLRouter``."""
-        return typing.cast(URLPattern, django_path(self.route, self.app, name=self.name or ""))
+        view: typing.Any = self.app  # an ASGI application, not a Django view
+        return typing.cast(URLPattern, django_path(self.route, view, name=self.name or ""))
 
     def __repr__(self) -> str:
         return f"<WebsocketRoute {self.path} -> {getattr(self.handler, '__qualname__', self.handler)}>"
