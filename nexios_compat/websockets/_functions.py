@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 
 from channels.consumer import AsyncConsumer
 
 from ..engine import Hub
-from ._serving import finish, open_socket, run_handler, serve
-from .base import Receive, Scope, Send, WebSocket, current_websocket
+from ._asgi import passes_through
+from ._serving import close_code_for, finish, leave_now, serve
+from .base import Receive, Scope, Send, WebSocket
 from .utils import WS_1000_NORMAL_CLOSURE
 
 Handler = Callable[..., Awaitable[None]]
@@ -37,18 +38,19 @@ class FunctionConsumer(AsyncConsumer):
         except TypeError:  # an unhashable callable
             self._takes_all, self._accepted = _parameters.__wrapped__(handler)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @passes_through
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """Run the handler; a failure closes only this socket, with 1011."""
         self.scope = scope
-        websocket = WebSocket(scope, receive, send)
-        current_websocket.set(websocket)
-        hub = await open_socket(websocket)
-        if hub is None:
-            return
+        return serve(WebSocket(scope, receive, send), self._begin)
+
+    def _begin(self, hub: Hub, websocket: WebSocket) -> Coroutine[typing.Any, typing.Any, None]:
         self.channel_layer = hub.layer
-        await serve(hub, websocket, self._handle_connection(hub, websocket))
+        return self._handle_connection(hub, websocket)
 
     async def _handle_connection(self, hub: Hub, websocket: WebSocket) -> None:
+        # One frame from the task to the handler: the close code's bookkeeping is
+        # awaited only once the handler has ended (``close_code_for``).
         params = {
             name: value
             for name, value in websocket.path_params.items()
@@ -56,12 +58,14 @@ class FunctionConsumer(AsyncConsumer):
         }
         close_code = WS_1000_NORMAL_CLOSURE  # if the server cancels the handler
         try:
-            close_code = await run_handler(
-                hub, websocket, self._run(websocket, params), self.handler.__qualname__
-            )
+            try:
+                await self.handler(websocket, **params)
+            except Exception as exc:
+                close_code = await close_code_for(websocket, exc, self.handler.__qualname__)
+        except BaseException:
+            # Cancellation (or a failure to close) ends the handler here: its
+            # rooms are left before the exception travels on.
+            leave_now(hub, websocket)
+            raise
         finally:
             await finish(hub, websocket, close_code)
-
-    async def _run(self, websocket: WebSocket, params: dict[str, typing.Any]) -> int:
-        await self.handler(websocket, **params)
-        return WS_1000_NORMAL_CLOSURE

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import typing
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Callable, Coroutine
 
 from ..engine import Hub, current_hub, get_hub
 from ..exceptions import HistoryUnavailable, WebSocketException
-from .base import WebSocket, WebSocketDisconnect, WebSocketState
+from .base import WebSocket, WebSocketDisconnect, WebSocketState, current_websocket
 from .utils import WS_1000_NORMAL_CLOSURE, WS_1011_INTERNAL_ERROR, WS_1013_TRY_AGAIN_LATER
 
 logger = logging.getLogger("nexios_compat.consumers")
@@ -45,17 +46,6 @@ def leave_now(hub: Hub, websocket: WebSocket) -> None:
         hub.drop(channel)
 
 
-async def run_handler(hub: Hub, websocket: WebSocket, handling: Awaitable[int], name: str) -> int:
-    """Await a connection's handling (see ``close_code_of``); cancelled, leave its rooms first."""
-    try:
-        return await close_code_of(websocket, handling, name)
-    except BaseException:
-        # Cancellation (or anything close_code_of lets through) ends the handler
-        # here: its rooms are left before the exception travels on.
-        leave_now(hub, websocket)
-        raise
-
-
 async def open_socket(websocket: WebSocket) -> Hub | None:
     """Return this loop's hub, or refuse the handshake (``None``) if the server is shutting down."""
     hub = current_hub()
@@ -65,9 +55,13 @@ async def open_socket(websocket: WebSocket) -> Hub | None:
     return await get_hub()
 
 
-async def serve(hub: Hub, websocket: WebSocket, handler: Coroutine[typing.Any, typing.Any, None]) -> None:
-    """Run a connection's handler in its own task, which daphne's shutdown does not cancel.
+Begin = Callable[[Hub, WebSocket], Coroutine[typing.Any, typing.Any, None]]
 
+
+async def serve(websocket: WebSocket, begin: Begin) -> None:
+    """Open the socket on this loop's hub, then run its handler in a task daphne's shutdown does not cancel.
+
+    ``begin(hub, websocket)`` returns the handler's coroutine, once the hub is known.
     On SIGTERM daphne cancels every application, which would interrupt a
     handler wherever it is: mid-broadcast, mid-query, with no close frame and no
     ``on_disconnect``. Instead, while the hub drains (its shutdown closes every
@@ -75,14 +69,24 @@ async def serve(hub: Hub, websocket: WebSocket, handler: Coroutine[typing.Any, t
     any close. Every other cancellation (daphne's ``application_close_timeout``,
     a test's communicator, the hub's own deadline) reaches the handler as before.
     """
+    current_websocket.set(websocket)
+    hub = await open_socket(websocket)
+    if hub is None:
+        return
     this = asyncio.current_task()
-    task = asyncio.ensure_future(handler)
+    task = asyncio.ensure_future(begin(hub, websocket))
     shutdown = hub.shutdown
     shutdown.connection_started(websocket, task)
+    loop = asyncio.get_running_loop()
     try:
         while True:
+            # A bare future woken by the task, not asyncio.shield: what an idle socket
+            # holds while it waits is one future and one callback.
+            waiter = loop.create_future()
+            task.add_done_callback(functools.partial(_wake, waiter))
             try:
-                await asyncio.shield(task)
+                await waiter
+                task.result()  # what the handler raised, as shield would have
                 break
             except asyncio.CancelledError:
                 if task.done() or not shutdown.draining or this is None:
@@ -93,35 +97,38 @@ async def serve(hub: Hub, websocket: WebSocket, handler: Coroutine[typing.Any, t
                 this.uncancel()  # the server is stopping: the hub closes this socket instead
         if shutdown.stopping:
             # Let the 1001 close frame reach the client before daphne drops every connection.
-            await websocket.wait_closed(shutdown.deadline - asyncio.get_running_loop().time())
+            await websocket.wait_closed(shutdown.deadline - loop.time())
     finally:
         shutdown.connection_finished(websocket)
 
 
-async def close_code_of(websocket: WebSocket, handling: Awaitable[int], name: str) -> int:
-    """Await a connection's handling; return its close code, closing the socket for what it raised.
+def _wake(waiter: asyncio.Future[None], task: asyncio.Future[None]) -> None:
+    if not waiter.done():  # cancelled by the server's cancellation of the application
+        waiter.set_result(None)
+
+
+async def close_code_for(websocket: WebSocket, exc: Exception, name: str) -> int:
+    """The close code for what a connection's handling raised, closing the socket for it.
 
     A disconnect gives the client's code; a ``WebSocketException`` closes with its
     code and reason; ``HistoryUnavailable`` (a saved send the database could not
     take, which a function handler did not catch) sends the error frame and
     closes with 1013 Try Again Later; any other error is logged and closes only
-    this socket, with 1011.
+    this socket, with 1011. Awaited in the handler's own ``except``: the idle
+    socket keeps no frame of it.
     """
-    try:
-        return await handling
-    except WebSocketDisconnect as exc:
+    if isinstance(exc, WebSocketDisconnect):
         return exc.code
-    except WebSocketException as exc:
+    if isinstance(exc, WebSocketException):
         await websocket.close(exc.code, str(exc))
         return exc.code
-    except HistoryUnavailable as exc:
+    if isinstance(exc, HistoryUnavailable):
         # The database's fault, not the handler's: the client may reconnect and retry.
         logger.warning("%s: history unavailable; closing the socket with 1013", name)
         if websocket.application_state == WebSocketState.CONNECTED and not exc.reported:
             await websocket.send_text(exc.client_frame)
         await websocket.close(WS_1013_TRY_AGAIN_LATER, "History unavailable")
         return WS_1013_TRY_AGAIN_LATER
-    except Exception:
-        logger.exception("%s failed; closing the socket with 1011", name)
-        await websocket.close(WS_1011_INTERNAL_ERROR, "Internal error")
-        return WS_1011_INTERNAL_ERROR
+    logger.error("%s failed; closing the socket with 1011", name, exc_info=exc)
+    await websocket.close(WS_1011_INTERNAL_ERROR, "Internal error")
+    return WS_1011_INTERNAL_ERROR

@@ -264,15 +264,13 @@ class WebSocket(SendFlow):
                 raise WebSocketDisconnect(1000, "connection closed")
             raise RuntimeError('WebSocket is not connected. Need to call "accept" first.')
 
-    async def _receive_frame(self) -> Message:
-        self._require_connected()
-        message = await self.receive()
-        self._raise_on_disconnect(message)
-        return message
 
     async def receive_text(self) -> str:
         """Receive a text frame; a binary frame closes the socket with 1003."""
-        message = await self._receive_frame()
+        # Inline, not a helper coroutine: an idle socket waits here, one frame fewer.
+        self._require_connected()
+        message = await self.receive()
+        self._raise_on_disconnect(message)
         text = message.get("text")
         if text is None:
             await self.close(1003, "Expected a text frame")
@@ -281,7 +279,10 @@ class WebSocket(SendFlow):
 
     async def receive_bytes(self) -> bytes:
         """Receive a binary frame; a text frame closes the socket with 1003."""
-        message = await self._receive_frame()
+        # Inline, not a helper coroutine: an idle socket waits here, one frame fewer.
+        self._require_connected()
+        message = await self.receive()
+        self._raise_on_disconnect(message)
         data = message.get("bytes")
         if data is None:
             await self.close(1003, "Expected a binary frame")
@@ -292,7 +293,10 @@ class WebSocket(SendFlow):
         """Receive a frame and parse it as JSON; invalid JSON raises ``json.JSONDecodeError``."""
         if mode not in {"text", "binary"}:
             raise RuntimeError('The "mode" argument should be "text" or "binary".')
-        message = await self._receive_frame()
+        # Inline, not a helper coroutine: an idle socket waits here, one frame fewer.
+        self._require_connected()
+        message = await self.receive()
+        self._raise_on_disconnect(message)
         text = message.get("text")
         if text is None:
             raw = message.get("bytes") or b""

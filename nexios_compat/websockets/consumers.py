@@ -13,10 +13,11 @@ from channels.db import database_sync_to_async
 from ..encoding import loads
 from ..engine import Hub
 from ..exceptions import HistoryUnavailable, RoomAccessDenied, WebSocketException
+from ._asgi import passes_through
 from ._functions import FunctionConsumer, Handler
 from ._presence import default_presence_key
-from ._serving import finish, open_socket, run_handler, serve
-from .base import Message, Receive, Scope, Send, WebSocket, WebSocketState, current_websocket
+from ._serving import close_code_for, finish, leave_now, serve
+from .base import Message, Receive, Scope, Send, WebSocket, WebSocketState
 from .channels import Channel, ChannelBox, RemoteChannel, resume_point
 from .utils import (
     WS_1000_NORMAL_CLOSURE,
@@ -82,24 +83,31 @@ class WebSocketConsumer(AsyncConsumer):
             return PayloadTypeEnum.BYTES
         return PayloadTypeEnum.TEXT
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @passes_through
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> typing.Awaitable[None]:
         """Run one connection: on_connect, a receive loop with on_receive, on_disconnect."""
         if self.encoding not in {None, "text", "bytes", "json"}:
             raise ValueError(f"Unsupported encoding {self.encoding!r}: use None, 'text', 'bytes' or 'json'")
         self.scope = scope
         websocket = self.websocket = WebSocket(scope, receive, send)
-        current_websocket.set(websocket)
-        hub = await open_socket(websocket)
-        if hub is None:
-            return
+        return serve(websocket, self._begin)
+
+    def _begin(self, hub: Hub, websocket: WebSocket) -> typing.Coroutine[typing.Any, typing.Any, None]:
         self.channel_layer = hub.layer
         self.channel = Channel(websocket, self.payload_type, expires=self.expires)
-        await serve(hub, websocket, self._handle_connection(hub, websocket, self.channel))
+        return self._handle_connection(hub, websocket, self.channel)
 
     async def _handle_connection(self, hub: Hub, websocket: WebSocket, channel: Channel) -> None:
-        close_code = await run_handler(
-            hub, websocket, self._dispatch(hub, websocket, channel), type(self).__name__
-        )
+        try:
+            try:
+                close_code = await self._dispatch(hub, websocket, channel)
+            except Exception as exc:
+                close_code = await close_code_for(websocket, exc, type(self).__name__)
+        except BaseException:
+            # Cancellation (or a failure to close) ends the handler here: its
+            # rooms are left before the exception travels on.
+            leave_now(hub, websocket)
+            raise
         try:
             if websocket.client_state != WebSocketState.CONNECTING:
                 await self.on_disconnect(websocket, close_code)
