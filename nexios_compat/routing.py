@@ -131,10 +131,12 @@ class _RouteCollection:
             if match is not None:
                 _, _, kwargs = match
                 params = {**scope.get("url_route", {}).get("kwargs", {}), **kwargs}
-                inner = dict(scope, url_route={"args": (), "kwargs": params}, route_params=params)
-                inner.pop("path_params", None)
-                inner.setdefault("app", self)
-                return route.handle(inner, receive, send)
+                # In place, as Nexios's (Starlette's) router does, not a copy that every
+                # open socket would keep: Channels' middleware above already copied it.
+                scope.update(url_route={"args": (), "kwargs": params}, route_params=params)
+                scope.pop("path_params", None)
+                scope.setdefault("app", self)
+                return route.handle(scope, receive, send)
         return _not_found(receive, send)
 
     def __repr__(self) -> str:

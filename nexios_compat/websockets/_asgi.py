@@ -66,7 +66,8 @@ def fill_scope(scope: Scope) -> Scope:
     if "path_params" not in scope:
         # Nexios's router stores them as "route_params"; Channels' as url_route kwargs.
         params = scope.get("route_params") or scope.get("url_route", {}).get("kwargs", {})
-        scope["path_params"] = dict(params)
+        # The router's own dict is not copied again: nothing else holds it.
+        scope["path_params"] = params if type(params) is dict else dict(params)
     if "query_params" not in scope:
         scope["query_params"] = QueryParams(scope["query_string"])
     return scope

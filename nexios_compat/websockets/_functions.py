@@ -51,15 +51,10 @@ class FunctionConsumer(AsyncConsumer):
     async def _handle_connection(self, hub: Hub, websocket: WebSocket) -> None:
         # One frame from the task to the handler: the close code's bookkeeping is
         # awaited only once the handler has ended (``close_code_for``).
-        params = {
-            name: value
-            for name, value in websocket.path_params.items()
-            if self._takes_all or name in self._accepted
-        }
         close_code = WS_1000_NORMAL_CLOSURE  # if the server cancels the handler
         try:
             try:
-                await self.handler(websocket, **params)
+                await self.handler(websocket, **self._params(websocket))
             except Exception as exc:
                 close_code = await close_code_for(websocket, exc, self.handler.__qualname__)
         except BaseException:
@@ -69,3 +64,11 @@ class FunctionConsumer(AsyncConsumer):
             raise
         finally:
             await finish(hub, websocket, close_code)
+
+    def _params(self, websocket: WebSocket) -> dict[str, typing.Any]:
+        """The path parameters the handler takes."""
+        return {
+            name: value
+            for name, value in websocket.path_params.items()
+            if self._takes_all or name in self._accepted
+        }

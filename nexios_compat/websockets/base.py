@@ -264,7 +264,6 @@ class WebSocket(SendFlow):
                 raise WebSocketDisconnect(1000, "connection closed")
             raise RuntimeError('WebSocket is not connected. Need to call "accept" first.')
 
-
     async def receive_text(self) -> str:
         """Receive a text frame; a binary frame closes the socket with 1003."""
         # Inline, not a helper coroutine: an idle socket waits here, one frame fewer.
