@@ -181,22 +181,72 @@ def stamp_arrivals(
     queue.put_nowait = _StampedPut(queue, admit)  # type: ignore[method-assign,assignment]
 
 
+# Past this many items a ShortDeque is a deque again: popleft on a list is a shift.
+_SHORT = 8
+
+
+class ShortDeque:
+    """The few items of a receive queue's frames or waiting readers: a list, a deque only while long.
+
+    An empty ``collections.deque`` is 760 bytes (its first block of 64 slots); an idle
+    receive queue has no frame and one waiting reader, and keeps two deques for them.
+    This is what ``asyncio.Queue`` asks of both: append, popleft, remove, len, iteration.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: typing.Iterable[typing.Any] = ()) -> None:
+        self._items: list[typing.Any] | collections.deque[typing.Any] = list(items)
+
+    def append(self, item: typing.Any) -> None:
+        """Add ``item`` at the end."""
+        items = self._items
+        items.append(item)
+        if type(items) is list and len(items) > _SHORT:
+            self._items = collections.deque(items)
+
+    def popleft(self) -> typing.Any:
+        """Remove and return the first item (``IndexError`` when empty)."""
+        items = self._items
+        if isinstance(items, list):
+            return items.pop(0)
+        item = items.popleft()
+        if not items:  # a burst is over: back to the small form
+            self._items = []
+        return item
+
+    def remove(self, item: typing.Any) -> None:
+        """Remove the first occurrence of ``item`` (``ValueError`` when absent)."""
+        self._items.remove(item)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> typing.Iterator[typing.Any]:
+        return iter(self._items)
+
+    def __repr__(self) -> str:
+        return f"ShortDeque({list(self._items)!r})"
+
+
 # What an unbounded receive queue never uses, shared by all of them (see ``trim_queue``).
 _NO_PUTTERS: collections.deque[typing.Any] = collections.deque()
 _NOT_JOINED = asyncio.Event()
 
 
 def trim_queue(queue: asyncio.Queue[typing.Any]) -> None:
-    """Share the parts of an unbounded ``asyncio.Queue`` nobody uses, instead of two deques per socket.
+    """Share the parts of an unbounded ``asyncio.Queue`` nobody uses, and shrink the two it uses.
 
     daphne gives every connection a queue of its own; half of what it holds
     (about 1.6 KiB: the deque of putters waiting for room, and the event
     ``join()`` waits on, with its deque) only matters to a bounded queue or to
     ``join()``, which nothing calls on a receive queue. Both stay empty when shared:
     ``put`` never waits on an unbounded queue, and ``task_done`` is never called.
+    Its frames and its waiting readers, a deque each (1.5 KiB), are each a ``ShortDeque``.
     """
     if (
-        queue.maxsize > 0
+        type(queue) is not asyncio.Queue  # a PriorityQueue or LifoQueue keeps a list of its own
+        or queue.maxsize > 0
         or getattr(queue, "_putters", None) is None
         or queue._putters  # type: ignore[attr-defined]
         or not isinstance(getattr(queue, "_finished", None), asyncio.Event)
@@ -205,6 +255,9 @@ def trim_queue(queue: asyncio.Queue[typing.Any]) -> None:
         return
     queue._putters = _NO_PUTTERS  # type: ignore[attr-defined]
     queue._finished = _NOT_JOINED  # type: ignore[attr-defined]
+    for name in ("_queue", "_getters"):
+        if type(getattr(queue, name, None)) is collections.deque:
+            setattr(queue, name, ShortDeque(getattr(queue, name)))
 
 
 def client_gone(send: Send, queue: asyncio.Queue[Message] | None) -> bool:
