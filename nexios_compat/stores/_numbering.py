@@ -29,7 +29,7 @@ class KnownElsewhere(Exception):
 
 
 def insert_messages(rows: list[tuple[int, SavedMessage, PendingMessage]]) -> None:
-    """Insert message rows with one ``executemany``; raise ``KnownElsewhere`` if a client id was taken.
+    """Insert message rows with multi-row ``INSERT``s; raise ``KnownElsewhere`` if a client id was taken.
 
     ``bulk_create`` built a model instance per message and compiled a
     statement per batch: a third of a save's time on the database thread.
@@ -37,6 +37,9 @@ def insert_messages(rows: list[tuple[int, SavedMessage, PendingMessage]]) -> Non
     with the connection itself rather than its thread-local proxy (a lookup
     per value was most of a save's time), and once per distinct value in the
     columns whose values repeat across rows (room, kind, sender, time).
+    Rows go as few statements as the backend's parameter limit allows, not
+    one ``executemany``: sqlite3 steps (and lets go of the GIL, then waits
+    to take it back from the event loop) once per statement, so per row there.
     A row whose client id another transaction committed since the batch
     looked is skipped by ``ON CONFLICT`` (never an error that would end the
     transaction); the numbers are then wrong, so the caller rolls back.
@@ -46,10 +49,10 @@ def insert_messages(rows: list[tuple[int, SavedMessage, PendingMessage]]) -> Non
     fields = [typing.cast(Field, Message._meta.get_field(name)) for name in _MESSAGE_COLUMNS]
     table = connection.ops.quote_name(Message._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
+    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
     db = connections[DEFAULT_DB_ALIAS]
     prep = [_preparer(field, db, field.name in _REPEATING) for field in fields]
-    params = []
+    params: list[typing.Any] = []
     for room_id, record, message in rows:
         values = (
             room_id,
@@ -64,24 +67,35 @@ def insert_messages(rows: list[tuple[int, SavedMessage, PendingMessage]]) -> Non
             message.client_id if message.idempotency_key else None,
             message.sender_key,
         )
-        params.append([prepare(value) for prepare, value in zip(prep, values, strict=True)])
+        params.extend(prepare(value) for prepare, value in zip(prep, values, strict=True))
     # The partial unique index's own columns and predicate: both PostgreSQL and
     # SQLite infer that index from them, so no other constraint is ever skipped.
     target = ", ".join(
         connection.ops.quote_name(str(typing.cast(Field, Message._meta.get_field(name)).column))
         for name in ("room", "sender_key", "client_id")
     )
-    client_id = connection.ops.quote_name("client_id")
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
-        f"ON CONFLICT ({target}) WHERE {client_id} IS NOT NULL DO NOTHING"
-    )
+    conflict = f"ON CONFLICT ({target}) WHERE {connection.ops.quote_name('client_id')} IS NOT NULL DO NOTHING"
+    per_statement = _rows_per_statement(db, fields, len(rows))
+    width = len(fields)
+    inserted = 0
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
-        # Both drivers sum an executemany's rows; a skipped row counts none.
-        inserted = cursor.rowcount
+        for start in range(0, len(rows), per_statement):
+            count = min(per_statement, len(rows) - start)
+            sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([row_sql] * count)} {conflict}"
+            cursor.execute(sql, params[start * width : (start + count) * width])
+            # A row skipped by ON CONFLICT counts none.
+            inserted += cursor.rowcount
     if any(message.idempotency_key for _, _, message in rows) and inserted != len(rows):
         raise KnownElsewhere()
+
+
+def _rows_per_statement(db: BaseDatabaseWrapper, fields: list[Field], rows: int) -> int:
+    """Rows one ``INSERT`` may carry: the backend's batch size, within the wire protocol's parameter limit."""
+    return max(1, min(db.ops.bulk_batch_size(fields, [None] * rows), MAX_PARAMETERS // len(fields)))
+
+
+# PostgreSQL's protocol counts a statement's parameters in 16 bits (SQLite's limit is lower).
+MAX_PARAMETERS = 65_535
 
 
 _MESSAGE_COLUMNS = (
